@@ -1,0 +1,163 @@
+"""Spec -> ``torch.nn.Module``.
+
+Every block is lowered (see :mod:`nas.spec`) and each primitive becomes exactly one standard
+PyTorch module, so parameters equal the cost model's count by construction. Initialisation
+follows torchvision's ResNet/MobileNet convention: Kaiming-normal (fan-out) convolutions,
+BN weight 1 / bias 0, linear N(0, 0.01) with zero bias.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas import spec as S
+
+_ACTS = {
+    "relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid, "hsigmoid": nn.Hardsigmoid, "gelu": nn.GELU, "tanh": nn.Tanh,
+}
+
+
+class AddBranches(nn.Module):
+    """Sum of branch outputs (residual connection)."""
+
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branches[0](x)
+        for b in self.branches[1:]:
+            out = out + b(x)
+        return out
+
+
+class ConcatBranches(AddBranches):
+    """Channel concatenation of branch outputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class Gate(nn.Module):
+    """``x * branch(x)``: squeeze-and-excitation."""
+
+    def __init__(self, branch: nn.Module):
+        super().__init__()
+        self.branch = branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.branch(x)
+
+
+class PadShortcut(nn.Module):
+    """Option-A shortcut (He et al. 2016): stride-subsample and zero-pad channels."""
+
+    def __init__(self, extra_channels: int, stride: int):
+        super().__init__()
+        self.extra = extra_channels
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            # Pad half of the new channels before and half after, as the paper's CIFAR code.
+            before = self.extra // 2
+            x = F.pad(x, (0, 0, 0, 0, before, self.extra - before))
+        return x
+
+
+class Net(nn.Module):
+    """A built spec; ``layers[i]`` is the module of ``spec.layers[i]``."""
+
+    def __init__(self, spec: S.ArchSpec, layers: list[nn.Module]):
+        super().__init__()
+        self.spec = spec
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
+    """The module for one layer spec given its input shape."""
+    t = type(layer)
+    if t is S.Conv:
+        return nn.Conv2d(shape[0], layer.c, layer.k, stride=layer.s, padding=layer.padding,
+                         dilation=layer.d, groups=layer.g, bias=layer.bias)
+    if t is S.BN:
+        return nn.BatchNorm2d(shape[0], eps=layer.eps)
+    if t is S.Act:
+        return _ACTS[layer.fn]()
+    if t is S.MaxPool:
+        return nn.MaxPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil)
+    if t is S.AvgPool:
+        return nn.AvgPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil)
+    if t is S.GAP:
+        return nn.AdaptiveAvgPool2d(1)
+    if t is S.AdaptiveAvgPool:
+        return nn.AdaptiveAvgPool2d(layer.o)
+    if t is S.LRN:
+        return nn.LocalResponseNorm(layer.n, alpha=layer.alpha, beta=layer.beta, k=layer.kk)
+    if t is S.Dropout:
+        return nn.Dropout(layer.p)
+    if t is S.Flatten:
+        return nn.Flatten(1)
+    if t is S.Linear:
+        return nn.Linear(shape[0], layer.c, bias=layer.bias)
+    if t is S.Identity:
+        return nn.Identity()
+    if t is S.PadShortcut:
+        return PadShortcut(layer.c - shape[0], layer.s)
+    if t is S.Seq:
+        mods = []
+        for sub in layer.layers:
+            mods.append(module(sub, shape))
+            shape = S.out_shape(sub, shape)
+        return nn.Sequential(*mods)
+    if t is S.Add:
+        return AddBranches([module(b, shape) for b in layer.branches])
+    if t is S.Concat:
+        return ConcatBranches([module(b, shape) for b in layer.branches])
+    if t is S.Gate:
+        return Gate(module(layer.branch, shape))
+    if isinstance(layer, S.Block):
+        return module(layer.lower(shape), shape)
+    raise S.SpecError(f"no module for layer {layer!r}")
+
+
+def init_weights(net: nn.Module) -> None:
+    """torchvision-style initialisation (see the module docstring)."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build(spec: S.ArchSpec, *, seed: int | None = None) -> Net:
+    """Build ``spec`` into a :class:`Net`; ``seed`` makes the initial weights reproducible."""
+    if not isinstance(spec, S.ArchSpec):
+        raise TypeError(f"build() takes an ArchSpec, got {type(spec).__name__}; parse JSON "
+                        f"with ArchSpec.from_json or look a name up with "
+                        f"search_spaces.baselines.get")
+    shapes = [spec.input] + spec.shapes()
+    layers = [module(layer, shapes[i]) for i, layer in enumerate(spec.layers)]
+    net = Net(spec, layers)
+    if seed is None:
+        init_weights(net)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            init_weights(net)
+    return net

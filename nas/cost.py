@@ -1,0 +1,266 @@
+"""Analytic cost model: MACs, parameters, activations and memory from a spec alone.
+
+Definitions (per sample unless a batch is given):
+
+* **MACs**: multiply-accumulates of convolutions and fully connected layers, bias excluded:
+  ``C_out * H_out * W_out * (C_in / groups) * k * k`` per conv, ``F_in * F_out`` per fc.
+  This is exactly half of what ``torch.utils.flop_counter.FlopCounterMode`` reports for a
+  forward pass of the built model, and what torchvision's model tables call "GFLOPS".
+* **FLOPs** = 2 x MACs (the FlopCounterMode convention).
+* **params**: trainable parameters, exactly ``sum(p.numel() for p in model.parameters())``
+  (BN contributes its weight and bias; running statistics are buffers).
+* **activations**: elements of every tensor the forward pass creates (outputs of conv, BN,
+  activations, pooling, dropout, fc, add, concat and gate); views (flatten, identity) and
+  the input are not counted.
+* **pool_ops**: comparisons/additions of pooling layers (output elements x window; global
+  pooling: input elements); not part of MACs.
+* **memory** (training rule of thumb): ``2 x batch x activations x 4 B`` (forward
+  activations kept for backward, and their gradients) ``+ 3 x params x 4 B`` (weights,
+  gradients, one optimiser state), float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from nas import spec as S
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost of one top-level layer of a spec."""
+
+    name: str
+    type: str
+    out_shape: tuple[int, ...]
+    activations: int
+    macs: int
+    params: int
+    pool_ops: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def memory_bytes(self, batch: int = 1) -> int:
+        return memory_bytes(self.activations, self.params, batch)
+
+    def row(self, batch: int = 1) -> dict:
+        return {"name": self.name, "type": self.type, "out_shape": list(self.out_shape),
+                "activations": self.activations, "macs": self.macs, "flops": self.flops,
+                "params": self.params, "pool_ops": self.pool_ops,
+                "memory": self.memory_bytes(batch)}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Totals and per-layer rows for a whole spec."""
+
+    macs: int
+    params: int
+    activations: int
+    pool_ops: int
+    layers: tuple[LayerCost, ...] = ()
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def memory_bytes(self, batch: int = 1) -> int:
+        return memory_bytes(self.activations, self.params, batch)
+
+    def total(self, batch: int = 1) -> dict:
+        return {"macs": self.macs, "flops": self.flops, "params": self.params,
+                "activations": self.activations, "pool_ops": self.pool_ops,
+                "memory": self.memory_bytes(batch)}
+
+
+def memory_bytes(activations: int, params: int, batch: int = 1) -> int:
+    """Training-memory rule of thumb (see the module docstring)."""
+    return 2 * batch * activations * 4 + 3 * params * 4
+
+
+def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, int, int]:
+    """(macs, params, activations, pool_ops) of one primitive or combinator node."""
+    t = type(layer)
+    n_out = math.prod(out)
+    if t is S.Conv:
+        per_out = (inp[0] // layer.g) * layer.k * layer.k
+        params = layer.c * per_out + (layer.c if layer.bias else 0)
+        return n_out * per_out, params, n_out, 0
+    if t is S.Linear:
+        return inp[0] * layer.c, inp[0] * layer.c + (layer.c if layer.bias else 0), n_out, 0
+    if t is S.BN:
+        return 0, 2 * inp[0], n_out, 0
+    if t is S.MaxPool or t is S.AvgPool:
+        return 0, 0, n_out, n_out * layer.k * layer.k
+    if t is S.GAP or t is S.AdaptiveAvgPool:
+        return 0, 0, n_out, math.prod(inp)
+    if t is S.Flatten or t is S.Identity:
+        return 0, 0, 0, 0
+    # Activations, LRN, dropout, option-A shortcut, add / concat / gate outputs.
+    return 0, 0, n_out, 0
+
+
+@lru_cache(maxsize=65536)
+def layer_cost(layer: S.Layer, shape: S.Shape) -> tuple[int, int, int, int]:
+    """(macs, params, activations, pool_ops) of ``layer`` on input ``shape`` (memoised:
+    layer specs are immutable, so a block met again in another spec costs a dict lookup)."""
+    if layer.kind == "primitive":
+        return _primitive(layer, shape, S.out_shape(layer, shape))
+    macs = params = acts = pool = 0
+    for prim, inp, out in S.walk(layer, shape):
+        a, b, c, d = _primitive(prim, inp, out)
+        macs += a
+        params += b
+        acts += c
+        pool += d
+    return macs, params, acts, pool
+
+
+def totals(spec: S.ArchSpec) -> tuple[int, int, int]:
+    """(macs, params, activations) of a spec: the fast path used inside the search."""
+    macs = params = acts = 0
+    shape = spec.input
+    for layer, out in zip(spec.layers, spec.shapes()):
+        a, b, c, _ = layer_cost(layer, shape)
+        macs += a
+        params += b
+        acts += c
+        shape = out
+    return macs, params, acts
+
+
+def cost(spec: S.ArchSpec) -> Cost:
+    """Full cost of a spec with one row per top-level layer."""
+    rows = []
+    shape = spec.input
+    for i, (layer, out) in enumerate(zip(spec.layers, spec.shapes())):
+        macs, params, acts, pool = layer_cost(layer, shape)
+        rows.append(LayerCost(name=f"{i}:{layer.token()}", type=layer.type, out_shape=out,
+                              activations=acts, macs=macs, params=params, pool_ops=pool))
+        shape = out
+    return Cost(macs=sum(r.macs for r in rows), params=sum(r.params for r in rows),
+                activations=sum(r.activations for r in rows),
+                pool_ops=sum(r.pool_ops for r in rows), layers=tuple(rows))
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m nas.cost NAME_OR_SPEC_JSON
+# --------------------------------------------------------------------------------------------
+
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 -> '1.23M' (SI prefixes; bytes use the same decimal prefixes)."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def table_text(c: Cost, *, batch: int = 1, title: str = "") -> str:
+    """The per-layer table as aligned plain text."""
+    head = ("layer", "output", "activations", "MACs", "FLOPs", "params", "memory")
+    rows = [(r.name, "x".join(map(str, r.out_shape)), human(r.activations), human(r.macs),
+             human(r.flops), human(r.params), human(r.memory_bytes(batch), "B"))
+            for r in c.layers]
+    rows.append(("total", "", human(c.activations), human(c.macs), human(c.flops),
+                 human(c.params), human(c.memory_bytes(batch), "B")))
+    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    widths[0] = min(widths[0], 48)
+
+    def fmt(r: tuple) -> str:
+        name = r[0] if len(r[0]) <= widths[0] else r[0][: widths[0] - 1] + "~"
+        cells = [name.ljust(widths[0])] + [str(x).rjust(w) for x, w in zip(r[1:], widths[1:])]
+        return "  ".join(cells)
+
+    sep = "-" * len(fmt(head))
+    lines = [title] if title else []
+    lines += [fmt(head), sep, *(fmt(r) for r in rows[:-1]), sep, fmt(rows[-1])]
+    lines.append(f"exact: {c.macs:,} MACs, {c.params:,} params, {c.activations:,} "
+                 f"activations; training memory at batch {batch}: "
+                 f"{human(c.memory_bytes(batch), 'B')} "
+                 f"(2 x batch x activations x 4 B + 3 x params x 4 B)")
+    return "\n".join(lines)
+
+
+def resolve_spec(text: str, *, resolution: int | None = None, classes: int | None = None,
+                 in_channels: int | None = None) -> S.ArchSpec:
+    """A baseline name, a path to a spec JSON file, inline JSON, or a spec string."""
+    from pathlib import Path
+
+    from search_spaces import baselines
+
+    if text.lstrip().startswith("{"):
+        spec = S.ArchSpec.from_json(text)
+    elif text.endswith(".json") or Path(text).is_file():
+        path = Path(text)
+        if not path.is_file():
+            raise SystemExit(f"error: spec file {text!r} does not exist")
+        spec = S.ArchSpec.from_json(path.read_text())
+    elif " " in text.strip():
+        spec = S.ArchSpec.from_string(text)
+    else:
+        kw = {k: v for k, v in (("resolution", resolution), ("num_classes", classes),
+                                ("in_channels", in_channels)) if v is not None}
+        return baselines.get(text, **kw)
+    if resolution is not None or classes is not None or in_channels is not None:
+        raise SystemExit("error: --resolution/--classes/--channels apply to baseline names; a "
+                         "spec fixes its own input shape and classes")
+    return spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nas.cost",
+        description="Per-layer cost table (output shape, activations, MACs, FLOPs, params, "
+                    "training memory) of a classic network or a spec, computed analytically "
+                    "from the spec without building the model. MACs exclude biases and equal "
+                    "half of PyTorch's FlopCounterMode total.")
+    p.add_argument("arch", nargs="?", help="baseline name (see --list), a spec JSON file or "
+                   "inline JSON, or a quoted spec string such as '3x32x32 cba_c16 head_c10'")
+    p.add_argument("--list", action="store_true", help="list the baseline names and exit")
+    p.add_argument("--resolution", type=int, help="input resolution for a baseline name")
+    p.add_argument("--classes", type=int, help="number of classes for a baseline name")
+    p.add_argument("--channels", type=int, help="input channels for a baseline name")
+    p.add_argument("--batch", type=int, default=1, help="batch size for the memory column")
+    p.add_argument("--json", action="store_true",
+                   help='print {"layers": [...], "total": {...}} instead of the table')
+    args = p.parse_args(argv)
+    from search_spaces import baselines
+
+    if args.list:
+        for name, info in baselines.BASELINES.items():
+            print(f"{name:22s} {info.description}")
+        return 0
+    if not args.arch:
+        p.error("give a baseline name, a spec JSON, or --list")
+    if args.batch < 1:
+        p.error(f"--batch must be >= 1, got {args.batch}")
+    try:
+        spec = resolve_spec(args.arch, resolution=args.resolution, classes=args.classes,
+                            in_channels=args.channels)
+    except (ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c = cost(spec)
+    if args.json:
+        print(json.dumps({"name": spec.name, "spec": spec.to_string(),
+                          "layers": [r.row(args.batch) for r in c.layers],
+                          "total": c.total(args.batch)}, indent=1))
+    else:
+        title = (f"{spec.name or 'spec'}: input {'x'.join(map(str, spec.input))}, "
+                 f"{spec.num_classes} classes")
+        print(table_text(c, batch=args.batch, title=title))
+    return 0
+
+
+__all__ = ["Cost", "LayerCost", "cost", "totals", "layer_cost", "memory_bytes"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1001 @@
+"""ArchSpec: the one description of a network that everything else reads.
+
+A spec is an input shape plus an ordered tuple of typed, frozen layer specs. Layers come in
+three kinds:
+
+* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, ...), which
+  ``nas.build`` turns into one ``nn.Module`` each and ``nas.cost`` prices with a formula;
+* **combinators** (``seq``, ``add``, ``concat``, ``gate``), which wire sub-layers together;
+* **blocks** (MBConv ``ir``, residual ``basic`` / ``bottle`` / ``preact``, ``incep``,
+  ``dense``, ``trans``, ``dws``, ``cba``, ``head``), which *lower* to primitives and
+  combinators given their input shape. Blocks never build modules or compute costs
+  themselves, so the builder and the cost model cannot drift apart.
+
+Shapes are ``(C, H, W)`` for feature maps and ``(F,)`` for flat feature vectors (after
+``flatten``); a layer given the wrong kind, or producing an empty output, raises
+:class:`SpecError` naming the layer and the shapes.
+
+String form (timm-style tokens, documented here where it is parsed)::
+
+    3x224x224 cba_c32_k3_s2_arelu6 ir_c16_e1 ir_c24_e6_s2*2 ... head_c1000_p0.2
+
+The first token is the input shape ``CxHxW``. Every other token is ``type`` followed by
+``_<key><value>`` for each field that differs from its default (keys are field names, matched
+longest first; booleans are ``0``/``1``). ``incep`` writes its six branch widths positionally,
+dash-separated. ``*N`` repeats a token N times. Combinators print as ``type[a b | c d]`` with
+``|`` between branches; they round-trip through JSON, the string form of plain tokens parses
+back too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from functools import lru_cache
+from typing import Any, ClassVar
+
+Shape = tuple[int, ...]
+
+ACTIVATIONS = ("relu", "relu6", "hswish", "silu", "sigmoid", "hsigmoid", "gelu", "tanh")
+
+
+class SpecError(ValueError):
+    """An architecture description that is malformed or internally inconsistent."""
+
+
+# --------------------------------------------------------------------------------------------
+# Field declarations and validation
+# --------------------------------------------------------------------------------------------
+
+
+def _f(default: Any = MISSING, *, lo: float | None = None, choices: Sequence | None = None,
+       kind: type | None = None) -> Any:
+    """Dataclass field with validation metadata (minimum, allowed choices, python kind)."""
+    meta = {"lo": lo, "choices": choices, "kind": kind}
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_value(cls_name: str, name: str, value: Any, meta: dict) -> Any:
+    kind = meta.get("kind")
+    where = f"{cls_name}.{name}"
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise SpecError(f"{where}: expected an integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+    elif kind is bool:
+        if value in (0, 1) and not isinstance(value, float):
+            value = bool(value)
+        else:
+            raise SpecError(f"{where}: expected true/false (or 0/1), got {value!r}")
+    elif kind is str and not isinstance(value, str):
+        raise SpecError(f"{where}: expected a string, got {value!r}")
+    lo = meta.get("lo")
+    if lo is not None and value is not None and value < lo:
+        raise SpecError(f"{where}: must be >= {lo:g}, got {value!r}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise SpecError(f"{where}: must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+class Layer:
+    """Base of every layer spec. Subclasses are frozen dataclasses with a ``type`` token."""
+
+    type: ClassVar[str] = ""
+    #: fields written positionally (dash-joined) right after the type in the string form
+    positional: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = "primitive"  # primitive | combinator | block
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not f.metadata:
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            checked = _check_value(self.type, f.name, value, f.metadata)
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks (override)."""
+
+    # Shape rules -----------------------------------------------------------------------------
+    def out_shape(self, shape: Shape) -> Shape:
+        """Output shape for ``shape``; blocks lower first."""
+        return out_shape(self, shape)
+
+    def lower(self, shape: Shape) -> Layer:  # pragma: no cover - blocks override
+        raise NotImplementedError
+
+    # Serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"type": self.type}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple) and v and isinstance(v[0], (Layer, tuple)):
+                d[f.name] = _children_to_json(v)
+            elif f.default is MISSING or v != f.default:
+                d[f.name] = v
+        return d
+
+    def token(self) -> str:
+        parts = [self.type]
+        if self.positional:
+            parts.append("-".join(_fmt(getattr(self, n)) for n in self.positional))
+        for f in fields(self):
+            if f.name in self.positional:
+                continue
+            v = getattr(self, f.name)
+            if f.default is not MISSING and v == f.default:
+                continue
+            parts.append(f"{f.name}{_fmt(v)}")
+        return "_".join(parts)
+
+    def __str__(self) -> str:
+        return self.token()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return format(v, "g")
+    return str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Primitives
+# --------------------------------------------------------------------------------------------
+
+
+def _spatial(layer: Layer, size: int, k: int, s: int, p: int, d: int = 1,
+             ceil: bool = False) -> int:
+    """PyTorch's output-size rule for conv / pooling (torch.nn.Conv2d, MaxPool2d docs)."""
+    eff = d * (k - 1) + 1
+    num = size + 2 * p - eff
+    if num < 0:
+        return 0
+    if ceil:
+        out = -(-num // s) + 1
+        # PyTorch drops the last window if it would start inside the right padding.
+        if (out - 1) * s >= size + p:
+            out -= 1
+        return out
+    return num // s + 1
+
+
+def _need_map(layer: Layer, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise SpecError(f"{layer.token()} needs a feature map (C, H, W) but gets a flat "
+                        f"vector {tuple(shape)}; remove the flatten before it")
+    return shape  # type: ignore[return-value]
+
+
+def _check_nonempty(layer: Layer, shape: Shape, out: Shape) -> Shape:
+    if any(x <= 0 for x in out):
+        raise SpecError(f"{layer.token()} on input {tuple(shape)} would produce an empty output "
+                        f"{tuple(out)}; use a larger input resolution or less downsampling")
+    return out
+
+
+@dataclass(frozen=True)
+class Conv(Layer):
+    """2-D convolution; ``p=None`` means 'same' padding ``d*(k-1)//2``."""
+
+    type: ClassVar[str] = "conv"
+    c: int = _f(kind=int, lo=1)
+    k: int = _f(3, kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    p: int | None = _f(None, kind=int, lo=0)
+    d: int = _f(1, kind=int, lo=1)
+    g: int = _f(1, kind=int, lo=1)
+    bias: bool = _f(False, kind=bool)
+
+    @property
+    def padding(self) -> int:
+        return self.d * (self.k - 1) // 2 if self.p is None else self.p
+
+    def validate(self) -> None:
+        if self.c % self.g:
+            raise SpecError(f"{self.token()}: output channels {self.c} not divisible by "
+                            f"groups {self.g}")
+
+
+@dataclass(frozen=True)
+class BN(Layer):
+    type: ClassVar[str] = "bn"
+    eps: float = _f(1e-5, kind=float, lo=0.0)
+
+
+@dataclass(frozen=True)
+class Act(Layer):
+    """Activation; its token is the function name alone (``relu``, ``hswish``, ...)."""
+
+    type: ClassVar[str] = "act"
+    fn: str = _f("relu", kind=str, choices=ACTIVATIONS)
+
+    def token(self) -> str:
+        return self.fn
+
+    def to_dict(self) -> dict:
+        return {"type": "act", "fn": self.fn}
+
+
+@dataclass(frozen=True)
+class MaxPool(Layer):
+    type: ClassVar[str] = "maxpool"
+    k: int = _f(kind=int, lo=1)
+    s: int | None = _f(None, kind=int, lo=1)
+    p: int = _f(0, kind=int, lo=0)
+    ceil: bool = _f(False, kind=bool)
+
+    @property
+    def stride(self) -> int:
+        return self.k if self.s is None else self.s
+
+
+@dataclass(frozen=True)
+class AvgPool(MaxPool):
+    type: ClassVar[str] = "avgpool"
+
+
+@dataclass(frozen=True)
+class GAP(Layer):
+    """Global average pooling to (C, 1, 1)."""
+
+    type: ClassVar[str] = "gap"
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool(Layer):
+    type: ClassVar[str] = "aap"
+    o: int = _f(kind=int, lo=1)
+
+
+@dataclass(frozen=True)
+class LRN(Layer):
+    """Local response normalisation (Krizhevsky et al. 2012, section 3.3)."""
+
+    type: ClassVar[str] = "lrn"
+    n: int = _f(5, kind=int, lo=1)
+    alpha: float = _f(1e-4, kind=float, lo=0.0)
+    beta: float = _f(0.75, kind=float, lo=0.0)
+    kk: float = _f(2.0, kind=float, lo=0.0)
+
+
+@dataclass(frozen=True)
+class Dropout(Layer):
+    type: ClassVar[str] = "dropout"
+    p: float = _f(0.5, kind=float, lo=0.0)
+
+    def validate(self) -> None:
+        if self.p >= 1.0:
+            raise SpecError(f"dropout.p must be < 1, got {self.p}")
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    type: ClassVar[str] = "flatten"
+
+
+@dataclass(frozen=True)
+class Linear(Layer):
+    type: ClassVar[str] = "fc"
+    c: int = _f(kind=int, lo=1)
+    bias: bool = _f(True, kind=bool)
+
+
+@dataclass(frozen=True)
+class Identity(Layer):
+    type: ClassVar[str] = "id"
+
+
+@dataclass(frozen=True)
+class PadShortcut(Layer):
+    """He et al. (2016) option-A shortcut: subsample by ``s``, zero-pad channels to ``c``."""
+
+    type: ClassVar[str] = "pad"
+    c: int = _f(kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Combinators
+# --------------------------------------------------------------------------------------------
+
+
+def _as_layers(value: Any, where: str) -> tuple[Layer, ...]:
+    if not isinstance(value, (tuple, list)):
+        raise SpecError(f"{where}: expected a list of layers, got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, dict):
+            v = layer_from_dict(v, where=f"{where}[{i}]")
+        if not isinstance(v, Layer):
+            raise SpecError(f"{where}[{i}]: expected a layer, got {v!r}")
+        out.append(v)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Seq(Layer):
+    type: ClassVar[str] = "seq"
+    kind: ClassVar[str] = "combinator"
+    layers: tuple[Layer, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _as_layers(self.layers, "seq.layers"))
+
+    def token(self) -> str:
+        return "seq[" + " ".join(x.token() for x in self.layers) + "]"
+
+
+@dataclass(frozen=True)
+class _Branches(Layer):
+    kind: ClassVar[str] = "combinator"
+    branches: tuple[Layer, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branches",
+                           _as_layers(self.branches, f"{self.type}.branches"))
+        if not self.branches:
+            raise SpecError(f"{self.type}: needs at least one branch")
+
+    def token(self) -> str:
+        return f"{self.type}[" + " | ".join(x.token() for x in self.branches) + "]"
+
+
+@dataclass(frozen=True)
+class Add(_Branches):
+    """Element-wise sum of branches (residual connections)."""
+
+    type: ClassVar[str] = "add"
+
+
+@dataclass(frozen=True)
+class Concat(_Branches):
+    """Channel concatenation of branches (inception, dense connections)."""
+
+    type: ClassVar[str] = "concat"
+
+
+@dataclass(frozen=True)
+class Gate(Layer):
+    """``x * branch(x)`` with a (C, 1, 1) gate: squeeze-and-excitation (Hu et al. 2018)."""
+
+    type: ClassVar[str] = "gate"
+    kind: ClassVar[str] = "combinator"
+    branch: Layer = field(default_factory=Identity)
+
+    def __post_init__(self) -> None:
+        b = self.branch
+        if isinstance(b, dict):
+            object.__setattr__(self, "branch", layer_from_dict(b, where="gate.branch"))
+        elif not isinstance(b, Layer):
+            raise SpecError(f"gate.branch: expected a layer, got {b!r}")
+
+    def token(self) -> str:
+        return f"gate[{self.branch.token()}]"
+
+    def to_dict(self) -> dict:
+        return {"type": "gate", "branch": self.branch.to_dict()}
+
+
+def _children_to_json(v: tuple) -> list:
+    return [x.to_dict() for x in v]
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks (lowered to primitives + combinators)
+# --------------------------------------------------------------------------------------------
+
+
+def squeeze_excite(channels: int, squeeze: int) -> Gate:
+    """SE gate: GAP -> 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> sigmoid (Hu et al. 2018)."""
+    return Gate(Seq((GAP(), Conv(c=squeeze, k=1, bias=True), Act("relu"),
+                     Conv(c=channels, k=1, bias=True), Act("sigmoid"))))
+
+
+def _cba(c: int, k: int = 1, s: int = 1, g: int = 1, act: str | None = "relu",
+         eps: float = 1e-5) -> tuple[Layer, ...]:
+    out: tuple[Layer, ...] = (Conv(c=c, k=k, s=s, g=g), BN(eps=eps))
+    return out + ((Act(act),) if act else ())
+
+
+class Block(Layer):
+    kind: ClassVar[str] = "block"
+
+
+@dataclass(frozen=True)
+class ConvBNAct(Block):
+    """Conv (no bias) -> BN -> activation (``a=''`` for none)."""
+
+    type: ClassVar[str] = "cba"
+    c: int = _f(kind=int, lo=1)
+    k: int = _f(3, kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    g: int = _f(1, kind=int, lo=1)
+    a: str = _f("relu", kind=str, choices=ACTIVATIONS + ("",))
+
+    def lower(self, shape: Shape) -> Layer:
+        return Seq(_cba(self.c, self.k, self.s, self.g, self.a or None))
+
+
+@dataclass(frozen=True)
+class MBConv(Block):
+    """Inverted residual (Sandler et al. 2018) with optional SE (Tan & Le 2019).
+
+    ``e`` expands the input channels (hidden = round(C_in * e), as torchvision's
+    MobileNetV2); ``se`` is the SE squeeze ratio relative to the block's input channels
+    (EfficientNet / timm convention), 0 for none. Residual when stride 1 and C_in == c.
+    """
+
+    type: ClassVar[str] = "ir"
+    c: int = _f(kind=int, lo=1)
+    k: int = _f(3, kind=int, lo=1)
+    e: float = _f(6.0, kind=float, lo=1.0)
+    s: int = _f(1, kind=int, lo=1)
+    se: float = _f(0.0, kind=float, lo=0.0)
+    a: str = _f("relu6", kind=str, choices=ACTIVATIONS)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        hidden = int(round(cin * self.e))
+        body: list[Layer] = []
+        if hidden != cin:
+            body += _cba(hidden, 1, act=self.a)
+        body += _cba(hidden, self.k, self.s, g=hidden, act=self.a)
+        if self.se > 0:
+            body.append(squeeze_excite(hidden, max(1, int(cin * self.se))))
+        body += _cba(self.c, 1, act=None)
+        main = Seq(tuple(body))
+        if self.s == 1 and cin == self.c:
+            return Add((main, Identity()))
+        return main
+
+
+@dataclass(frozen=True)
+class DWSeparable(Block):
+    """MobileNetV1 depthwise-separable conv: dw kxk -> BN -> act -> 1x1 -> BN -> act."""
+
+    type: ClassVar[str] = "dws"
+    c: int = _f(kind=int, lo=1)
+    k: int = _f(3, kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    a: str = _f("relu", kind=str, choices=ACTIVATIONS)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        return Seq(_cba(cin, self.k, self.s, g=cin, act=self.a) + _cba(self.c, 1, act=self.a))
+
+
+def _shortcut(cin: int, c: int, s: int, sc: str) -> Layer:
+    if s == 1 and cin == c:
+        return Identity()
+    if sc == "A":
+        return PadShortcut(c=c, s=s)
+    return Seq((Conv(c=c, k=1, s=s), BN()))
+
+
+@dataclass(frozen=True)
+class BasicBlock(Block):
+    """ResNet basic block (He et al. 2016): two 3x3 convs, post-activation.
+
+    ``sc`` picks the shortcut when the shape changes: ``B`` a 1x1 conv + BN projection,
+    ``A`` parameter-free subsampling with zero-padded channels (the paper's CIFAR nets).
+    ``se`` is the SE squeeze ratio relative to the output channels (SENet: 1/16).
+    """
+
+    type: ClassVar[str] = "basic"
+    c: int = _f(kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    se: float = _f(0.0, kind=float, lo=0.0)
+    sc: str = _f("B", kind=str, choices=("A", "B"))
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        body = list(_cba(self.c, 3, self.s) + _cba(self.c, 3, act=None))
+        if self.se > 0:
+            body.append(squeeze_excite(self.c, max(1, int(self.c * self.se))))
+        return Seq((Add((Seq(tuple(body)), _shortcut(cin, self.c, self.s, self.sc))),
+                    Act("relu")))
+
+
+@dataclass(frozen=True)
+class Bottleneck(Block):
+    """ResNet bottleneck (ResNet v1.5: stride on the 3x3), grouped for ResNeXt (Xie 2017).
+
+    ``m`` is the width of the 1x1-3x3 middle, ``c`` the output width, ``g`` the groups of
+    the 3x3; ``se`` as in :class:`BasicBlock`.
+    """
+
+    type: ClassVar[str] = "bottle"
+    c: int = _f(kind=int, lo=1)
+    m: int = _f(kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    g: int = _f(1, kind=int, lo=1)
+    se: float = _f(0.0, kind=float, lo=0.0)
+    sc: str = _f("B", kind=str, choices=("A", "B"))
+
+    def validate(self) -> None:
+        if self.m % self.g:
+            raise SpecError(f"{self.token()}: middle width m={self.m} is not divisible by "
+                            f"groups g={self.g}")
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        body = list(_cba(self.m, 1) + _cba(self.m, 3, self.s, g=self.g)
+                    + _cba(self.c, 1, act=None))
+        if self.se > 0:
+            body.append(squeeze_excite(self.c, max(1, int(self.c * self.se))))
+        return Seq((Add((Seq(tuple(body)), _shortcut(cin, self.c, self.s, self.sc))),
+                    Act("relu")))
+
+
+@dataclass(frozen=True)
+class PreActBlock(Block):
+    """Pre-activation basic block (He et al. 2016b) as in Wide ResNets (Zagoruyko 2016):
+    BN-ReLU-conv3x3-BN-ReLU-(dropout)-conv3x3, plus identity or a 1x1 conv shortcut."""
+
+    type: ClassVar[str] = "preact"
+    c: int = _f(kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    drop: float = _f(0.0, kind=float, lo=0.0)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        body: list[Layer] = [BN(), Act("relu"), Conv(c=self.c, k=3, s=self.s), BN(), Act("relu")]
+        if self.drop > 0:
+            body.append(Dropout(self.drop))
+        body.append(Conv(c=self.c, k=3))
+        short: Layer = (Identity() if self.s == 1 and cin == self.c
+                        else Conv(c=self.c, k=1, s=self.s))
+        return Add((Seq(tuple(body)), short))
+
+
+@dataclass(frozen=True)
+class Inception(Block):
+    """GoogLeNet inception module (Szegedy et al. 2015), conv-BN-ReLU units as torchvision.
+
+    Positional widths: ``b1`` (1x1 branch), ``r3``/``b3`` (1x1 reduction / 3x3),
+    ``r5``/``b5`` (reduction / the "5x5" branch), ``pp`` (pool projection after a 3x3
+    max-pool). A width of 0 drops a branch (``b1``, ``pp``) or its reduction (``r3``,
+    ``r5``). ``k`` is the kernel of the 5x5 branch (torchvision's GoogLeNet uses 3, a known
+    quirk kept for its weights); ``f=1`` factorises it into two 3x3 convs (Szegedy 2016).
+    ``r=1`` adds a residual connection: a 1x1 conv + BN maps the concatenation back to the
+    input width, added to the input, then ReLU (Inception-ResNet, Szegedy 2017).
+    """
+
+    type: ClassVar[str] = "incep"
+    positional: ClassVar[tuple[str, ...]] = ("b1", "r3", "b3", "r5", "b5", "pp")
+    b1: int = _f(kind=int, lo=0)
+    r3: int = _f(kind=int, lo=0)
+    b3: int = _f(kind=int, lo=1)
+    r5: int = _f(kind=int, lo=0)
+    b5: int = _f(kind=int, lo=1)
+    pp: int = _f(kind=int, lo=0)
+    k: int = _f(5, kind=int, lo=1)
+    f: bool = _f(False, kind=bool)
+    r: bool = _f(False, kind=bool)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        eps = 1e-3
+        branches: list[Layer] = []
+        if self.b1:
+            branches.append(Seq(_cba(self.b1, 1, eps=eps)))
+        b3 = (_cba(self.r3, 1, eps=eps) if self.r3 else ()) + _cba(self.b3, 3, eps=eps)
+        branches.append(Seq(b3))
+        b5 = _cba(self.r5, 1, eps=eps) if self.r5 else ()
+        if self.f:
+            b5 += _cba(self.b5, 3, eps=eps) + _cba(self.b5, 3, eps=eps)
+        else:
+            b5 += _cba(self.b5, self.k, eps=eps)
+        branches.append(Seq(b5))
+        if self.pp:
+            branches.append(Seq((MaxPool(k=3, s=1, p=1, ceil=True),)
+                                + _cba(self.pp, 1, eps=eps)))
+        cat = Concat(tuple(branches))
+        if not self.r:
+            return cat
+        proj = Seq((cat, Conv(c=cin, k=1), BN(eps=eps)))
+        return Seq((Add((proj, Identity())), Act("relu")))
+
+
+@dataclass(frozen=True)
+class DenseLayer(Block):
+    """DenseNet layer (Huang et al. 2017): concat(x, conv3x3(g) o BN-ReLU o conv1x1(b*g) o
+    BN-ReLU (x)); growth ``g``, bottleneck factor ``b``."""
+
+    type: ClassVar[str] = "dense"
+    g: int = _f(kind=int, lo=1)
+    b: int = _f(4, kind=int, lo=1)
+
+    def lower(self, shape: Shape) -> Layer:
+        body = (BN(), Act("relu"), Conv(c=self.b * self.g, k=1), BN(), Act("relu"),
+                Conv(c=self.g, k=3))
+        return Concat((Identity(), Seq(body)))
+
+
+@dataclass(frozen=True)
+class Transition(Block):
+    """DenseNet transition: BN -> ReLU -> 1x1 conv -> 2x2 average pool."""
+
+    type: ClassVar[str] = "trans"
+    c: int = _f(kind=int, lo=1)
+
+    def lower(self, shape: Shape) -> Layer:
+        return Seq((BN(), Act("relu"), Conv(c=self.c, k=1), AvgPool(k=2, s=2)))
+
+
+@dataclass(frozen=True)
+class Head(Block):
+    """Classifier head: global average pool -> flatten -> (dropout) -> fc(c)."""
+
+    type: ClassVar[str] = "head"
+    c: int = _f(kind=int, lo=1)
+    p: float = _f(0.0, kind=float, lo=0.0)
+
+    def lower(self, shape: Shape) -> Layer:
+        mid: tuple[Layer, ...] = (Dropout(self.p),) if self.p > 0 else ()
+        return Seq((GAP(), Flatten()) + mid + (Linear(c=self.c),))
+
+
+# --------------------------------------------------------------------------------------------
+# Registry, shape inference
+# --------------------------------------------------------------------------------------------
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.type: cls
+    for cls in (Conv, BN, Act, MaxPool, AvgPool, GAP, AdaptiveAvgPool, LRN, Dropout, Flatten,
+                Linear, Identity, PadShortcut, Seq, Add, Concat, Gate, ConvBNAct, MBConv,
+                DWSeparable, BasicBlock, Bottleneck, PreActBlock, Inception, DenseLayer,
+                Transition, Head)
+}
+
+
+def out_shape(layer: Layer, shape: Shape) -> Shape:
+    """Output shape of ``layer`` on ``shape``; raises :class:`SpecError` when inconsistent."""
+    return _out_shape(layer, tuple(shape))
+
+
+@lru_cache(maxsize=65536)
+def _out_shape(layer: Layer, shape: Shape) -> Shape:
+    t = type(layer)
+    if t is Conv:
+        c, h, w = _need_map(layer, shape)
+        if c % layer.g:
+            raise SpecError(f"{layer.token()}: input channels {c} not divisible by groups "
+                            f"{layer.g}")
+        p = layer.padding
+        out = (layer.c, _spatial(layer, h, layer.k, layer.s, p, layer.d),
+               _spatial(layer, w, layer.k, layer.s, p, layer.d))
+        return _check_nonempty(layer, shape, out)
+    if t is BN or t is Act or t is Dropout or t is Identity or t is LRN:
+        if t is not Act and t is not Dropout and t is not Identity:
+            _need_map(layer, shape)
+        return shape
+    if t is MaxPool or t is AvgPool:
+        c, h, w = _need_map(layer, shape)
+        if layer.p * 2 > layer.k:
+            raise SpecError(f"{layer.token()}: padding {layer.p} exceeds half the kernel "
+                            f"{layer.k} (PyTorch rejects this)")
+        out = (c, _spatial(layer, h, layer.k, layer.stride, layer.p, ceil=layer.ceil),
+               _spatial(layer, w, layer.k, layer.stride, layer.p, ceil=layer.ceil))
+        return _check_nonempty(layer, shape, out)
+    if t is GAP:
+        return (_need_map(layer, shape)[0], 1, 1)
+    if t is AdaptiveAvgPool:
+        return (_need_map(layer, shape)[0], layer.o, layer.o)
+    if t is Flatten:
+        return (math.prod(shape),)
+    if t is Linear:
+        if len(shape) != 1:
+            raise SpecError(f"{layer.token()} needs a flat vector but gets a feature map "
+                            f"{tuple(shape)}; put 'flatten' (or 'gap flatten') before it")
+        return (layer.c,)
+    if t is PadShortcut:
+        c, h, w = _need_map(layer, shape)
+        if layer.c < c:
+            raise SpecError(f"{layer.token()}: cannot pad {c} channels down to {layer.c}")
+        return (layer.c, -(-h // layer.s), -(-w // layer.s))
+    if t is Seq:
+        for i, sub in enumerate(layer.layers):
+            try:
+                shape = _out_shape(sub, shape)
+            except SpecError as e:
+                raise SpecError(f"[{i}] {e}") from None
+        return shape
+    if t is Add or t is Concat:
+        outs = []
+        for i, b in enumerate(layer.branches):
+            try:
+                outs.append(_out_shape(b, shape))
+            except SpecError as e:
+                raise SpecError(f"{layer.type} branch {i}: {e}") from None
+        if t is Add:
+            if any(o != outs[0] for o in outs):
+                raise SpecError(f"add: branch output shapes differ {outs}; a residual "
+                                f"connection needs equal shapes (use a projection shortcut)")
+            return outs[0]
+        if any(len(o) != 3 or o[1:] != outs[0][1:] for o in outs):
+            raise SpecError(f"concat: branch spatial sizes differ {outs}")
+        return (sum(o[0] for o in outs),) + outs[0][1:]
+    if t is Gate:
+        g = _out_shape(layer.branch, shape)
+        if len(shape) != 3 or g != (shape[0], 1, 1):
+            raise SpecError(f"gate: branch must give ({shape[0]}, 1, 1) on {shape}, gives {g}")
+        return shape
+    if isinstance(layer, Block):
+        return _out_shape(layer.lower(shape), shape)
+    raise SpecError(f"unknown layer {layer!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+
+
+def layer_from_dict(d: Any, *, where: str = "layer") -> Layer:
+    """Build a layer from its JSON form; errors name the offending field (e.g. layers[3].k)."""
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: expected an object with a 'type', got {d!r}")
+    if "type" not in d:
+        raise SpecError(f"{where}: missing field 'type' (one of {sorted(LAYER_TYPES)})")
+    kind = d["type"]
+    if kind in ACTIVATIONS:
+        d = {"type": "act", "fn": kind, **{k: v for k, v in d.items() if k != "type"}}
+        kind = "act"
+    cls = LAYER_TYPES.get(kind)
+    if cls is None:
+        raise SpecError(f"{where}.type: unknown layer type {kind!r}; known: "
+                        f"{sorted(LAYER_TYPES) + list(ACTIVATIONS)}")
+    names = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k == "type":
+            continue
+        if k not in names:
+            raise SpecError(f"{where}.{k}: unknown field for {kind!r}; fields: {sorted(names)}")
+        if k in ("layers", "branches"):
+            v = _as_layers(v, f"{where}.{k}")
+        elif k == "branch":
+            v = layer_from_dict(v, where=f"{where}.branch")
+        kwargs[k] = v
+    missing = [n for n, f in names.items()
+               if f.default is MISSING and f.default_factory is MISSING and n not in kwargs]
+    if missing:
+        raise SpecError(f"{where}: {kind!r} is missing required field(s) {missing}")
+    try:
+        return cls(**kwargs)
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+_VALUE_RE = re.compile(r"^-?\d+(\.\d*)?(e-?\d+)?$")
+
+
+def _parse_value(cls: type[Layer], name: str, text: str, where: str) -> Any:
+    f = {f.name: f for f in fields(cls)}[name]
+    kind = f.metadata.get("kind")
+    if kind is str:
+        return text
+    if not _VALUE_RE.match(text):
+        raise SpecError(f"{where}: field {name!r} needs a number, got {text!r}")
+    num = float(text)
+    if kind is int or kind is bool:
+        if not num.is_integer():
+            raise SpecError(f"{where}: field {name!r} needs an integer, got {text!r}")
+        return int(num)
+    return num
+
+
+def layer_from_token(token: str) -> Layer:
+    """Parse one token of the string form (see the module docstring)."""
+    where = f"token {token!r}"
+    if token in ACTIVATIONS:
+        return Act(token)
+    parts = token.split("_")
+    cls = LAYER_TYPES.get(parts[0])
+    if cls is None or cls.kind == "combinator":
+        raise SpecError(f"{where}: unknown layer type {parts[0]!r}; known: "
+                        f"{sorted(k for k, c in LAYER_TYPES.items() if c.kind != 'combinator')}"
+                        f" and activations {list(ACTIVATIONS)}")
+    rest = parts[1:]
+    kwargs: dict[str, Any] = {}
+    if cls.positional:
+        if not rest:
+            raise SpecError(f"{where}: expects {'-'.join(cls.positional)} after the type")
+        vals = rest[0].split("-")
+        if len(vals) != len(cls.positional):
+            raise SpecError(f"{where}: expects {len(cls.positional)} dash-separated values "
+                            f"({'-'.join(cls.positional)})")
+        for n, v in zip(cls.positional, vals):
+            kwargs[n] = _parse_value(cls, n, v, where)
+        rest = rest[1:]
+    keys = sorted((f.name for f in fields(cls) if f.name not in cls.positional),
+                  key=len, reverse=True)
+    for part in rest:
+        for k in keys:
+            if part.startswith(k) and len(part) > len(k):
+                kwargs[k] = _parse_value(cls, k, part[len(k):], where)
+                break
+        else:
+            raise SpecError(f"{where}: cannot read {part!r}; fields of {cls.type!r}: "
+                            f"{sorted(keys)}")
+    return layer_from_dict({"type": cls.type, **kwargs}, where=where)
+
+
+# --------------------------------------------------------------------------------------------
+# ArchSpec
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A whole network: input shape (C, H, W) and an ordered tuple of layers."""
+
+    input: tuple[int, int, int]
+    layers: tuple[Layer, ...]
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        inp = self.input
+        if (not isinstance(inp, (tuple, list)) or len(inp) != 3
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                           for x in inp)):
+            raise SpecError(f"input: expected [channels, height, width] of positive integers, "
+                            f"got {inp!r}")
+        object.__setattr__(self, "input", tuple(inp))
+        object.__setattr__(self, "layers", _as_layers(self.layers, "layers"))
+        if not self.layers:
+            raise SpecError("layers: a spec needs at least one layer")
+        self.shapes()  # shape-check now: an inconsistent spec never exists
+
+    def shapes(self) -> list[Shape]:
+        """Output shape of every top-level layer; errors name the layer index and token."""
+        return _shapes(self.input, self.layers)
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.shapes()[-1]
+
+    @property
+    def num_classes(self) -> int:
+        out = self.out_shape
+        return out[0] if len(out) == 1 else math.prod(out)
+
+    @property
+    def resolution(self) -> int:
+        return self.input[1]
+
+    # Serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"name": self.name, "input": list(self.input),
+                "layers": [x.to_dict() for x in self.layers]}
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ArchSpec:
+        if not isinstance(d, dict):
+            raise SpecError(f"spec: expected a JSON object with 'input' and 'layers', got "
+                            f"{type(d).__name__}")
+        for key in ("input", "layers"):
+            if key not in d:
+                raise SpecError(f"spec: missing field {key!r}")
+        extra = set(d) - {"name", "input", "layers"}
+        if extra:
+            raise SpecError(f"spec: unknown field(s) {sorted(extra)}; allowed: name, input, "
+                            f"layers")
+        layers = d["layers"]
+        if not isinstance(layers, list):
+            raise SpecError("spec.layers: expected a list of layer objects")
+        parsed = tuple(layer_from_dict(x, where=f"layers[{i}]") for i, x in enumerate(layers))
+        return cls(input=tuple(d["input"]) if isinstance(d["input"], list) else d["input"],
+                   layers=parsed, name=str(d.get("name", "")))
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"spec JSON is malformed: {e}") from None
+        return cls.from_dict(d)
+
+    def to_string(self) -> str:
+        """Short readable form: ``CxHxW tok tok*N ...`` (see the module docstring)."""
+        toks = [x.token() for x in self.layers]
+        out = ["x".join(map(str, self.input))]
+        i = 0
+        while i < len(toks):
+            j = i
+            while j + 1 < len(toks) and toks[j + 1] == toks[i]:
+                j += 1
+            n = j - i + 1
+            out.append(toks[i] if n == 1 else f"{toks[i]}*{n}")
+            i = j + 1
+        return " ".join(out)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+    @classmethod
+    def from_string(cls, text: str, *, name: str = "") -> ArchSpec:
+        parts = text.split()
+        if not parts:
+            raise SpecError("spec string is empty")
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)", parts[0])
+        if not m:
+            raise SpecError(f"spec string must start with the input shape CxHxW (e.g. "
+                            f"3x224x224), got {parts[0]!r}")
+        layers: list[Layer] = []
+        for tok in parts[1:]:
+            n = 1
+            if "*" in tok:
+                tok, _, rep = tok.partition("*")
+                if not rep.isdigit() or int(rep) < 1:
+                    raise SpecError(f"token {tok}*{rep}: repeat count must be a positive "
+                                    f"integer")
+                n = int(rep)
+            layers += [layer_from_token(tok)] * n
+        return cls(input=tuple(int(g) for g in m.groups()), layers=tuple(layers), name=name)
+
+
+@lru_cache(maxsize=4096)
+def _shapes_cached(inp: Shape, layers: tuple[Layer, ...]) -> tuple[Shape, ...]:
+    shapes = []
+    shape = inp
+    for i, layer in enumerate(layers):
+        try:
+            shape = _out_shape(layer, shape)
+        except SpecError as e:
+            raise SpecError(f"layers[{i}] {layer.token()}: {e}") from None
+        shapes.append(shape)
+    return tuple(shapes)
+
+
+def _shapes(inp: Shape, layers: tuple[Layer, ...]) -> list[Shape]:
+    return list(_shapes_cached(inp, layers))
+
+
+def walk(layer: Layer, shape: Shape) -> Iterable[tuple[Layer, Shape, Shape]]:
+    """Yield ``(primitive, in_shape, out_shape)`` for every primitive, in execution order.
+
+    Combinators contribute themselves after their children for ``add``/``concat``/``gate``
+    (they create a tensor too); blocks are lowered.
+    """
+    t = type(layer)
+    if t is Seq:
+        for sub in layer.layers:
+            out = _out_shape(sub, shape)
+            yield from walk(sub, shape)
+            shape = out
+        return
+    if t is Add or t is Concat:
+        for b in layer.branches:
+            yield from walk(b, shape)
+        yield layer, shape, _out_shape(layer, shape)
+        return
+    if t is Gate:
+        yield from walk(layer.branch, shape)
+        yield layer, shape, shape
+        return
+    if isinstance(layer, Block):
+        yield from walk(layer.lower(shape), shape)
+        return
+    yield layer, shape, _out_shape(layer, shape)
