@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nas.spec import (
-    GAP,
+    BN,
     LRN,
     Act,
     AdaptiveAvgPool,
     ArchSpec,
     AvgPool,
     BasicBlock,
-    BN,
     Bottleneck,
     Conv,
     ConvBNAct,

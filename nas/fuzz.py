@@ -1,0 +1,103 @@
+"""Random valid ArchSpecs, for property tests of the builder and the cost model and for
+benchmarks: every layer type, block and combinator appears with random settings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nas import spec as S
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
+    c = int(shape[0])
+    small = min(shape[1], shape[2])
+    widths = [8, 12, 16, 24, 32]
+    kind = _pick(rng, ["cba", "ir", "ir", "basic", "bottle", "incep", "dense", "trans", "dws",
+                       "preact", "maxpool", "avgpool", "conv", "act", "lrn", "dropout", "seq",
+                       "add", "concat", "gate"])
+    s = 2 if (small >= 8 and rng.random() < 0.3) else 1
+    if kind == "cba":
+        g = _pick(rng, [g for g in (1, 2, 4) if c % g == 0])
+        return S.ConvBNAct(c=g * int(rng.integers(2, 9)), k=_pick(rng, [1, 3, 5]), s=s, g=g,
+                           a=_pick(rng, list(S.ACTIVATIONS) + [""]))
+    if kind == "ir":
+        return S.MBConv(c=_pick(rng, [c] + widths), k=_pick(rng, [3, 5, 7]),
+                        e=float(_pick(rng, [1, 3, 4, 6])), s=s, se=_pick(rng, [0.0, 0.25]),
+                        a=_pick(rng, ["relu6", "hswish", "silu"]))
+    if kind == "basic":
+        return S.BasicBlock(c=_pick(rng, [c] + widths), s=s, se=_pick(rng, [0.0, 1 / 16]),
+                            sc=_pick(rng, ["A", "B"]) if _pick(rng, [c] + widths) >= c else "B")
+    if kind == "bottle":
+        g = _pick(rng, [1, 2, 4])
+        return S.Bottleneck(c=_pick(rng, [c] + widths), m=g * int(rng.integers(2, 7)), s=s, g=g,
+                            se=_pick(rng, [0.0, 0.25]))
+    if kind == "incep":
+        return S.Inception(b1=_pick(rng, [0, 8]), r3=_pick(rng, [0, 8]), b3=_pick(rng, [8, 16]),
+                           r5=_pick(rng, [0, 4]), b5=_pick(rng, [4, 8]), pp=_pick(rng, [0, 8]),
+                           k=_pick(rng, [3, 5]), f=bool(rng.random() < 0.3),
+                           r=bool(rng.random() < 0.3))
+    if kind == "dense":
+        return S.DenseLayer(g=_pick(rng, [4, 8]), b=_pick(rng, [2, 4]))
+    if kind == "trans" and small >= 2:
+        return S.Transition(c=max(4, c // 2))
+    if kind == "dws":
+        return S.DWSeparable(c=_pick(rng, widths), k=_pick(rng, [3, 5]), s=s)
+    if kind == "preact":
+        return S.PreActBlock(c=_pick(rng, [c] + widths), s=s, drop=_pick(rng, [0.0, 0.2]))
+    if kind in ("maxpool", "avgpool") and small >= 3:
+        cls = S.MaxPool if kind == "maxpool" else S.AvgPool
+        k = _pick(rng, [2, 3])
+        return cls(k=k, s=_pick(rng, [1, 2]), p=_pick(rng, [0, 1]) if k == 3 else 0,
+                   ceil=bool(rng.random() < 0.5))
+    if kind == "conv":
+        return S.Conv(c=_pick(rng, widths), k=_pick(rng, [1, 3]), s=s, d=_pick(rng, [1, 2]),
+                      bias=bool(rng.random() < 0.5))
+    if kind == "act":
+        return S.Act(_pick(rng, list(S.ACTIVATIONS)))
+    if kind == "lrn":
+        return S.LRN(n=_pick(rng, [3, 5]))
+    if kind == "dropout":
+        return S.Dropout(p=0.1)
+    if kind == "seq":
+        return S.Seq((S.Conv(c=_pick(rng, widths), k=3), S.BN(), S.Act("relu")))
+    if kind == "add":
+        w = _pick(rng, widths)
+        return S.Add((S.Seq((S.Conv(c=w, k=3), S.BN())), S.Seq((S.Conv(c=w, k=1), S.BN()))))
+    if kind == "concat":
+        return S.Concat((S.Identity(), S.Conv(c=_pick(rng, widths), k=3), S.MaxPool(k=3, s=1,
+                                                                                     p=1)))
+    if kind == "gate":
+        return S.squeeze_excite(c, max(1, c // 4))
+    return S.BN()
+
+
+def random_spec(rng: np.random.Generator, *, resolution: int | None = None,
+                in_channels: int | None = None, num_classes: int | None = None,
+                max_layers: int = 8) -> S.ArchSpec:
+    """A random, shape-consistent spec (layers that would not fit are redrawn)."""
+    res = resolution or int(_pick(rng, [8, 12, 16, 24, 32]))
+    cin = in_channels or int(_pick(rng, [1, 3]))
+    shape: S.Shape = (cin, res, res)
+    layers: list[S.Layer] = [S.ConvBNAct(c=int(_pick(rng, [8, 16])), k=3)]
+    shape = S.out_shape(layers[0], shape)
+    for _ in range(int(rng.integers(1, max_layers + 1))):
+        for _attempt in range(20):
+            layer = _random_layer(rng, shape)
+            try:
+                new = S.out_shape(layer, shape)
+            except S.SpecError:
+                continue
+            layers.append(layer)
+            shape = new
+            break
+    classes = num_classes or int(rng.integers(2, 20))
+    if rng.random() < 0.5:
+        layers.append(S.Head(c=classes, p=_pick(rng, [0.0, 0.2])))
+    else:
+        layers += [S.Flatten(), S.Linear(c=int(_pick(rng, [16, 32]))), S.Act("relu"),
+                   S.Linear(c=classes, bias=bool(rng.random() < 0.8))]
+    return S.ArchSpec(input=(cin, res, res), layers=tuple(layers), name="random")
