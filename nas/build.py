@@ -125,7 +125,7 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
     if t is S.Gate:
         return Gate(module(layer.branch, shape))
     if isinstance(layer, S.Block):
-        return module(layer.lower(shape), shape)
+        return module(S.lowered(layer, shape), shape)
     raise S.SpecError(f"no module for layer {layer!r}")
 
 

@@ -107,27 +107,44 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
     return 0, 0, n_out, 0
 
 
+def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
+    """Add the cost of ``layer`` on ``shape`` to ``acc`` and return its output shape (one
+    recursive pass over the lowered primitives; the same traversal as :func:`nas.spec.walk`)."""
+    t = type(layer)
+    if t is S.Seq:
+        for sub in layer.layers:
+            shape = _accumulate(sub, shape, acc)
+        return shape
+    if t is S.Add or t is S.Concat or t is S.Gate:
+        for b in (layer.branches if t is not S.Gate else (layer.branch,)):
+            _accumulate(b, shape, acc)
+        out = S.out_shape(layer, shape)
+    elif layer.kind == "block":
+        return _accumulate(S.lowered(layer, shape), shape, acc)
+    else:
+        out = S.out_shape(layer, shape)
+    a, b, c, d = _primitive(layer, shape, out)
+    acc[0] += a
+    acc[1] += b
+    acc[2] += c
+    acc[3] += d
+    return out
+
+
 @lru_cache(maxsize=65536)
 def layer_cost(layer: S.Layer, shape: S.Shape) -> tuple[int, int, int, int]:
     """(macs, params, activations, pool_ops) of ``layer`` on input ``shape`` (memoised:
     layer specs are immutable, so a block met again in another spec costs a dict lookup)."""
-    if layer.kind == "primitive":
-        return _primitive(layer, shape, S.out_shape(layer, shape))
-    macs = params = acts = pool = 0
-    for prim, inp, out in S.walk(layer, shape):
-        a, b, c, d = _primitive(prim, inp, out)
-        macs += a
-        params += b
-        acts += c
-        pool += d
-    return macs, params, acts, pool
+    acc = [0, 0, 0, 0]
+    _accumulate(layer, shape, acc)
+    return acc[0], acc[1], acc[2], acc[3]
 
 
 def totals(spec: S.ArchSpec) -> tuple[int, int, int]:
     """(macs, params, activations) of a spec: the fast path used inside the search."""
     macs = params = acts = 0
     shape = spec.input
-    for layer, out in zip(spec.layers, spec.shapes()):
+    for layer, out in zip(spec.layers, spec.out_shapes):
         a, b, c, _ = layer_cost(layer, shape)
         macs += a
         params += b

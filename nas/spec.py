@@ -89,6 +89,10 @@ def _check_value(cls_name: str, name: str, value: Any, meta: dict) -> Any:
     return value
 
 
+_FIELD_TABLES: dict[type, list] = {}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class Layer:
     """Base of every layer spec. Subclasses are frozen dataclasses with a ``type`` token."""
 
@@ -98,16 +102,39 @@ class Layer:
     kind: ClassVar[str] = "primitive"  # primitive | combinator | block
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if not f.metadata:
+        table = _FIELD_TABLES.get(type(self))
+        if table is None:
+            table = _FIELD_TABLES[type(self)] = [
+                (f.name, f.metadata, f.default, f.metadata.get("kind"),
+                 f.metadata.get("lo"), f.metadata.get("choices") is None)
+                for f in fields(self) if f.metadata]
+        d = self.__dict__
+        for name, meta, default, kind, lo, no_choices in table:
+            value = d[name]
+            # fast path: already the right python type, within bounds, no choice list
+            if type(value) is kind and no_choices and (lo is None or value >= lo):
                 continue
-            value = getattr(self, f.name)
-            if value is None and f.default is None:
+            if value is None and default is None:
                 continue
-            checked = _check_value(self.type, f.name, value, f.metadata)
+            checked = _check_value(self.type, name, value, meta)
             if checked is not value:
-                object.__setattr__(self, f.name, checked)
+                object.__setattr__(self, name, checked)
         self.validate()
+
+    def _key(self) -> tuple:
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+        d = self.__dict__
+        return tuple([d[n] for n in names])
+
+    def __hash__(self) -> int:
+        # Specs are immutable and hashed on every memo lookup: hash once, keep it.
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((type(self).__name__, self._key()))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def validate(self) -> None:
         """Cross-field checks (override)."""
@@ -665,6 +692,14 @@ LAYER_TYPES: dict[str, type[Layer]] = {
                 DWSeparable, BasicBlock, Bottleneck, PreActBlock, Inception, DenseLayer,
                 Transition, Head)
 }
+for _cls in LAYER_TYPES.values():
+    _cls.__hash__ = Layer.__hash__  # @dataclass(frozen=True) added an uncached one
+
+
+@lru_cache(maxsize=65536)
+def lowered(layer: Layer, shape: Shape) -> Layer:
+    """``layer.lower(shape)``, memoised (blocks are immutable)."""
+    return layer.lower(shape)
 
 
 def out_shape(layer: Layer, shape: Shape) -> Shape:
@@ -740,7 +775,7 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
             raise SpecError(f"gate: branch must give ({shape[0]}, 1, 1) on {shape}, gives {g}")
         return shape
     if isinstance(layer, Block):
-        return _out_shape(layer.lower(shape), shape)
+        return _out_shape(lowered(layer, shape), shape)
     raise SpecError(f"unknown layer {layer!r}")
 
 
@@ -863,11 +898,17 @@ class ArchSpec:
         object.__setattr__(self, "layers", _as_layers(self.layers, "layers"))
         if not self.layers:
             raise SpecError("layers: a spec needs at least one layer")
-        self.shapes()  # shape-check now: an inconsistent spec never exists
+        # Shape-check now (an inconsistent spec never exists) and keep the result.
+        object.__setattr__(self, "_shapes", _layer_shapes(self.input, self.layers))
 
     def shapes(self) -> list[Shape]:
-        """Output shape of every top-level layer; errors name the layer index and token."""
-        return _shapes(self.input, self.layers)
+        """Output shape of every top-level layer."""
+        return list(self._shapes)
+
+    @property
+    def out_shapes(self) -> tuple[Shape, ...]:
+        """The same as :meth:`shapes`, as the stored tuple (no copy)."""
+        return self._shapes
 
     @property
     def out_shape(self) -> Shape:
@@ -956,8 +997,8 @@ class ArchSpec:
         return cls(input=tuple(int(g) for g in m.groups()), layers=tuple(layers), name=name)
 
 
-@lru_cache(maxsize=4096)
-def _shapes_cached(inp: Shape, layers: tuple[Layer, ...]) -> tuple[Shape, ...]:
+def _layer_shapes(inp: Shape, layers: tuple[Layer, ...]) -> tuple[Shape, ...]:
+    """Output shapes of ``layers`` in turn; errors name the layer index and token."""
     shapes = []
     shape = inp
     for i, layer in enumerate(layers):
@@ -967,10 +1008,6 @@ def _shapes_cached(inp: Shape, layers: tuple[Layer, ...]) -> tuple[Shape, ...]:
             raise SpecError(f"layers[{i}] {layer.token()}: {e}") from None
         shapes.append(shape)
     return tuple(shapes)
-
-
-def _shapes(inp: Shape, layers: tuple[Layer, ...]) -> list[Shape]:
-    return list(_shapes_cached(inp, layers))
 
 
 def walk(layer: Layer, shape: Shape) -> Iterable[tuple[Layer, Shape, Shape]]:
@@ -996,6 +1033,6 @@ def walk(layer: Layer, shape: Shape) -> Iterable[tuple[Layer, Shape, Shape]]:
         yield layer, shape, shape
         return
     if isinstance(layer, Block):
-        yield from walk(layer.lower(shape), shape)
+        yield from walk(lowered(layer, shape), shape)
         return
     yield layer, shape, _out_shape(layer, shape)
