@@ -1,0 +1,522 @@
+"""From front to model: pick an architecture of a run and export it for deployment.
+
+``python -m nas.export RUN_DIR pick=<rule> [out=DIR] [batch=1] [weights=CKPT]`` chooses one
+evaluated architecture of a search run and writes into ``OUT`` (default
+``RUN_DIR/export/<arch_id>/``):
+
+* ``spec.json``: the ArchSpec (load it with :func:`load` or ``nas.load``);
+* ``weights.pt``: the state_dict of the exported model, so ``nas.load(spec, weights=...)``
+  rebuilds exactly the exported network;
+* ``model.ts``: TorchScript (traced eval model);
+* ``model.onnx``: ONNX, opset 17, dynamic batch axis; checked with onnxruntime against
+  PyTorch on a random input (max abs difference <= 1e-4 x max |PyTorch output|: relative,
+  since an untrained net's outputs can be as small as 1e-7), and so is the TorchScript file
+  reloaded from disk; a failed check raises :class:`ExportCheckError`;
+* ``train_command.txt``: the ``python -m nas.train`` command that trains it in full.
+
+Pick rules (``pick=``):
+
+* an archive ``id`` (the ``id`` column) or an ``arch_id`` (a unique prefix is enough, with
+  or without the ``<space>-`` part);
+* ``knee``: the knee (``nas.pareto.knee_point``) of the non-dominated ok architectures on
+  (error, MACs);
+* ``max_macs=N``, ``max_params=N``, ``max_latency_ms=X``: the most accurate ok
+  architecture whose cost is within the budget (ties: the cheaper one). Numbers take
+  suffixes k, M, G, T (``300M``, ``1.5G``).
+
+The search does not keep weights of its candidates, so unless ``weights=`` names a
+checkpoint the exported model carries the initial weights of the candidate's seed: it is
+the deployable *architecture*; ``train_command.txt`` trains it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shlex
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nas.report import Run, RunFolderError, front_of, knee_index, ok_rows, read_run
+from nas.spec import ArchSpec, SpecError
+
+ONNX_OPSET = 17
+#: tolerance of the export checks, relative to max |reference output| (floored at
+#: MIN_SCALE only to keep the tolerance positive)
+RTOL = 1e-4
+MIN_SCALE = 1e-30
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _read_spec(path: str | Path) -> ArchSpec:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "spec.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"spec file {p} does not exist; pass the spec.json written by "
+                                f"`python -m nas.export` (or any ArchSpec JSON)")
+    return ArchSpec.from_json(p.read_text())
+
+
+def _state_dict_of(obj: Any) -> dict:
+    """The tensors of a state_dict, a Lightning checkpoint or a whole pickled module."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return obj["state_dict"]
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise ValueError(f"weights file holds a {type(obj).__name__}, not a state_dict or a "
+                     f"Lightning checkpoint")
+
+
+def _fit_state_dict(sd: dict, target: dict) -> dict:
+    """Strip the prefix a wrapper adds (Lightning's ``model.``/``net.``) so keys match."""
+    want = list(target)
+    if all(k in sd for k in want):
+        return {k: sd[k] for k in want}
+    probe = want[0]
+    for key in sd:
+        if key.endswith(probe):
+            prefix = key[: len(key) - len(probe)]
+            if all(prefix + k in sd for k in want):
+                return {k: sd[prefix + k] for k in want}
+    missing = [k for k in want if k not in sd][:3]
+    raise ValueError(f"weights do not fit this spec: {len(want)} tensors expected, e.g. "
+                     f"{missing} missing (the file has e.g. {list(sd)[:3]}); was the "
+                     f"checkpoint trained on this spec?")
+
+
+def load(path: str | Path, *, weights: str | Path | None = None,
+         seed: int | None = None):
+    """Build the network described by a spec.json, in eval mode.
+
+    Args:
+        path: a spec JSON file, or a folder holding ``spec.json`` (an export folder).
+        weights: optional ``state_dict`` file (``weights.pt`` of an export) or a Lightning
+            checkpoint (its ``state_dict``; a wrapper prefix such as ``model.`` is stripped).
+        seed: seed of the initial weights when ``weights`` is not given.
+    Returns:
+        ``nas.build.Net`` (a ``torch.nn.Module``) in eval mode.
+    """
+    import torch
+
+    from nas.build import build
+
+    net = build(_read_spec(path), seed=seed)
+    if weights is not None:
+        try:
+            obj = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception:
+            # A Lightning checkpoint pickles its hyper-parameters (configs, specs), which the
+            # safe loader refuses; only load checkpoints you trust.
+            obj = torch.load(weights, map_location="cpu", weights_only=False)
+        net.load_state_dict(_fit_state_dict(_state_dict_of(obj), net.state_dict()))
+    return net.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Picking an architecture
+# --------------------------------------------------------------------------------------------
+
+
+class PickError(ValueError):
+    """A pick rule that names nothing in the run (unknown id, empty budget, bad number)."""
+
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_NUM_RE = re.compile(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)([kmgt]?)$", re.IGNORECASE)
+
+#: budget rules -> (column, human unit)
+BUDGETS = {"max_macs": ("macs", "MACs"), "max_params": ("params", "params"),
+           "max_latency_ms": ("latency_ms", "ms")}
+
+
+def parse_number(text: str) -> float:
+    """``'300M'`` -> 3e8, ``'1.5G'`` -> 1.5e9, ``'2.5'`` -> 2.5 (suffixes k M G T, any case;
+    underscores and commas are ignored)."""
+    t = str(text).strip().replace("_", "").replace(",", "")
+    m = _NUM_RE.match(t)
+    if not m:
+        raise PickError(f"cannot read the number {text!r}; write e.g. 300M, 1.5G, 25000 or "
+                        f"12.5 (suffixes k, M, G, T)")
+    return float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+
+
+def _fmt_cost(value: float, unit: str) -> str:
+    from nas.cost import human
+
+    return f"{value:.3g} ms" if unit == "ms" else f"{human(value)} {unit}"
+
+
+def _describe(row: pd.Series) -> str:
+    acc = row.get("accuracy")
+    acc_s = f"{100 * float(acc):.2f}%" if pd.notna(acc) else "n/a"
+    return f"id {row.get('id')}, arch {row.get('arch_id')}, accuracy {acc_s}"
+
+
+def _best(df: pd.DataFrame, cost_col: str) -> pd.Series:
+    order = df.assign(_neg_acc=-df["accuracy"]).sort_values(
+        ["_neg_acc", cost_col] + (["id"] if "id" in df else []), kind="stable")
+    return order.drop(columns="_neg_acc").iloc[0]
+
+
+def select(evaluated: pd.DataFrame, pick: str) -> pd.Series:
+    """The row of ``evaluated`` that the pick rule names (see the module docstring)."""
+    pick = str(pick).strip()
+    if not pick:
+        raise PickError("empty pick; use pick=<id|arch_id|knee|max_macs=N|max_params=N|"
+                        "max_latency_ms=X>")
+    ok = ok_rows(evaluated) if len(evaluated) else evaluated
+    if pick == "knee":
+        front = front_of(evaluated)
+        if not len(front):
+            raise PickError("pick=knee: the run has no successfully evaluated architecture")
+        F = np.column_stack([1.0 - front["accuracy"].to_numpy(float),
+                             front["macs"].to_numpy(float)])
+        return front.iloc[knee_index(F)]
+    rule, eq, value = pick.partition("=")
+    if eq:
+        if rule not in BUDGETS:
+            raise PickError(f"unknown pick rule {rule!r}; use one of {sorted(BUDGETS)} "
+                            f"(e.g. max_macs=300M), knee, or an id")
+        col, unit = BUDGETS[rule]
+        budget = parse_number(value)
+        if budget <= 0:
+            raise PickError(f"{rule} must be positive, got {value!r}")
+        have = ok[np.isfinite(pd.to_numeric(ok[col], errors="coerce"))] if col in ok else ok[:0]
+        if not len(have):
+            hint = (" (the search measured no latency; use max_macs/max_params, or a run "
+                    "with latency as cost, see `python -m nas.latency`)"
+                    if col == "latency_ms" else "")
+            raise PickError(f"{rule}: no successfully evaluated architecture has a {col} "
+                            f"value{hint}")
+        inside = have[have[col] <= budget]
+        if not len(inside):
+            small = have.loc[have[col].idxmin()]
+            raise PickError(f"no architecture within {rule}={value} "
+                            f"({_fmt_cost(budget, unit)}); the smallest available costs "
+                            f"{_fmt_cost(float(small[col]), unit)} ({_describe(small)})")
+        return _best(inside, col)
+    # an id or an arch id
+    if "id" in evaluated and re.fullmatch(r"-?\d+", pick):
+        hit = evaluated[pd.to_numeric(evaluated["id"], errors="coerce") == int(pick)]
+        if len(hit):
+            return hit.iloc[0]
+    if "arch_id" in evaluated:
+        ids = evaluated["arch_id"].astype(str)
+        hit = evaluated[ids == pick]
+        if not len(hit) and len(pick) >= 4:
+            # a unique prefix, with or without the space's "<space>-" prefix
+            hit = evaluated[ids.str.startswith(pick)
+                            | ids.str.split("-", n=1).str[-1].str.startswith(pick)]
+            if hit["arch_id"].nunique() > 1:
+                raise PickError(f"arch id prefix {pick!r} is ambiguous: "
+                                f"{sorted(hit['arch_id'].astype(str).unique())[:5]}")
+        if len(hit):
+            good = ok_rows(hit)
+            return _best(good, "macs") if len(good) else hit.iloc[0]
+    some = ", ".join(f"{r.get('id')}:{r.get('arch_id')}" for _, r in evaluated.head(5).iterrows())
+    raise PickError(f"no architecture with id or arch_id {pick!r} in this run "
+                    f"({len(evaluated)} evaluated; e.g. id:arch_id {some}); or use pick=knee, "
+                    f"max_macs=N, max_params=N, max_latency_ms=X")
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------
+
+
+class ExportCheckError(RuntimeError):
+    """An exported file whose outputs differ from PyTorch's beyond the tolerance."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export` wrote and how well the exported files match PyTorch."""
+
+    out_dir: Path
+    spec: ArchSpec
+    files: dict[str, Path] = field(default_factory=dict)
+    torchscript_max_diff: float = float("nan")
+    onnx_max_diff: float = float("nan")
+    reference_scale: float = float("nan")
+    train_command: str = ""
+    row: dict = field(default_factory=dict)
+
+
+def _check(name: str, ref, out, rtol: float) -> float:
+    ref = np.asarray(ref, dtype=np.float64)
+    out = np.asarray(out, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ExportCheckError(f"{name}: output shape {out.shape} differs from PyTorch's "
+                               f"{ref.shape}")
+    diff = float(np.max(np.abs(ref - out))) if ref.size else 0.0
+    tol = rtol * max(MIN_SCALE, float(np.max(np.abs(ref))) if ref.size else 0.0)
+    if not diff <= tol:  # also catches NaN
+        raise ExportCheckError(f"{name}: max abs difference to PyTorch {diff:.3g} exceeds "
+                               f"{tol:.3g} ({rtol:g} x max|output|); the exported model is "
+                               f"NOT equivalent, do not deploy it")
+    return diff
+
+
+def _onnx_export(net, x, path: Path) -> None:
+    import torch
+
+    kw = dict(input_names=["input"], output_names=["logits"], opset_version=ONNX_OPSET)
+    try:
+        # The TorchScript-based exporter needs no onnxscript and supports a dynamic batch
+        # axis from a batch-1 example (dynamo export specialises size-1 dimensions).
+        torch.onnx.export(net, (x,), str(path), dynamo=False,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **kw)
+    except (TypeError, ImportError, RuntimeError) as legacy_error:
+        try:
+            torch.onnx.export(net, (x,), str(path), dynamo=True, **kw)
+        except Exception as e:
+            raise ExportCheckError(f"ONNX export failed: {legacy_error}; {e}") from e
+
+
+def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | None = 0,
+           weights: str | Path | None = None, rtol: float = RTOL,
+           train_command: str | None = None) -> ExportResult:
+    """Write spec.json, weights.pt, model.ts and model.onnx for ``spec`` and check them.
+
+    Args:
+        spec: the architecture.
+        out_dir: output folder (created).
+        batch: batch size of the example input (the ONNX batch axis stays dynamic).
+        seed: seed of the initial weights (ignored when ``weights`` is given).
+        weights: optional state_dict / Lightning checkpoint to export trained weights.
+        rtol: check tolerance relative to max |PyTorch output| (floored at MIN_SCALE).
+        train_command: written to ``train_command.txt`` when given.
+    Raises:
+        ExportCheckError: TorchScript or ONNX outputs differ from PyTorch's.
+    """
+    import torch
+
+    from nas.build import build
+
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"spec": out / "spec.json", "weights": out / "weights.pt",
+             "torchscript": out / "model.ts", "onnx": out / "model.onnx"}
+    files["spec"].write_text(spec.to_json(indent=1) + "\n")
+    if weights is not None:
+        net = load(files["spec"], weights=weights)
+    else:
+        net = build(spec, seed=seed).eval()
+    torch.save(net.state_dict(), files["weights"])
+    gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    x = torch.randn(batch, *spec.input, generator=gen)
+    with torch.inference_mode():
+        ref = net(x).numpy()
+    res = ExportResult(out_dir=out, spec=spec, files=files,
+                       reference_scale=float(np.max(np.abs(ref))))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit / legacy ONNX deprecation notices
+        with torch.no_grad():
+            traced = torch.jit.trace(net, x, check_trace=False)
+        torch.jit.save(traced, str(files["torchscript"]))
+        ts = torch.jit.load(str(files["torchscript"]), map_location="cpu")
+        with torch.inference_mode():
+            res.torchscript_max_diff = _check("TorchScript (model.ts)", ref, ts(x).numpy(), rtol)
+        _onnx_export(net, x, files["onnx"])
+
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(files["onnx"]), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    res.onnx_max_diff = _check("ONNX (model.onnx, onnxruntime)", ref, got, rtol)
+    if train_command is not None:
+        files["train_command"] = out / "train_command.txt"
+        files["train_command"].write_text(train_command + "\n")
+        res.train_command = train_command
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Run-level: pick + export + train command
+# --------------------------------------------------------------------------------------------
+
+
+def _data_choice(run: Run) -> str | None:
+    """The data config name the run used (Hydra's recorded choice, else config.yaml)."""
+    hydra_file = run.path / ".hydra" / "hydra.yaml"
+    if hydra_file.is_file():
+        import yaml
+
+        try:
+            h = yaml.safe_load(hydra_file.read_text()) or {}
+            choice = h.get("hydra", {}).get("runtime", {}).get("choices", {}).get("data")
+            if isinstance(choice, str):
+                return choice
+        except yaml.YAMLError:
+            pass
+    data = run.config.get("data")
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict):
+        for key in ("name", "_name_", "dataset"):
+            if isinstance(data.get(key), str):
+                return data[key]
+    return None
+
+
+def _seed_of(row: pd.Series, run: Run) -> int:
+    for v in (row.get("seed"), run.config.get("seed")):
+        try:
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                return int(v)
+        except (TypeError, ValueError):
+            continue
+    return 0
+
+
+def train_command(spec_path: Path, data: str, seed: int) -> str:
+    """The command that trains an exported architecture in full."""
+    return (f"python -m nas.train arch={shlex.quote(str(spec_path))} "
+            f"data={shlex.quote(data)} train=full seed={seed}")
+
+
+def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
+               batch: int = 1, weights: str | Path | None = None) -> ExportResult:
+    """Pick an architecture of a run folder and export it (see the module docstring)."""
+    run = read_run(run_dir)
+    row = select(run.evaluated, pick)
+    try:
+        spec = ArchSpec.from_string(str(row["spec"]), name=str(row.get("arch_id", "")))
+    except SpecError as e:
+        raise PickError(f"the spec of {_describe(row)} does not parse: {e}") from None
+    arch_id = str(row.get("arch_id", row.get("id", "arch")))
+    out_dir = Path(out) if out is not None else run.path / "export" / arch_id
+    seed = _seed_of(row, run)
+    data = _data_choice(run)
+    cmd = train_command((out_dir / "spec.json").resolve(), data or "DATA", seed)
+    res = export(spec, out_dir, batch=batch, seed=seed, weights=weights, train_command=cmd)
+    res.row = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in row.to_dict().items()}
+    res.row["data_known"] = data is not None
+    return res
+
+
+def summary(res: ExportResult) -> str:
+    """Human-readable account of an export."""
+    from nas.cost import human
+
+    r = res.row
+    acc = r.get("accuracy")
+    lat = r.get("latency_ms")
+    lines = [f"exported {r.get('arch_id', res.spec.name)} (id {r.get('id')}) to {res.out_dir}",
+             f"  spec      {res.spec.to_string()}",
+             f"  accuracy  {'n/a' if acc is None else f'{100 * float(acc):.2f}%'}   "
+             f"MACs {human(float(r.get('macs') or 0))}   params "
+             f"{human(float(r.get('params') or 0))}"
+             + (f"   latency {float(lat):.3g} ms" if lat is not None else ""),
+             f"  checks    TorchScript max|diff| {res.torchscript_max_diff:.2e}, ONNX "
+             f"(onnxruntime, opset {ONNX_OPSET}) max|diff| {res.onnx_max_diff:.2e} "
+             f"(|outputs| up to {res.reference_scale:.3g}; tolerance {RTOL:g} x that)"]
+    for key, path in res.files.items():
+        lines.append(f"  {key:<13} {path}")
+    lines.append(f"  load with  nas.load({str(res.files['spec'])!r}, "
+                 f"weights={str(res.files['weights'])!r})")
+    lines.append(f"  train with {res.train_command}")
+    if r.get("status", "ok") != "ok":
+        lines.append(f"  warning: this architecture FAILED in the search "
+                     f"({r.get('reason') or 'no reason recorded'}); exported anyway as asked")
+    if not r.get("data_known", True):
+        lines.append("  warning: config.yaml names no data set; replace DATA in the command")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+_KEYS = ("pick", "out", "batch", "weights")
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """Accept Hydra-style ``key=value`` arguments as their ``--key=value`` flags."""
+    out: list[str] = []
+    for a in argv:
+        key, eq, _ = a.partition("=")
+        value_of_flag = bool(out) and out[-1] in ("--pick", "--out", "--weights", "--batch")
+        if value_of_flag:
+            out.append(a)
+        elif eq and key in _KEYS:
+            out.append(f"--{a}")
+        elif eq and key in BUDGETS:
+            out.append(f"--pick={a}")
+        else:
+            out.append(a)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nas.export",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pick one architecture of a search run and export it: spec.json, "
+                    "weights.pt, model.ts (TorchScript), model.onnx (opset 17, checked "
+                    "against PyTorch with onnxruntime) and train_command.txt.",
+        epilog="examples:\n"
+               "  python -m nas.export runs/2024-05-01/12-00-00 pick=knee\n"
+               "  python -m nas.export RUN_DIR pick=max_macs=300M out=deploy/\n"
+               "  python -m nas.export RUN_DIR pick=max_latency_ms=5 batch=8\n"
+               "  python -m nas.export RUN_DIR pick=42            (archive id or arch_id)\n"
+               "key=value and --key=value are the same.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder printed at the end of "
+                   "`python -m nas.search` (holds evaluated.csv / archive.sqlite)")
+    p.add_argument("--pick", required=True, metavar="RULE",
+                   help="an archive id or arch_id (unique prefix ok); knee (knee of the "
+                        "(error, MACs) front); max_macs=N, max_params=N or max_latency_ms=X "
+                        "(most accurate within the budget; N takes k/M/G/T: 300M, 1.5G)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default RUN_DIR/export/<arch_id>/)")
+    p.add_argument("--batch", default="1", metavar="B",
+                   help="batch size of the example input used for tracing and checks "
+                        "(default 1; the ONNX batch axis is dynamic)")
+    p.add_argument("--weights", type=Path, metavar="CKPT",
+                   help="state_dict or Lightning checkpoint of the trained model (default: "
+                        "the initial weights of the candidate's seed)")
+    args = p.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        batch = int(args.batch)
+        if batch < 1:
+            raise ValueError
+    except ValueError:
+        print(f"error: batch must be a positive integer, got {args.batch!r}", file=sys.stderr)
+        return 2
+    try:
+        res = export_run(args.run_dir, args.pick, out=args.out, batch=batch,
+                         weights=args.weights)
+    except (PickError, RunFolderError, SpecError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ExportCheckError as e:
+        print(f"EXPORT CHECK FAILED: {e}", file=sys.stderr)
+        return 1
+    print(summary(res))
+    return 0
+
+
+__all__ = ["load", "select", "parse_number", "export", "export_run", "summary",
+           "train_command", "ExportResult", "PickError", "ExportCheckError", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,723 @@
+"""Reports of search runs: one self-contained HTML page, PNG plots and a terminal summary.
+
+``python -m nas.report RUN_DIR [RUN_DIR ...] [--out DIR]`` reads the run folders written by
+``python -m nas.search`` and writes ``report.html`` (plots inlined as base64 PNG and as an
+inline SVG whose points show their architecture on hover; nothing is fetched, so the page
+opens offline), ``front.png`` and ``hypervolume.png``. The page holds:
+
+* the fronts of all runs overlaid (accuracy vs MACs, log x), every evaluated point faint,
+  baselines marked and labelled;
+* hypervolume vs evaluations per run;
+* a table of every Pareto architecture (spec string, MACs, params, accuracy), each with its
+  per-layer cost table (:mod:`nas.cost`) in a collapsible ``<details>``.
+
+A run folder is read by :func:`read_run`; only ``evaluated.csv`` (or, failing that,
+``archive.sqlite``) is required. ``pareto.csv`` is recomputed from the evaluated points when
+missing; ``hypervolume.csv``, ``baselines.csv`` and ``config.yaml`` are optional.
+:func:`write_front_plot` is the plot the search reuses for its own ``pareto.png``/``.html``.
+
+This module imports neither torch nor Lightning: reports are cheap to make.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nas import cost as C
+from nas.spec import ArchSpec, SpecError
+
+# --------------------------------------------------------------------------------------------
+# Reading run folders
+# --------------------------------------------------------------------------------------------
+
+#: columns of evaluated.csv that readers rely on (others are carried along untouched)
+EVALUATED_COLUMNS = ("id", "arch_id", "spec", "macs", "params", "accuracy", "status")
+
+
+class RunFolderError(ValueError):
+    """A path that is not a readable nas run folder."""
+
+
+@dataclass
+class Run:
+    """The tables of one run folder (``None`` where an optional file is absent)."""
+
+    path: Path
+    evaluated: pd.DataFrame
+    pareto: pd.DataFrame
+    hypervolume: pd.DataFrame | None = None
+    baselines: pd.DataFrame | None = None
+    config: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Short label: the last two path parts (Hydra's ``<date>/<time>``)."""
+        parts = self.path.resolve().parts
+        return "/".join(parts[-2:]) if len(parts) >= 2 else str(self.path)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Evaluated rows with status ``ok`` and a finite accuracy."""
+        return ok_rows(self.evaluated)
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an evaluated table that succeeded (status ``ok``, finite accuracy)."""
+    mask = pd.Series(True, index=df.index)
+    if "status" in df:
+        mask &= df["status"].fillna("ok").astype(str).eq("ok")
+    acc = pd.to_numeric(df["accuracy"], errors="coerce")
+    return df[mask & np.isfinite(acc)]
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _from_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evaluated, baselines) from the SQLite archive, as the search's CSVs split them."""
+    try:
+        from nas.archive import Archive
+    except ImportError as e:  # the archive module is optional for readers of CSVs
+        raise RunFolderError(f"{path.parent} has archive.sqlite but no evaluated.csv, and "
+                             f"nas.archive cannot be imported ({e})") from None
+    archive = Archive(path)
+    try:
+        df = archive.to_frame()
+    finally:
+        archive.close()
+    is_base = df["space"].astype(str).eq("baseline") if "space" in df else df.index < 0
+    base = df[is_base].reset_index(drop=True)
+    base.insert(0, "name", base["arch_id"].astype(str).str.removeprefix("baseline:"))
+    return df[~is_base].reset_index(drop=True), base
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    with path.open() as f:
+        cfg = yaml.safe_load(f)
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a run folder; raises :class:`RunFolderError` when it is not one."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a nas run folder: no such directory; pass the "
+                             f"folder printed at the end of `python -m nas.search`")
+    evaluated = _read_csv(run_dir / "evaluated.csv")
+    baselines = _read_csv(run_dir / "baselines.csv")
+    if evaluated is None and (run_dir / "archive.sqlite").is_file():
+        evaluated, from_archive = _from_archive(run_dir / "archive.sqlite")
+        baselines = from_archive if baselines is None else baselines
+    if evaluated is None:
+        raise RunFolderError(f"{run_dir} is not a nas run folder: no evaluated.csv/"
+                             f"archive.sqlite; pass the folder printed at the end of "
+                             f"`python -m nas.search`")
+    missing = [c for c in ("spec", "macs", "accuracy") if c not in evaluated.columns]
+    if missing and len(evaluated):
+        raise RunFolderError(f"{run_dir / 'evaluated.csv'} lacks column(s) {missing}; it was "
+                             f"not written by nas.search")
+    for col in ("macs", "params", "activations", "latency_ms", "accuracy"):
+        if col in evaluated:
+            evaluated[col] = pd.to_numeric(evaluated[col], errors="coerce")
+    if "latency_ms" not in evaluated:
+        evaluated["latency_ms"] = np.nan
+    if "arch_id" not in evaluated and "id" in evaluated:
+        evaluated["arch_id"] = evaluated["id"].astype(str)
+    pareto = _read_csv(run_dir / "pareto.csv")
+    if pareto is None:
+        pareto = front_of(evaluated)
+    return Run(path=run_dir, evaluated=evaluated, pareto=pareto,
+               hypervolume=_read_csv(run_dir / "hypervolume.csv"),
+               baselines=baselines, config=_read_config(run_dir))
+
+
+# --------------------------------------------------------------------------------------------
+# Pareto helpers (nas.pareto when present; the fallbacks follow the same definitions)
+# --------------------------------------------------------------------------------------------
+
+
+def non_dominated_mask(F: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``F`` (all objectives minimised)."""
+    F = np.asarray(F, dtype=float)
+    if len(F) == 0:
+        return np.zeros(0, dtype=bool)
+    try:
+        from nas.pareto import non_dominated
+    except ImportError:
+        non_dominated = None
+    if non_dominated is not None:
+        out = np.asarray(non_dominated(F))
+        if out.dtype == bool and out.shape == (len(F),):
+            return out
+        mask = np.zeros(len(F), dtype=bool)
+        mask[out.astype(int)] = True
+        return mask
+    # a row is dominated if another is <= everywhere and < somewhere
+    le = (F[:, None, :] <= F[None, :, :]).all(-1)
+    lt = (F[:, None, :] < F[None, :, :]).any(-1)
+    return ~(le & lt).any(0)
+
+
+def knee_index(F: np.ndarray) -> int:
+    """Index of the knee of a front ``F`` (minimised objectives), via nas.pareto.knee_point.
+
+    Fallback: after min-max normalisation, the point farthest below the line through the
+    two extreme points (the 'maximum distance to the chord' knee, Das 1999)."""
+    F = np.asarray(F, dtype=float)
+    try:
+        from nas.pareto import knee_point
+    except ImportError:
+        knee_point = None
+    if knee_point is not None:
+        return int(knee_point(F))
+    if len(F) <= 2:
+        return 0
+    lo, hi = F.min(0), F.max(0)
+    Z = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    a, b = Z[np.argmin(Z[:, 0])], Z[np.argmin(Z[:, 1])]
+    d = b - a
+    # signed distance to the chord; the knee bulges towards the origin
+    dist = ((Z[:, 0] - a[0]) * d[1] - (Z[:, 1] - a[1]) * d[0]) / max(np.hypot(*d), 1e-12)
+    return int(np.argmax(np.abs(dist)))
+
+
+#: cost columns a front can be drawn against -> axis label
+COSTS = {"macs": "MACs", "params": "parameters", "latency_ms": "latency (ms)"}
+
+
+def cost_column(cost: str) -> str:
+    """``macs`` / ``params`` / ``latency_ms`` (``latency`` is accepted for the last)."""
+    col = "latency_ms" if cost == "latency" else cost
+    if col not in COSTS:
+        raise ValueError(f"cost must be one of {sorted(COSTS)} (or 'latency'), got {cost!r}")
+    return col
+
+
+def front_of(df: pd.DataFrame, cost: str = "macs") -> pd.DataFrame:
+    """Non-dominated ok rows of an evaluated table on (error, cost), sorted by cost."""
+    col = cost_column(cost)
+    ok = ok_rows(df) if len(df) else df
+    if len(ok) and col in ok:
+        ok = ok[np.isfinite(pd.to_numeric(ok[col], errors="coerce"))]
+    if not len(ok) or col not in ok:
+        return ok.iloc[:0].copy()
+    F = np.column_stack([1.0 - ok["accuracy"].to_numpy(float), ok[col].to_numpy(float)])
+    front = ok[non_dominated_mask(F)].copy()
+    front["source"] = "search"
+    front["name"] = front["arch_id"].astype(str)
+    front["rank"] = 0
+    return front.sort_values(col)
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf")
+
+
+@dataclass
+class _Series:
+    label: str
+    evaluated: pd.DataFrame
+    front: pd.DataFrame
+    color: str
+
+
+def _finite(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """Rows whose ``cols`` are finite numbers (and the cost positive, for a log axis)."""
+    if not len(df) or any(c not in df for c in cols):
+        return df.iloc[:0]
+    mask = pd.Series(True, index=df.index)
+    for c in cols:
+        v = pd.to_numeric(df[c], errors="coerce")
+        mask &= np.isfinite(v)
+    return df[mask & (pd.to_numeric(df[cols[0]], errors="coerce") > 0)]
+
+
+def _search_front(pareto: pd.DataFrame, col: str = "macs") -> pd.DataFrame:
+    """The search's rows of a pareto.csv frame (baselines dropped), sorted by cost."""
+    if not len(pareto):
+        return pareto
+    df = pareto
+    if "source" in df:
+        df = df[df["source"].fillna("search").astype(str).ne("baseline")]
+    df = df[np.isfinite(pd.to_numeric(df["accuracy"], errors="coerce"))]
+    return df.sort_values(col) if col in df else df
+
+
+def _baseline_rows(frames: Sequence[pd.DataFrame | None]) -> pd.DataFrame:
+    rows = [f for f in frames if f is not None and len(f) and "macs" in f]
+    if not rows:
+        return pd.DataFrame(columns=["name", "macs", "params", "latency_ms", "accuracy"])
+    df = pd.concat(rows, ignore_index=True)
+    for c in ("accuracy", "macs", "params", "latency_ms"):
+        df[c] = pd.to_numeric(df[c], errors="coerce") if c in df else np.nan
+    if "status" in df:  # a baseline that failed to train has no accuracy to show
+        df.loc[df["status"].fillna("ok").astype(str).ne("ok"), "accuracy"] = np.nan
+    key = "name" if "name" in df else "spec"
+    # keep the trained row of a baseline when several runs carry it
+    df = df.sort_values("accuracy", na_position="first").drop_duplicates(key, keep="last")
+    if "name" not in df:
+        df["name"] = df[key]
+    return df.sort_values("macs")
+
+
+def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
+                 col: str = "macs"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
+    for s in series:
+        ok = _finite(ok_rows(s.evaluated) if len(s.evaluated) else s.evaluated, col)
+        if len(ok):
+            ax.scatter(ok[col], 100 * ok["accuracy"], s=14, color=s.color, alpha=0.3,
+                       linewidths=0)
+        front = _finite(s.front, col, "accuracy")
+        if len(front):
+            ax.step(front[col], 100 * front["accuracy"], where="post", color=s.color,
+                    lw=1.6, label=f"{s.label} front ({len(front)})")
+            ax.scatter(front[col], 100 * front["accuracy"], s=26, color=s.color,
+                       edgecolors="black", linewidths=0.5, zorder=3)
+    trained = _finite(baselines, col, "accuracy")
+    if len(trained):
+        ax.scatter(trained[col], 100 * trained["accuracy"], marker="*", s=110,
+                   color="black", zorder=4, label="baselines")
+        for _, r in trained.iterrows():
+            ax.annotate(str(r["name"]), (r[col], 100 * r["accuracy"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+    costed = _finite(baselines, col)
+    untrained = costed[~np.isfinite(costed["accuracy"])] if len(costed) else costed
+    for _, r in untrained.iterrows():  # cost known, accuracy not: a labelled marker line
+        ax.axvline(r[col], color="grey", ls=":", lw=0.8)
+        ax.annotate(f"{r['name']} (not trained)", (r[col], 0.02),
+                    xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                    color="grey", xytext=(2, 0), textcoords="offset points")
+    if ax.has_data():
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{COSTS[col]} (log scale)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_hypervolume(runs: Sequence[Run]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    drawn = False
+    for i, run in enumerate(runs):
+        hv = run.hypervolume
+        if hv is None or not len(hv) or "hypervolume" not in hv:
+            continue
+        x = hv["evaluations"] if "evaluations" in hv else hv.get("iteration", hv.index)
+        cost = str(hv["cost"].iloc[-1]) if "cost" in hv else "cost"
+        ax.plot(x, hv["hypervolume"], marker="o", ms=3, color=_COLORS[i % len(_COLORS)],
+                label=f"{run.name} (error x {cost})")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("evaluated architectures")
+    ax.set_ylabel("hypervolume")
+    ax.set_title("Hypervolume vs evaluations")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _save_png(fig, path: Path | None) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return data
+
+
+def _img(png: bytes, alt: str) -> str:
+    return (f'<img alt="{html.escape(alt)}" style="max-width:100%" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+
+
+# An inline SVG scatter: hovering a point shows its architecture (SVG <title>, no script).
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    mult = (1, 2, 5) if b - a <= 3 else (1,)
+    ticks = [m * 10.0 ** e for e in range(a, b + 1) for m in mult]
+    return [t for t in ticks if lo <= t <= hi] or [lo, hi]
+
+
+def _tip(r: Any) -> str:
+    name = r.get("name", r.get("arch_id", ""))
+    lat = r.get("latency_ms")
+    lat_s = f"  latency {float(lat):.3g} ms" if lat is not None and pd.notna(lat) else ""
+    return html.escape(f"{name}  acc {100 * r['accuracy']:.2f}%  MACs {_fmt_num(r.get('macs'))}"
+                       f"  params {_fmt_num(r.get('params'))}{lat_s}\n{r.get('spec', '')}")
+
+
+def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
+               col: str = "macs") -> str:
+    W, H, L, R, T, B = 760, 440, 64, 16, 30, 46
+    frames = [_finite(ok_rows(s.evaluated) if len(s.evaluated) else s.evaluated, col,
+                      "accuracy") for s in series]
+    fronts = [_finite(s.front, col, "accuracy") for s in series]
+    base = _finite(baselines, col, "accuracy")
+    xs = np.concatenate([f[col].to_numpy(float) for f in (*frames, *fronts, base)] or [[]])
+    ys = np.concatenate([f["accuracy"].to_numpy(float) for f in (*frames, *fronts, base)]
+                        or [[]])
+    if not len(xs):
+        return ""
+    x0, x1 = math.log10(xs.min()) - 0.1, math.log10(xs.max()) + 0.1
+    pad = max((ys.max() - ys.min()) * 0.08, 0.005)
+    y0, y1 = max(0.0, ys.min() - pad), min(1.0, ys.max() + pad)
+    if y1 <= y0:
+        y1 = y0 + 0.01
+
+    def X(v: float) -> float:
+        return L + (math.log10(v) - x0) / (x1 - x0) * (W - L - R)
+
+    def Y(a: float) -> float:
+        return T + (y1 - a) / (y1 - y0) * (H - T - B)
+
+    e = html.escape
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
+           f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="13">{e(title)}</text>',
+           f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" '
+           f'stroke="#888"/>']
+    for t in _log_ticks(10 ** x0, 10 ** x1):
+        x = X(t)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>'
+                   f'<text x="{x:.1f}" y="{H - B + 14}" text-anchor="middle">'
+                   f'{e(C.human(t))}</text>')
+    for a in np.linspace(y0, y1, 6):
+        y = Y(a)
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+                   f'<text x="{L - 4}" y="{y + 4:.1f}" text-anchor="end">{100 * a:.1f}</text>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">'
+               f'{e(COSTS[col])} (log)</text><text transform="translate(14 '
+               f'{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">accuracy (%)</text>')
+    for s, ok, front in zip(series, frames, fronts):
+        for _, r in ok.iterrows():
+            out.append(f'<circle cx="{X(r[col]):.1f}" cy="{Y(r["accuracy"]):.1f}" r="2.5" '
+                       f'fill="{s.color}" fill-opacity="0.2"><title>{_tip(r)}</title>'
+                       f'</circle>')
+        if len(front):
+            xy = [(X(v), Y(a)) for v, a in zip(front[col], front["accuracy"])]
+            steps = [f"{x:.1f},{y:.1f} {xy[i + 1][0]:.1f},{y:.1f}"
+                     for i, (x, y) in enumerate(xy[:-1])]
+            steps.append(f"{xy[-1][0]:.1f},{xy[-1][1]:.1f}")
+            out.append(f'<polyline points="{" ".join(steps)}" fill="none" '
+                       f'stroke="{s.color}" stroke-width="1.5"/>')
+            for (x, y), (_, r) in zip(xy, front.iterrows()):
+                out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{s.color}" '
+                           f'stroke="black" stroke-width="0.5"><title>{_tip(r)}</title>'
+                           f'</circle>')
+    for _, r in base.iterrows():
+        x, y = X(r[col]), Y(r["accuracy"])
+        out.append(f'<g><rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
+                   f'fill="black" transform="rotate(45 {x:.1f} {y:.1f})"/>'
+                   f'<title>{_tip(r)}</title></g><text x="{x + 6:.1f}" y="{y - 6:.1f}">'
+                   f'{e(str(r["name"]))}</text>')
+    for i, s in enumerate(series):
+        out.append(f'<rect x="{L + 8}" y="{T + 8 + 15 * i}" width="10" height="10" '
+                   f'fill="{s.color}"/><text x="{L + 22}" y="{T + 17 + 15 * i}">'
+                   f'{e(s.label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
+                     df_baselines: pd.DataFrame | None, path_png: str | Path,
+                     path_html: str | Path | None = None, *, title: str = "Pareto front",
+                     cost: str = "macs", label: str = "search") -> Path:
+    """Accuracy-vs-cost plot of one run: all evaluated points faint, the front, baselines.
+
+    Args:
+        df_evaluated: evaluated.csv as a frame (columns macs, accuracy, status, ...).
+        df_pareto: the front (pareto.csv rows; baseline rows are drawn as baselines only),
+            or None to compute it from df_evaluated.
+        df_baselines: baselines.csv as a frame (name, macs, accuracy, ...), or None.
+        path_png: where to write the PNG.
+        path_html: if given, also write a self-contained HTML page: the PNG, a hoverable
+            inline SVG and the table of the front (no network needed to open it).
+        title: plot title.
+        cost: x axis: ``macs``, ``params`` or ``latency_ms`` (log scale).
+        label: legend label of the front.
+    Returns:
+        The PNG path.
+    """
+    col = cost_column(cost)
+    front = (front_of(df_evaluated, col) if df_pareto is None
+             else _search_front(df_pareto, col))
+    s = _Series(label, df_evaluated, front, _COLORS[0])
+    base = _baseline_rows([df_baselines])
+    png = _save_png(_plot_fronts([s], base, title, col), Path(path_png))
+    if path_html is not None:
+        body = (f"<h1>{html.escape(title)}</h1>{_img(png, title)}"
+                f"<details open><summary>interactive (hover a point)</summary>"
+                f"{_svg_front([s], base, title, col)}</details>"
+                f"<h2>Pareto architectures</h2>{_pareto_table([('', front)])}")
+        Path(path_html).write_text(_page(title, body))
+    return Path(path_png)
+
+# --------------------------------------------------------------------------------------------
+# HTML page
+# --------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:sans-serif;margin:1.5em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
+th{background:#f2f2f2} td.l,th.l{text-align:left}
+td.spec{text-align:left;font-family:monospace;max-width:520px;word-break:break-all}
+details{margin:.3em 0} summary{cursor:pointer;font-family:monospace}
+tr.baseline td{color:#555;font-style:italic}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
+            f'{html.escape(title)}</title><style>{_CSS}</style></head><body>{body}'
+            f'</body></html>\n')
+
+
+def _fmt_num(v: Any, pct: bool = False) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return ""
+    if not np.isfinite(f):
+        return "-"
+    return f"{100 * f:.2f}%" if pct else C.human(f)
+
+
+def _cost_table(spec_text: str) -> str:
+    """Per-layer cost table (nas.cost) of a spec string as HTML."""
+    try:
+        c = C.cost(ArchSpec.from_string(spec_text))
+    except SpecError as ex:
+        return f"<p>cannot cost this spec: {html.escape(str(ex))}</p>"
+    head = ("layer", "output", "activations", "MACs", "FLOPs", "params", "memory (b=1)")
+    rows = [(r.name, "x".join(map(str, r.out_shape)), C.human(r.activations), C.human(r.macs),
+             C.human(r.flops), C.human(r.params), C.human(r.memory_bytes(), "B"))
+            for r in c.layers]
+    rows.append(("total", "", C.human(c.activations), C.human(c.macs), C.human(c.flops),
+                 C.human(c.params), C.human(c.memory_bytes(), "B")))
+    th = "".join(f'<th class="{"l" if i < 2 else ""}">{h}</th>' for i, h in enumerate(head))
+    trs = "".join("<tr>" + "".join(f'<td class="{"l" if i < 2 else ""}">{html.escape(str(x))}'
+                                   f"</td>" for i, x in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{trs}</table>"
+
+
+def _pareto_table(groups: Sequence[tuple[str, pd.DataFrame]]) -> str:
+    """One table row per Pareto architecture (all runs), each with its cost details."""
+    multi = len(groups) > 1
+    head = (["run"] if multi else []) + ["name / arch id", "source", "accuracy", "MACs",
+                                         "params", "latency", "spec"]
+    th = "".join(f'<th class="{"l" if h in ("run", "name / arch id", "spec") else ""}">'
+                 f"{h}</th>" for h in head)
+    rows = []
+    for label, df in groups:
+        if not len(df):
+            continue
+        for _, r in df.sort_values("macs").iterrows():
+            src = str(r.get("source", "search"))
+            name = str(r.get("name", r.get("arch_id", "")))
+            if src != "baseline" and "arch_id" in r and str(r["arch_id"]) not in name:
+                name = f"{name} ({r['arch_id']})"
+            spec_text = str(r.get("spec", ""))
+            lat = r.get("latency_ms", float("nan"))
+            lat_s = f"{float(lat):.2f} ms" if pd.notna(lat) else "-"
+            cells = ([f'<td class="l">{html.escape(label)}</td>'] if multi else []) + [
+                f'<td class="l">{html.escape(name)}</td>', f"<td>{html.escape(src)}</td>",
+                f"<td>{_fmt_num(r.get('accuracy'), pct=True)}</td>",
+                f"<td>{_fmt_num(r.get('macs'))}</td>", f"<td>{_fmt_num(r.get('params'))}</td>",
+                f"<td>{lat_s}</td>",
+                f'<td class="spec"><details><summary>{html.escape(spec_text)}</summary>'
+                f"{_cost_table(spec_text)}</details></td>"]
+            cls = ' class="baseline"' if src == "baseline" else ""
+            rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    if not rows:
+        return "<p>No Pareto architectures (no successful evaluations).</p>"
+    return f"<table><tr>{th}</tr>{''.join(rows)}</table>"
+
+
+def _run_summary(run: Run) -> dict:
+    ev = run.evaluated
+    front = _search_front(run.pareto, "macs")
+    hv = run.hypervolume
+    best = run.ok["accuracy"].max() if len(run.ok) else float("nan")
+    return {"run": run.name, "evaluated": len(ev), "ok": len(run.ok),
+            "failed": int(len(ev) - len(run.ok)), "front": len(front),
+            "best accuracy": best,
+            "hypervolume": (float(hv["hypervolume"].iloc[-1])
+                            if hv is not None and len(hv) and "hypervolume" in hv
+                            else float("nan"))}
+
+
+def _describe_run(run: Run) -> str:
+    """``space mobile, data cifar10, seed 0`` from the run's config (what is known)."""
+    cfg = run.config
+    parts = []
+    for key in ("space", "data"):
+        v = cfg.get(key)
+        if isinstance(v, dict):
+            v = v.get("name") or str(v.get("_target_", "")).rsplit(".", 1)[-1] or None
+        if v:
+            parts.append(f"{key} {v}")
+    if "seed" in cfg:
+        parts.append(f"seed {cfg['seed']}")
+    cost = (cfg.get("objectives") or {}).get("cost") if isinstance(cfg.get("objectives"),
+                                                                   dict) else None
+    if cost:
+        parts.append(f"cost {cost}")
+    return ", ".join(parts)
+
+
+def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") -> Path:
+    """Write ``report.html``, ``front.png`` and ``hypervolume.png`` under ``out``.
+
+    The plotted fronts are the non-dominated ok architectures on (error, ``cost``); the
+    table lists each run's own ``pareto.csv`` (its front in its own cost, and baselines)."""
+    col = cost_column(cost)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    series = [_Series(r.name, r.evaluated, front_of(r.evaluated, col),
+                      _COLORS[i % len(_COLORS)]) for i, r in enumerate(runs)]
+    base = _baseline_rows([r.baselines for r in runs]
+                          + [r.pareto[r.pareto["source"].astype(str).eq("baseline")]
+                             for r in runs if len(r.pareto) and "source" in r.pareto])
+    title = f"Accuracy vs {COSTS[col]}" + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
+    front_png = _save_png(_plot_fronts(series, base, title, col), out / "front.png")
+    hv_fig = _plot_hypervolume(runs)
+    hv_html = "<p>No hypervolume.csv in these runs.</p>"
+    if hv_fig is not None:
+        hv_html = _img(_save_png(hv_fig, out / "hypervolume.png"), "hypervolume")
+    summ = [_run_summary(r) for r in runs]
+    th = "".join(f"<th>{html.escape(k)}</th>" for k in summ[0])
+    trs = "".join("<tr>" + "".join(
+        f"<td>{html.escape(_fmt_num(v, pct=True) if k == 'best accuracy' else str(v))}</td>"
+        for k, v in s.items()) + "</tr>" for s in summ)
+    cfgs = "".join(f"<li><b>{html.escape(r.name)}</b>: {html.escape(str(r.path))} "
+                   f"{html.escape(_describe_run(r))}</li>" for r in runs)
+    body = (f"<h1>NAS report</h1><ul>{cfgs}</ul><table><tr>{th}</tr>{trs}</table>"
+            f"<h2>Pareto fronts</h2>{_img(front_png, 'fronts')}"
+            f"<details open><summary>interactive (hover a point)</summary>"
+            f"{_svg_front(series, base, title, col)}</details>"
+            f"<h2>Hypervolume</h2>{hv_html}"
+            f"<h2>Pareto architectures</h2><p>Click a spec for its per-layer cost table "
+            f"(MACs exclude biases; memory is the training rule of thumb at batch 1).</p>"
+            f"{_pareto_table([(r.name, r.pareto) for r in runs])}")
+    path = out / "report.html"
+    path.write_text(_page("NAS report", body))
+    return path
+
+
+def print_summary(runs: Sequence[Run], *, console: Any = None) -> None:
+    """The report's numbers as rich tables on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title="runs")
+    summ = [_run_summary(r) for r in runs]
+    for k in summ[0]:
+        t.add_column(k, justify="left" if k == "run" else "right")
+    for s in summ:
+        t.add_row(*[_fmt_num(v, pct=True) if k == "best accuracy" else
+                    (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in s.items()])
+    console.print(t)
+    for r in runs:
+        ft = Table(title=f"Pareto architectures of {r.name}")
+        for col, just in (("name", "left"), ("source", "left"), ("accuracy", "right"),
+                          ("MACs", "right"), ("params", "right"), ("spec", "left")):
+            ft.add_column(col, justify=just, overflow="fold")
+        for _, row in (r.pareto.sort_values("macs") if len(r.pareto) else r.pareto).iterrows():
+            ft.add_row(str(row.get("name", row.get("arch_id", ""))),
+                       str(row.get("source", "search")),
+                       _fmt_num(row.get("accuracy"), pct=True), _fmt_num(row.get("macs")),
+                       _fmt_num(row.get("params")), str(row.get("spec", "")))
+        console.print(ft)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nas.report",
+        description="Self-contained HTML report (fronts overlaid, hypervolume, every Pareto "
+                    "architecture with its per-layer cost table) of one or more search runs, "
+                    "plus front.png / hypervolume.png and a terminal summary.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folder(s) written by `python -m nas.search`")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: RUN_DIR/report of the first run)")
+    p.add_argument("--cost", default="macs", choices=["macs", "params", "latency_ms"],
+                   help="x axis of the front plot (default macs; log scale)")
+    p.add_argument("--quiet", action="store_true", help="skip the terminal summary")
+    args = p.parse_args(argv)
+    try:
+        runs = [read_run(d) for d in args.run_dirs]
+    except RunFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or Path(args.run_dirs[0]) / "report"
+    path = write_report(runs, out, cost=args.cost)
+    if not args.quiet:
+        print_summary(runs)
+    print(f"report: {path}")
+    return 0
+
+
+__all__ = ["COSTS", "Run", "RunFolderError", "read_run", "ok_rows", "cost_column", "front_of",
+           "non_dominated_mask", "knee_index", "write_front_plot", "write_report",
+           "print_summary", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())
