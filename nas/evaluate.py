@@ -1,0 +1,557 @@
+"""Evaluators: train a batch of candidates and return one `Result` per candidate.
+
+``evaluate(candidates, callback=...)`` returns results in the order of the candidates and
+calls ``callback(result)`` in the calling process as each one completes, so a search can
+archive results as they arrive. Three backends, chosen in config (conf/evaluator/*.yaml):
+
+* `LocalEvaluator`: in this process, one candidate after another.
+* `PoolEvaluator`: persistent worker processes (``spawn``), one per GPU (each pinned with
+  CUDA_VISIBLE_DEVICES) or ``workers`` on CPU; the parent kills and replaces a worker that
+  exceeds ``timeout_s`` or dies.
+* `RayEvaluator`: one Ray task per candidate on a local or existing Ray cluster.
+
+A candidate never takes the others down: divergence, out-of-memory, time-outs, crashed
+workers and any exception become ``Result(status="failed", reason=...)``. Specs travel to
+workers as JSON; results come back as plain dicts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from multiprocessing.connection import wait as mp_wait
+from typing import Any
+
+from nas.spec import ArchSpec
+from nas.train import TrainConfig, _plain
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "pool", "ray")
+_REASON_MAX = 500  # characters of a failure reason kept (tracebacks live in the logs)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture to train: its id (the archive key), spec and training seed."""
+
+    arch_id: str
+    spec: ArchSpec
+    seed: int
+    genome: tuple | None = None
+    space: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, ArchSpec):
+            raise TypeError(f"Candidate {self.arch_id!r}: spec must be an ArchSpec, got "
+                            f"{type(self.spec).__name__}")
+
+
+@dataclass
+class Result:
+    """Outcome of one candidate. Accuracies are fractions (0..1); ``extra`` holds macs,
+    params, epochs and wall_seconds where known."""
+
+    arch_id: str
+    status: str  # "ok" | "failed"
+    reason: str | None = None
+    accuracy: float | None = None
+    test_accuracy: float | None = None
+    val_loss: float | None = None
+    train_seconds: float | None = None
+    images_per_second: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def failed(cls, arch_id: str, reason: str, **extra: Any) -> Result:
+        return cls(arch_id=arch_id, status="failed", reason=reason[:_REASON_MAX], extra=extra)
+
+    @classmethod
+    def from_train(cls, arch_id: str, out: Mapping) -> Result:
+        """From `nas.train.train_spec`'s dict (fields it does not name go to ``extra``)."""
+        names = {f.name for f in fields(cls)} - {"arch_id", "status", "extra"}
+        return cls(arch_id=arch_id, status=out.get("status", "ok"),
+                   **{k: out[k] for k in names if k in out},
+                   extra={k: v for k, v in out.items() if k not in names and k != "status"})
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line for the archive: the CandidateFailed message, "out of memory: ...", or
+    "TypeName: message"."""
+    from nas.train import CandidateFailed
+
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, CandidateFailed):
+        return msg
+    oom = isinstance(e, MemoryError)
+    try:
+        import torch
+
+        oom = oom or isinstance(e, torch.cuda.OutOfMemoryError)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if oom:
+        return f"out of memory: {msg or type(e).__name__}"
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def run_candidate(task: Mapping) -> dict:
+    """Train one candidate described by a task dict (see `Evaluator._task`); never raises.
+
+    Returns a `Result` as a dict. Runs in whatever process the backend chose.
+    """
+    t0 = time.perf_counter()
+    arch_id = str(task.get("arch_id"))
+    try:
+        from nas.train import train_spec
+
+        spec = ArchSpec.from_json(task["spec"])
+        out = train_spec(spec, data=task["data"], train=task["train"], seed=int(task["seed"]),
+                         test=bool(task.get("test", False)))
+        result = Result.from_train(arch_id, out)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a failed result
+        log.debug("candidate %s failed:\n%s", arch_id, traceback.format_exc())
+        result = Result.failed(arch_id, failure_reason(e))
+        _release_cuda_memory()
+    result.extra["wall_seconds"] = time.perf_counter() - t0
+    return result.to_dict()
+
+
+def _release_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# Base
+# --------------------------------------------------------------------------------------------
+
+
+class Evaluator:
+    """Trains candidates with one data config and one training recipe.
+
+    Args:
+        data: ``make_datamodule`` kwargs with ``name`` (see `nas.train.train_spec`).
+        train: the recipe (TrainConfig or mapping).
+        test: also report test accuracy (final reports only; searches leave it off).
+        timeout_s: per-candidate time limit; see each backend for how it is enforced.
+    """
+
+    def __init__(self, *, data: Mapping, train: TrainConfig | Mapping | None = None,
+                 test: bool = False, timeout_s: float | None = None) -> None:
+        self.data = dict(_plain(data))
+        if not self.data.get("name"):
+            raise ValueError("evaluator data config needs 'name', e.g. {'name': 'digits'}")
+        self.train = TrainConfig.from_any(train)
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s={timeout_s!r} is invalid; pass seconds > 0 or null")
+        self.test = bool(test)
+        self.timeout_s = None if timeout_s is None else float(timeout_s)
+
+    def _task(self, c: Candidate) -> dict:
+        return {"arch_id": c.arch_id, "spec": c.spec.to_json(), "seed": int(c.seed),
+                "data": self.data, "train": self.train.to_dict(), "test": self.test}
+
+    def evaluate(self, candidates: Iterable[Candidate], *,
+                 callback: Callable[[Result], None] | None = None) -> list[Result]:
+        """Train every candidate; results in candidate order, ``callback`` on each as it
+        completes (in this process)."""
+        cands = list(candidates)
+        for i, c in enumerate(cands):
+            if not isinstance(c, Candidate):
+                raise TypeError(f"candidates[{i}] is a {type(c).__name__}, not a Candidate")
+        results: list[Result | None] = [None] * len(cands)
+
+        def done(i: int, r: Result) -> None:
+            results[i] = r
+            if callback is not None:
+                callback(r)
+
+        if cands:
+            try:
+                self._run([self._task(c) for c in cands], done)
+            except BaseException:
+                self._abort()
+                raise
+        return results  # type: ignore[return-value]
+
+    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Drop work in flight after an error (e.g. a callback raised)."""
+
+    def close(self) -> None:
+        """Release workers / clusters (idempotent)."""
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Local
+# --------------------------------------------------------------------------------------------
+
+
+class LocalEvaluator(Evaluator):
+    """In this process, sequentially. A process cannot kill itself, so ``timeout_s`` acts as
+    ``train.max_time_s`` (checked after every batch) when that is unset."""
+
+    def _task(self, c: Candidate) -> dict:
+        task = super()._task(c)
+        if self.timeout_s is not None and self.train.max_time_s is None:
+            task["train"] = replace(self.train, max_time_s=self.timeout_s).to_dict()
+        return task
+
+    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+        for i, task in enumerate(tasks):
+            done(i, Result(**run_candidate(task)))
+
+
+# --------------------------------------------------------------------------------------------
+# Pool of worker processes
+# --------------------------------------------------------------------------------------------
+
+
+def _pool_worker(conn: Any, gpu: int | None, threads: int | None) -> None:
+    """Worker process: pin the GPU, import once, then train tasks until told to stop."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before anything initialises CUDA
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        import nas.train  # noqa: F401 - pay the import before the first candidate's clock
+
+        conn.send(("ready", os.getpid()))
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                break
+            idx, task = msg
+            conn.send(("result", idx, run_candidate(task)))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent went away or we were interrupted: just exit
+    except BaseException:  # noqa: BLE001 - report start-up failures to the parent
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+
+
+class _Worker:
+    def __init__(self, ctx: Any, slot: int, gpu: int | None, threads: int | None) -> None:
+        self.slot, self.gpu = slot, gpu
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_pool_worker, args=(child, gpu, threads),
+                                name=f"nas-eval-{slot}", daemon=False)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        self.ready = False
+        self.task: int | None = None
+        self.deadline = float("inf")
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=10)
+        self.conn.close()
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"exit code {code}, {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
+
+
+class PoolEvaluator(Evaluator):
+    """Persistent worker processes from a ``spawn`` context.
+
+    Args:
+        workers: number of processes; None: one per visible GPU with CUDA, else 2. With
+            CUDA, worker i is pinned to GPU ``i % n_gpus``.
+        threads_per_worker: torch CPU threads in each worker; None: cores / workers.
+        timeout_s: hard per-candidate limit from dispatch: the worker is killed and
+            replaced and the candidate fails with "timeout ...".
+        **common: see `Evaluator`.
+    """
+
+    def __init__(self, *, workers: int | None = None, threads_per_worker: int | None = None,
+                 **common: Any) -> None:
+        super().__init__(**common)
+        import torch
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if workers is None:
+            workers = n_gpus or 2
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers={workers!r} is invalid; pass a positive integer or "
+                             f"null (one per GPU, else 2)")
+        if threads_per_worker is None:
+            threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        self.n_workers, self.n_gpus, self.threads = workers, n_gpus, threads_per_worker
+        self._ctx = mp.get_context("spawn")
+        self._workers = [self._spawn(i) for i in range(workers)]
+        self._start_failures = 0
+        self._finalizer = weakref.finalize(self, PoolEvaluator._shutdown, self._workers)
+        atexit.register(self._finalizer)
+
+    def _spawn(self, slot: int) -> _Worker:
+        gpu = slot % self.n_gpus if self.n_gpus else None
+        return _Worker(self._ctx, slot, gpu, self.threads)
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        self._workers[w.slot] = self._spawn(w.slot)
+
+    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+        if not self._workers:
+            raise RuntimeError("this PoolEvaluator is closed; make a new one")
+        pending = deque(range(len(tasks)))
+        left = len(tasks)
+
+        def finish(w: _Worker, result: Result) -> None:
+            nonlocal left
+            idx, w.task, w.deadline = w.task, None, float("inf")
+            left -= 1
+            done(idx, result)
+
+        while left:
+            for w in self._workers:
+                if w.ready and w.task is None and pending:
+                    i = pending.popleft()
+                    w.task = i
+                    try:
+                        w.conn.send((i, tasks[i]))
+                    except OSError:
+                        pass  # it just died: the liveness check below reports the task
+                    w.deadline = (time.monotonic() + self.timeout_s if self.timeout_s
+                                  else float("inf"))
+            nearest = min(w.deadline for w in self._workers) - time.monotonic()
+            mp_wait([w.conn for w in self._workers] + [w.proc.sentinel for w in self._workers],
+                    timeout=max(0.0, min(1.0, nearest)))
+            for w in list(self._workers):
+                dead = False
+                try:
+                    while w.conn.poll():
+                        msg = w.conn.recv()
+                        if msg[0] == "ready":
+                            w.ready = True
+                            self._start_failures = 0
+                        elif msg[0] == "result" and msg[1] == w.task:
+                            finish(w, Result(**msg[2]))
+                        elif msg[0] == "error":
+                            self._replace(w)
+                            raise RuntimeError(f"pool worker failed to start:\n{msg[1]}")
+                except (EOFError, OSError):
+                    dead = True
+                if dead or not w.proc.is_alive():
+                    w.proc.join(timeout=5)
+                    text = _exit_text(w.proc.exitcode)
+                    if w.task is not None:
+                        finish(w, Result.failed(tasks[w.task]["arch_id"],
+                                                f"worker died ({text})"))
+                    elif not w.ready:
+                        self._start_failures += 1
+                        if self._start_failures >= 3:
+                            raise RuntimeError(f"pool workers keep dying on start-up ({text})")
+                    self._replace(w)
+                elif w.task is not None and time.monotonic() > w.deadline:
+                    arch_id = tasks[w.task]["arch_id"]
+                    self._replace(w)  # kill first: the task is gone whatever it sends now
+                    finish(w, Result.failed(arch_id, f"timeout after {self.timeout_s:g} s "
+                                                     f"(worker killed)"))
+
+    def _abort(self) -> None:
+        for w in list(self._workers):
+            if w.task is not None:
+                w.task = None
+                self._replace(w)
+
+    @staticmethod
+    def _shutdown(workers: list[_Worker]) -> None:
+        for w in workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in workers:
+            w.proc.join(timeout=5)
+            w.kill()
+        workers.clear()
+
+    def close(self) -> None:
+        self._finalizer()
+        atexit.unregister(self._finalizer)
+
+
+# --------------------------------------------------------------------------------------------
+# Ray
+# --------------------------------------------------------------------------------------------
+
+
+class RayEvaluator(Evaluator):
+    """One Ray task per candidate.
+
+    Args:
+        address: an existing cluster ("auto", "ray://host:10001", ...); None starts a local
+            one (shut down again by `close`; a cluster this evaluator did not start is left
+            running).
+        num_cpus: CPUs of the local cluster (None: all).
+        cpus_per_task: CPUs reserved per candidate; also its torch thread count unless
+            ``train.num_threads`` is set.
+        gpus_per_task: GPUs per candidate; None: 1 when the cluster has GPUs, else 0.
+        timeout_s: hard per-candidate limit from submission: the task is cancelled with
+            ``ray.cancel(force=True)`` and the candidate fails with "timeout ...".
+        **common: see `Evaluator`.
+    """
+
+    def __init__(self, *, address: str | None = None, num_cpus: int | None = None,
+                 cpus_per_task: float = 1, gpus_per_task: float | None = None,
+                 **common: Any) -> None:
+        super().__init__(**common)
+        import ray
+
+        if not cpus_per_task > 0:
+            raise ValueError(f"cpus_per_task={cpus_per_task!r} is invalid; pass a number > 0")
+        self._started = False
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "logging_level": logging.WARNING}
+            if address is None:
+                kw["num_cpus"] = num_cpus
+            ray.init(address=address, **kw)
+            self._started = True
+        resources = ray.cluster_resources()
+        if gpus_per_task is None:
+            gpus_per_task = 1 if resources.get("GPU", 0) > 0 else 0
+        slots = int(resources.get("CPU", 1) // cpus_per_task) or 1
+        if gpus_per_task:
+            slots = min(slots, int(resources.get("GPU", 0) // gpus_per_task) or 1)
+        self.slots = slots
+        if self.train.num_threads is None:
+            self.train = replace(self.train, num_threads=max(1, int(cpus_per_task)))
+        self._remote = ray.remote(run_candidate).options(
+            num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)
+        self._inflight: dict[Any, tuple[int, float]] = {}
+
+    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+        import ray
+
+        pending = deque(range(len(tasks)))
+        inflight = self._inflight
+        while pending or inflight:
+            while pending and len(inflight) < self.slots:
+                i = pending.popleft()
+                deadline = time.monotonic() + self.timeout_s if self.timeout_s else float("inf")
+                inflight[self._remote.remote(tasks[i])] = (i, deadline)
+            nearest = min(d for _, d in inflight.values()) - time.monotonic()
+            ready, _ = ray.wait(list(inflight), num_returns=1,
+                                timeout=max(0.0, min(1.0, nearest)))
+            for ref in ready:
+                i, _ = inflight.pop(ref)
+                try:
+                    result = Result(**ray.get(ref))
+                except Exception as e:  # noqa: BLE001 - crashed or killed worker
+                    result = Result.failed(tasks[i]["arch_id"], _ray_reason(e))
+                done(i, result)
+            now = time.monotonic()
+            for ref, (i, deadline) in list(inflight.items()):
+                if now > deadline:
+                    ray.cancel(ref, force=True)
+                    del inflight[ref]
+                    done(i, Result.failed(tasks[i]["arch_id"],
+                                          f"timeout after {self.timeout_s:g} s (task cancelled)"))
+
+    def _abort(self) -> None:
+        import ray
+
+        for ref in list(self._inflight):
+            ray.cancel(ref, force=True)
+        self._inflight.clear()
+
+    def close(self) -> None:
+        import ray
+
+        self._abort()
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+        self._started = False
+
+
+def _ray_reason(e: BaseException) -> str:
+    import ray.exceptions as rex
+
+    if isinstance(e, rex.RayTaskError) and e.cause is not None:
+        return failure_reason(e.cause)
+    if isinstance(e, getattr(rex, "OutOfMemoryError", ())):
+        return f"out of memory: {str(e).strip().splitlines()[0]}"
+    if isinstance(e, rex.WorkerCrashedError):
+        return "worker died (Ray worker crashed)"
+    return failure_reason(e)
+
+
+# --------------------------------------------------------------------------------------------
+# Factory
+# --------------------------------------------------------------------------------------------
+
+
+def _backend_classes() -> dict[str, type[Evaluator]]:
+    return {"local": LocalEvaluator, "pool": PoolEvaluator, "ray": RayEvaluator}
+
+
+def backend_options(backend: str) -> set[str]:
+    """Config keys (besides ``backend``) the evaluator ``backend`` accepts."""
+    import inspect
+
+    cls = _backend_classes()[backend]
+    names = {p.name for c in cls.__mro__ if "__init__" in vars(c)
+             for p in inspect.signature(c.__init__).parameters.values()
+             if p.kind is p.KEYWORD_ONLY}
+    return names - {"data", "train"}
+
+
+def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping) -> Evaluator:
+    """The evaluator named by ``cfg.backend`` (local | pool | ray) with the rest of ``cfg``
+    as its options (see conf/evaluator/*.yaml)."""
+    opts = dict(_plain(cfg))
+    backend = opts.pop("backend", None)
+    if backend not in BACKENDS:
+        raise ValueError(f"evaluator.backend={backend!r} is invalid; pass one of "
+                         f"{', '.join(BACKENDS)}")
+    allowed = backend_options(backend)
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise ValueError(f"evaluator.{unknown[0]} is not an option of the {backend} backend; "
+                         f"options: {', '.join(sorted(allowed))}")
+    return _backend_classes()[backend](data=data, train=train, **opts)
+
+
+__all__ = ["BACKENDS", "Candidate", "Evaluator", "LocalEvaluator", "PoolEvaluator",
+           "RayEvaluator", "Result", "backend_options", "failure_reason", "make_evaluator", "run_candidate"]

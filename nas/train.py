@@ -1,0 +1,698 @@
+"""Training: the one path for search candidates, baselines and final training.
+
+* `ClassifierModule` wraps ``build(spec)``: cross-entropy with label smoothing, SGD
+  (Nesterov) or AdamW without weight decay on norms and biases, a cosine (with linear
+  warmup) or one-cycle schedule stepped per batch. On a GPU it trains in bf16 autocast with a
+  channels_last model (optionally ``torch.compile``d); on CPU the same code runs in fp32.
+* `TrainConfig` is the recipe; proxy fidelity (epochs, data subset) is configuration.
+* `train_spec` trains one spec on one data set and returns a plain dict of metrics. A loss
+  that turns NaN/inf or a run over ``max_time_s`` raises `CandidateFailed`, which the
+  evaluators record as a failed candidate.
+
+CLI (thin Hydra wrapper around `train_one`)::
+
+    python -m nas.train arch=resnet20 data=digits [train=full]
+    python -m nas.train arch=mobile:1-0-2-... data=cifar10 data.root=~/data/cifar10
+    python -m nas.train arch=runs/.../spec.json data=digits
+
+writes ``result.json``, ``spec.json``, ``metrics.csv`` and ``checkpoints/last.ckpt`` into the
+Hydra run folder ``runs/<date>/<time>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from nas.build import build
+from nas.cost import totals
+from nas.spec import ArchSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle")
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+#: make_datamodule arguments that train_spec sets itself (from the spec and TrainConfig)
+DATA_KEYS_SET_BY_TRAIN = ("batch_size", "train_fraction", "val_fraction", "resolution", "seed")
+
+
+class CandidateFailed(RuntimeError):
+    """Training of a candidate failed in an expected way (divergence, time limit)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Recipe
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training recipe (see conf/train/*.yaml for what each field means)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    train_fraction: float = 1.0
+    val_fraction: float = 0.1
+    resolution: int | None = None
+    precision: str = "auto"
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    compile: bool = False
+    max_time_s: float | None = None
+    limit_train_batches: Any = None
+    deterministic: bool = False
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> ValueError:
+            return ValueError(f"train.{name}={getattr(self, name)!r} is invalid; {want}")
+
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, "pass a positive integer")
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise bad(name, "pass a number >= 0")
+            object.__setattr__(self, name, float(v))
+        if self.lr <= 0:
+            raise bad("lr", "pass a learning rate > 0")
+        if self.momentum >= 1 or self.label_smoothing >= 1:
+            raise bad("momentum" if self.momentum >= 1 else "label_smoothing", "pass < 1")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise bad("warmup_epochs", f"pass fewer than train.epochs={self.epochs}")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"pass one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"pass one of {', '.join(SCHEDULES)}")
+        if self.strategy not in STRATEGIES:
+            raise bad("strategy", f"pass one of {', '.join(STRATEGIES)}")
+        for name, lo_open in (("train_fraction", True), ("val_fraction", False)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                (0 < v <= 1) if lo_open else (0 <= v < 1)
+            ):
+                raise bad(name, "pass a fraction in (0, 1]" if lo_open else
+                          "pass a fraction in [0, 1)")
+        if self.resolution is not None and (isinstance(self.resolution, bool) or not isinstance(
+                self.resolution, int) or self.resolution < 1):
+            raise bad("resolution", "pass a positive integer or null (the spec's own)")
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise bad("max_time_s", "pass a number of seconds > 0 or null (no limit)")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int)
+                                             or self.num_threads < 1):
+            raise bad("num_threads", "pass a positive integer or null (torch's default)")
+        if not (self.devices == "auto" or isinstance(self.devices, (int, list, tuple))):
+            raise bad("devices", "pass a count, a list of device indices, or 'auto'")
+
+    @classmethod
+    def from_any(cls, value: TrainConfig | Mapping | None) -> TrainConfig:
+        """A TrainConfig from itself, a dict or an OmegaConf node; unknown keys are errors."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        value = _plain(value)
+        if not isinstance(value, dict):
+            raise TypeError(f"train config must be a TrainConfig or a mapping, got "
+                            f"{type(value).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown train config key(s) {unknown}; known: {sorted(known)}")
+        return cls(**value)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain python (mandatory ``???`` values raise)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        return value
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
+    return value
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """"auto" -> bf16-mixed on CUDA (16-mixed where bf16 is missing), 32-true elsewhere."""
+    if precision != "auto":
+        return precision
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+# --------------------------------------------------------------------------------------------
+# LightningModule
+# --------------------------------------------------------------------------------------------
+
+
+class ClassifierModule(pl.LightningModule):
+    """Image classifier built from an ArchSpec.
+
+    Args:
+        spec: the architecture (an ArchSpec, or its dict / JSON form, as saved in checkpoints).
+        train: the recipe (TrainConfig or a mapping of its fields).
+        seed: seeds the initial weights.
+
+    Logged metrics: ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``
+    (accuracies are fractions), ``train/images_per_second`` (training images over training
+    time, validation excluded), ``train/epoch_seconds`` (wall time of the last epoch,
+    validation included) and ``train/epochs`` (epochs completed).
+    """
+
+    def __init__(self, spec: ArchSpec | dict | str, *, train: TrainConfig | Mapping | None = None,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(spec, str):
+            spec = ArchSpec.from_json(spec)
+        elif isinstance(spec, dict):
+            spec = ArchSpec.from_dict(spec)
+        self.spec = spec
+        self.cfg = TrainConfig.from_any(train)
+        self.save_hyperparameters({"spec": spec.to_dict(), "train": self.cfg.to_dict(),
+                                   "seed": int(seed)})
+        self.net = build(spec, seed=seed).to(memory_format=torch.channels_last)
+        if self.cfg.compile:
+            self.net.compile()
+        # Divergence bookkeeping stays on the device so the check costs no sync per step.
+        self._first_bad_step: torch.Tensor | None = None
+        self._first_bad_loss: torch.Tensor | None = None
+        self._images = 0
+        self._train_s = 0.0
+        self._epoch_t0: float | None = None
+        self._train_t0: float | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # Steps ---------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch
+        loss = F.cross_entropy(self(x).float(), y, label_smoothing=self.cfg.label_smoothing)
+        self._check_finite(loss.detach())
+        self._images += int(x.shape[0])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=x.shape[0])
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        step = self.global_step
+        if self._first_bad_step is None:
+            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._first_bad_loss = torch.zeros((), device=loss.device)
+        new = ~torch.isfinite(loss) & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(new, step, self._first_bad_step)
+        self._first_bad_loss = torch.where(new, loss, self._first_bad_loss)
+        # A sync every step is cheap on CPU; on a GPU look every 16 steps (and at epoch end).
+        if loss.device.type == "cpu" or step % 16 == 0:
+            self._raise_if_diverged()
+
+    def _raise_if_diverged(self) -> None:
+        if self._first_bad_step is not None and int(self._first_bad_step) >= 0:
+            raise CandidateFailed(f"diverged: loss={float(self._first_bad_loss)} at step "
+                                  f"{int(self._first_bad_step)}")
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> None:
+        x, y = batch
+        logits = self(x).float()
+        n = x.shape[0]
+        self.log(f"{split}/loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=n)
+        self.log(f"{split}/acc", (logits.argmax(1) == y).float().mean(), sync_dist=True,
+                 batch_size=n)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    # Timing --------------------------------------------------------------------------------
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_t0 = self._train_t0 = self._now()
+
+    def _stop_train_clock(self) -> None:
+        if self._train_t0 is not None:
+            self._train_s += self._now() - self._train_t0
+            self._train_t0 = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._stop_train_clock()  # validation inside fit is not training throughput
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_diverged()
+        self._stop_train_clock()
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if self._train_s > 0:
+            self.log("train/images_per_second", self._images * world / self._train_s,
+                     rank_zero_only=True)
+        if self._epoch_t0 is not None:
+            self.log("train/epoch_seconds", self._now() - self._epoch_t0, rank_zero_only=True)
+        self.log("train/epochs", float(self.current_epoch + 1), rank_zero_only=True)
+
+    # Optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.cfg
+        groups = param_groups(self, cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                                  nesterov=cfg.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(round(cfg.warmup_epochs / cfg.epochs * total))
+        if cfg.schedule == "onecycle":
+            pct = cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.25
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.lr, total_steps=total + 1, pct_start=pct,
+                cycle_momentum=cfg.optimizer == "sgd" and cfg.momentum > 0)
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_with_warmup(warm, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two optimiser groups: weights (ndim > 1) with decay, norms and biases (ndim <= 1)
+    without (as in timm and Goyal et al. 2017, "no bias decay")."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def _cosine_with_warmup(warm: int, total: int):
+    """LR factor per step: linear warmup to 1 over ``warm`` steps, then cosine to 0
+    (Loshchilov & Hutter 2017, SGDR without restarts; Goyal et al. 2017 for the warmup)."""
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
+
+
+class _Deadline(pl.Callback):
+    """Raise CandidateFailed once a run exceeds its time limit (checked after every batch)."""
+
+    def __init__(self, limit_s: float, start: float) -> None:
+        self.limit_s, self.start = limit_s, start
+
+    def _check(self) -> None:
+        if time.perf_counter() - self.start > self.limit_s:
+            raise CandidateFailed(f"timeout after {self.limit_s:g} s")
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        self._check()
+
+    def on_validation_batch_end(self, *args, **kwargs) -> None:
+        self._check()
+
+
+# --------------------------------------------------------------------------------------------
+# train_spec: the one training path
+# --------------------------------------------------------------------------------------------
+
+
+# Advisory messages that do not apply to this module's loaders and one-device runs.
+_NOISE = (r".*(smaller than the logging interval|does not have many workers|sync_dist=True"
+          r"|Total length of|Checkpoint directory|Experiment logs directory|isinstance\(treespec, LeafSpec\)).*")
+
+
+class _DropTips(logging.Filter):
+    """Drop Lightning's advertising lines ("Tip: ... try installing ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Hide advisory warnings; with ``quiet`` also Lightning's info lines (many candidates,
+    one log)."""
+    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    handlers = [h for lg in loggers for h in lg.handlers]
+    tips = _DropTips()
+    for h in handlers:
+        h.addFilter(tips)
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NOISE)
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+        for h in handlers:
+            h.removeFilter(tips)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def check_data(spec: ArchSpec, dm: Any, data_name: str) -> None:
+    """Raise ValueError if the spec's input channels or classes do not fit the data set."""
+    c, h, w = spec.input
+    if h != w:
+        raise ValueError(f"spec {spec.name or spec.to_string()!r} has a non-square input {h}x{w}; "
+                         f"the data modules serve square images, so build it at one resolution")
+    problems = []
+    if c != dm.in_channels:
+        problems.append(f"{c} input channel(s) but {data_name} has {dm.in_channels}; build it "
+                        f"with in_channels={dm.in_channels}")
+    if spec.num_classes != dm.num_classes:
+        problems.append(f"{spec.num_classes} classes but {data_name} has {dm.num_classes}; "
+                        f"build it with num_classes={dm.num_classes}")
+    if problems:
+        raise ValueError(f"spec {spec.name or spec.to_string()!r} does not fit the data: "
+                         + "; ".join(problems) + " (e.g. search_spaces.baselines.get(name, "
+                         f"num_classes={dm.num_classes}, in_channels={dm.in_channels}))")
+
+
+def _accelerator(cfg: TrainConfig) -> str:
+    if cfg.accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return cfg.accelerator
+
+
+def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, seed: int,
+               test: bool = False, run_dir: Path | str | None = None,
+               progress: bool = False) -> dict:
+    """Train ``spec`` on a data set and report its metrics.
+
+    Args:
+        spec: the architecture; its input shape fixes the channels and the resolution the
+            data are resized to, its output the number of classes.
+        data: ``make_datamodule`` keyword arguments, with ``name`` (e.g. ``{"name": "digits"}``);
+            batch size, fractions, resolution and seed come from ``train``/``seed``.
+        train: the recipe (TrainConfig or a mapping of its fields).
+        seed: seeds weights, splits, shuffling and augmentation.
+        test: also evaluate on the test split.
+        run_dir: where to write ``metrics.csv`` and ``checkpoints/last.ckpt``; None writes
+            nothing.
+        progress: show Lightning's progress bar and model summary.
+
+    Returns:
+        ``{"status": "ok", "accuracy": val top-1 (0..1, None without a val split),
+        "val_loss", "test_accuracy" (only if test), "train_seconds", "images_per_second",
+        "epochs", "macs", "params"}`` (+ ``"checkpoint"`` with a run_dir).
+
+    Raises:
+        CandidateFailed: the loss became NaN/inf, or the run exceeded ``train.max_time_s``.
+        ValueError: the spec does not fit the data, or a config value is bad.
+    """
+    from nas.data import make_datamodule
+
+    t_start = time.perf_counter()
+    if not isinstance(spec, ArchSpec):
+        raise TypeError(f"train_spec needs an ArchSpec, got {type(spec).__name__}")
+    cfg = TrainConfig.from_any(train)
+    data = dict(_plain(data))
+    name = data.pop("name", None)
+    if not name:
+        raise ValueError("data config needs 'name' (digits, cifar10, cifar100, imagefolder, "
+                         "synthetic), e.g. data={'name': 'digits'}")
+    clash = [k for k in DATA_KEYS_SET_BY_TRAIN if k in data]
+    if clash:
+        raise ValueError(f"data.{clash[0]} is set by training (train.{clash[0]}, the spec's "
+                         f"input resolution, or the seed); remove it from the data config")
+    if cfg.resolution is not None and cfg.resolution != spec.input[1]:
+        raise ValueError(f"train.resolution={cfg.resolution} but spec "
+                         f"{spec.name or spec.to_string()!r} takes {spec.input[1]}x"
+                         f"{spec.input[2]} inputs; build the spec at {cfg.resolution} or set "
+                         f"train.resolution=null")
+    macs, params, _ = totals(spec)
+    with _threads(cfg.num_threads), _quiet(not progress):
+        pl.seed_everything(seed, workers=False, verbose=False)
+        dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
+                             train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
+                             resolution=spec.input[1], seed=seed)
+        check_data(spec, dm, name)
+        model = ClassifierModule(spec, train=cfg, seed=seed)
+        accelerator = _accelerator(cfg)
+        callbacks: list[pl.Callback] = []
+        if cfg.max_time_s is not None:
+            callbacks.append(_Deadline(cfg.max_time_s, t_start))
+        logger: Any = False
+        if run_dir is not None:
+            from pytorch_lightning.callbacks import ModelCheckpoint
+            from pytorch_lightning.loggers import CSVLogger
+
+            run_dir = Path(run_dir)
+            logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+            callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
+                                             save_top_k=1, monitor=None))
+        trainer = pl.Trainer(
+            max_epochs=cfg.epochs, accelerator=accelerator, devices=cfg.devices,
+            strategy=cfg.strategy, precision=resolve_precision(cfg.precision, accelerator),
+            deterministic=cfg.deterministic, logger=logger, callbacks=callbacks,
+            enable_checkpointing=run_dir is not None, enable_progress_bar=progress,
+            enable_model_summary=progress, num_sanity_val_steps=0,
+            limit_train_batches=cfg.limit_train_batches,
+            limit_val_batches=0 if cfg.val_fraction == 0 else None,
+            log_every_n_steps=10, default_root_dir=str(run_dir) if run_dir else None,
+            use_distributed_sampler=False,  # the data module shards by rank itself
+        )
+        t_fit = time.perf_counter()
+        trainer.fit(model, datamodule=dm)
+        fit_s = time.perf_counter() - t_fit
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        out: dict[str, Any] = {
+            "status": "ok",
+            "accuracy": metrics.get("val/acc"),
+            "val_loss": metrics.get("val/loss"),
+        }
+        if test:
+            tested = trainer.test(model, datamodule=dm, verbose=False)
+            out["test_accuracy"] = float(tested[0]["test/acc"]) if tested else None
+    out.update({
+        "train_seconds": fit_s,
+        "images_per_second": metrics.get("train/images_per_second"),
+        "epochs": int(metrics.get("train/epochs", 0)),
+        "macs": macs,
+        "params": params,
+    })
+    if run_dir is not None:
+        out["checkpoint"] = str(run_dir / "checkpoints" / "last.ckpt")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Shared CLI helpers (also used by nas.baselines)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a data set looks like to an architecture."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    resolution: int
+
+
+def data_info(data: Mapping) -> DataInfo:
+    """Classes, channels and native resolution of a data config (loads the data once)."""
+    from nas.data import make_datamodule
+
+    data = dict(_plain(data))
+    name = data.pop("name", None)
+    if not name:
+        raise ValueError("data config needs 'name', e.g. data=digits")
+    for k in DATA_KEYS_SET_BY_TRAIN:
+        data.pop(k, None)
+    dm = make_datamodule(name, **data)
+    return DataInfo(name, dm.num_classes, dm.in_channels, dm.resolution)
+
+
+def baseline_spec(name: str, info: DataInfo, resolution: int | None = None) -> ArchSpec:
+    """Baseline ``name`` for a data set: its classes and channels, at ``resolution`` (None:
+    the data's native resolution, or the net's own where its layers do not fit that)."""
+    from search_spaces import baselines as zoo
+
+    res = resolution or info.resolution
+    try:
+        return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
+                       resolution=res)
+    except SpecError:
+        if resolution is not None:
+            raise
+        own = zoo.BASELINES[name].resolutions[0]
+        log.info("%s does not fit %dx%d inputs; using its own resolution %d", name, res, res,
+                 own)
+        return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
+                       resolution=own)
+
+
+def resolve_arch(arch: str, info: DataInfo, resolution: int | None = None, *,
+                 space: Mapping | None = None) -> ArchSpec:
+    """``arch`` as a spec: a spec JSON file, ``space:genome`` (dash-separated integers), or a
+    baseline name (built for the data set, see `baseline_spec`).
+
+    ``space`` is an optional space config (``_target_`` plus layout, as conf/space/*.yaml)
+    for genomes of a space configured differently from its defaults.
+    """
+    arch = str(arch).strip()
+    path = Path(arch).expanduser()
+    if arch.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise ValueError(f"arch={arch!r}: spec file not found; pass an existing spec JSON "
+                             f"file, space:genome or a baseline name")
+        return ArchSpec.from_json(path.read_text())
+    if ":" in arch:
+        space_name, _, genome_text = arch.partition(":")
+        kw = {"num_classes": info.num_classes, "in_channels": info.in_channels}
+        if space:
+            from hydra.utils import instantiate
+
+            space_cfg = {k: v for k, v in dict(_plain(space)).items() if k != "name"}
+            obj = instantiate(space_cfg, **kw, _convert_="all")
+            if obj.name != space_name:
+                raise ValueError(f"arch={arch!r} names space {space_name!r} but the space "
+                                 f"config is {obj.name!r}; make them agree")
+        else:
+            from search_spaces import get_space
+
+            obj = get_space(space_name, **kw)
+        return obj.decode(obj.parse_genome(genome_text))
+    return baseline_spec(arch, info, resolution)
+
+
+def cli_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a CLI reports as one line (bad config, bad spec, missing file)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    return (ValueError, TypeError, KeyError, FileNotFoundError, OmegaConfBaseException)
+
+
+def cli_message(e: BaseException) -> str:
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(e, MissingMandatoryValue):
+        key = getattr(e, "full_key", None) or ""
+        return (f"error: missing mandatory value {key or str(e).splitlines()[0]}; pass it on "
+                f"the command line, e.g. {key or 'key'}=...")
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return f"error: {text.splitlines()[0] if text else type(e).__name__}"
+
+
+def fmt_count(n: float | None) -> str:
+    from nas.cost import human
+
+    return "-" if n is None else human(n)
+
+
+def fmt_pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m nas.train
+# --------------------------------------------------------------------------------------------
+
+
+def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
+    """Train ``cfg.arch`` with ``cfg.train`` on ``cfg.data``; write result.json, spec.json,
+    metrics.csv and the checkpoint into ``run_dir``; return the result dict."""
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    arch = cfg.arch  # raises MissingMandatoryValue when not given
+    data = _plain(cfg.data)
+    train = TrainConfig.from_any(cfg.train)
+    info = data_info(data)
+    spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"))
+    (run_dir / "spec.json").write_text(spec.to_json(indent=1))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    result = train_spec(spec, data=data, train=train, seed=int(cfg.seed), test=bool(cfg.test),
+                        run_dir=run_dir, progress=bool(cfg.progress))
+    record = {"arch": str(arch), "name": spec.name, "spec": spec.to_string(),
+              "data": info.name, "seed": int(cfg.seed), **result,
+              "train_config": train.to_dict()}
+    (run_dir / "result.json").write_text(json.dumps(record, indent=1))
+    _print_result(record, run_dir)
+    return record
+
+
+def _print_result(r: dict, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{r['name'] or r['arch']} on {r['data']}")
+    for col in ("MACs", "params", "val acc", "test acc", "train s", "img/s"):
+        t.add_column(col, justify="right")
+    ips = r.get("images_per_second")
+    t.add_row(fmt_count(r["macs"]), fmt_count(r["params"]), fmt_pct(r.get("accuracy")),
+              fmt_pct(r.get("test_accuracy")), f"{r['train_seconds']:.1f}",
+              "-" if ips is None else f"{ips:.0f}")
+    console = Console()
+    console.print(t)
+    console.print(f"spec: {r['spec']}\nwrote {run_dir / 'result.json'}")
+
+
+def _main() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(version_base="1.3", config_path="../conf", config_name="train_one")
+    def main(cfg) -> None:
+        try:
+            train_one(cfg, run_dir=HydraConfig.get().runtime.output_dir)
+        except CandidateFailed as e:
+            sys.exit(f"error: training failed: {e}")
+        except cli_errors() as e:
+            sys.exit(cli_message(e))
+
+    main()
+
+
+if __name__ == "__main__":
+    _main()
