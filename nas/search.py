@@ -1,0 +1,565 @@
+"""The main job: search a space for the accuracy-versus-cost Pareto front.
+
+    python -m nas.search +space=mobile                      # digits, surrogate NSGA-II
+    python -m nas.search +space=residual data=cifar10 data.root=/data/cifar10.tar.gz
+    python -m nas.search +space=mobile algorithm=random     # a comparator
+    python -m nas.search resume=runs/2026-11-21/10-00-00    # continue a killed run
+    python -m nas.search --multirun +space=mobile,residual seed=0,1,2
+
+A run folder holds everything that must survive a crash: ``config.yaml`` (resolved),
+``archive.sqlite`` (every evaluated architecture, written as each one finishes),
+``state.pkl`` (the algorithm between iterations, random generators included) and
+``status.json``. From these it writes ``evaluated.csv``, ``pareto.csv``, ``baselines.csv``,
+``hypervolume.csv``, ``surrogate.csv``, ``pareto.png`` and ``pareto.html``.
+
+Resume: the algorithm state is saved after each iteration; on resume the interrupted
+iteration is asked again (it proposes the same architectures, its random state being
+restored) and every architecture already in the archive is taken from there, so nothing is
+trained twice and the archive equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from nas import pareto
+from nas.algorithms import Context, make_algorithm
+from nas.archive import Archive, Record
+from nas.cost import human, totals
+
+log = logging.getLogger("nas.search")
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+EVALUATED_COLUMNS = ["id", "arch_id", "space", "genome", "spec", "macs", "params",
+                     "activations", "latency_ms", "accuracy", "error", "status", "reason",
+                     "iteration", "seed", "train_seconds"]
+COSTS = ("macs", "params", "latency")
+
+
+class SearchError(ValueError):
+    """A configuration or run-folder problem, reported as one clear line."""
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration checks (before anything is written)
+# --------------------------------------------------------------------------------------------
+
+
+def known_spaces() -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / "space").glob("*.yaml"))
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise :class:`SearchError` naming the bad value and the fix."""
+    if cfg.get("space") is None:
+        raise SearchError(f"no search space given: add +space=NAME, NAME one of "
+                          f"{', '.join(known_spaces())} (conf/space/)")
+    b = cfg.budget
+    for key in ("evaluations", "initial", "per_iteration"):
+        v = b.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise SearchError(f"budget.{key} must be a positive integer, got {v!r}; e.g. "
+                              f"budget.{key}=20")
+    if b.initial > b.evaluations:
+        raise SearchError(f"budget.initial={b.initial} exceeds budget.evaluations="
+                          f"{b.evaluations}; lower budget.initial or raise the budget")
+    if cfg.objectives.cost not in COSTS:
+        raise SearchError(f"objectives.cost must be one of {list(COSTS)}, got "
+                          f"{cfg.objectives.cost!r}")
+    for key, v in cfg.constraints.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise SearchError(f"constraints.{key} must be a positive number or null, got {v!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Costs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Coster:
+    """Decodes genomes once and memoises their costs (macs, params, activations, latency)."""
+
+    space: Any
+    cost_kind: str
+    latency_table: Any = None
+
+    def __post_init__(self):
+        self._memo: dict[str, dict] = {}
+
+    def info(self, genome) -> dict:
+        aid = self.space.arch_id(genome)
+        got = self._memo.get(aid)
+        if got is None:
+            spec = self.space.decode(genome)
+            macs, params, acts = totals(spec)
+            got = {"arch_id": aid, "spec": spec, "macs": macs, "params": params,
+                   "activations": acts, "latency_ms": None}
+            if self.latency_table is not None:
+                got["latency_ms"] = float(self.latency_table.predict(spec))
+            self._memo[aid] = got
+        return got
+
+    def cost(self, genome) -> float:
+        i = self.info(genome)
+        return float(i["latency_ms"] if self.cost_kind == "latency" else i[self.cost_kind])
+
+
+def make_feasible(coster: Coster, constraints: dict):
+    limits = {k: v for k, v in constraints.items() if v is not None}
+
+    def feasible(genome) -> bool:
+        if not limits:
+            return True
+        i = coster.info(genome)
+        return all(i[{"max_macs": "macs", "max_params": "params",
+                      "max_latency_ms": "latency_ms"}[k]] <= v for k, v in limits.items())
+
+    return feasible, bool(limits)
+
+
+def check_satisfiable(space, coster: Coster, feasible, constraints: dict, n: int = 2000) -> None:
+    if coster.latency_table is not None:
+        n = min(n, 100)  # every new block is measured: keep the probe small
+    rng = np.random.default_rng(12345)
+    genomes = space.sample(n, rng)
+    if any(feasible(g) for g in genomes):
+        return
+    lows = []
+    for key, col in (("max_macs", "macs"), ("max_params", "params"),
+                     ("max_latency_ms", "latency_ms")):
+        if constraints.get(key) is not None:
+            smallest = min(coster.info(g)[col] for g in genomes)
+            lows.append(f"constraints.{key}={human(constraints[key])} (the smallest of {n} "
+                        f"samples has {human(smallest)})")
+    raise SearchError(f"no architecture of space {space.name!r} satisfies "
+                      f"{'; '.join(lows)}: raise the limit or choose a smaller space config")
+
+
+def cost_reference(space, coster: Coster, n: int = 1000) -> float:
+    """Fixed hypervolume reference for the cost axis: the largest cost among ``n`` samples
+    drawn with a fixed seed (independent of the run's seed, so runs compare)."""
+    if coster.cost_kind == "latency":
+        n = min(n, 100)  # every new block is measured: keep the probe small
+    genomes = space.sample(n, np.random.default_rng(2024))
+    return float(max(coster.cost(g) for g in genomes))
+
+
+def hypervolume_of(df: pd.DataFrame, cost_col: str, cost_ref: float) -> float:
+    ok = df[(df["status"] == "ok") & df["error"].notna()]
+    if ok.empty:
+        return 0.0
+    F = np.column_stack([ok["error"].to_numpy(float), ok[cost_col].to_numpy(float) / cost_ref])
+    return pareto.hypervolume(F, np.array([1.0, 1.0]))
+
+
+def hypervolume_curve(df: pd.DataFrame, cost_col: str, cost_ref: float) -> np.ndarray:
+    """Hypervolume after each evaluation, in archive order (for benchmarks)."""
+    df = df.sort_values("id")
+    return np.array([hypervolume_of(df.iloc[: i + 1], cost_col, cost_ref)
+                     for i in range(len(df))])
+
+
+# --------------------------------------------------------------------------------------------
+# Run folder
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_status(run_dir: Path, state: str, **extra: Any) -> None:
+    doc = {"state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
+    _atomic_write(run_dir / "status.json", json.dumps(doc, indent=1).encode())
+
+
+def open_resume(path: str | os.PathLike) -> tuple[Path, DictConfig]:
+    run_dir = Path(path).expanduser()
+    if not run_dir.is_dir():
+        raise SearchError(f"resume={path}: no such folder; pass a run folder printed by "
+                          f"`python -m nas.search` (runs/<date>/<time>)")
+    missing = [n for n in ("config.yaml", "archive.sqlite") if not (run_dir / n).exists()]
+    if missing:
+        raise SearchError(f"resume={path} is not a nas run folder (missing "
+                          f"{', '.join(missing)}); pass a folder under runs/ that a search "
+                          f"wrote")
+    return run_dir, OmegaConf.load(run_dir / "config.yaml")
+
+
+def _fidelity(cfg: DictConfig) -> dict:
+    t = OmegaConf.to_container(cfg.train, resolve=True)
+    keys = ("epochs", "batch_size", "train_fraction", "val_fraction", "optimizer", "lr",
+            "limit_train_batches")
+    return {"data": cfg.data.get("name"), **{k: t.get(k) for k in keys if k in t}}
+
+
+# --------------------------------------------------------------------------------------------
+# The search
+# --------------------------------------------------------------------------------------------
+
+
+class Search:
+    """One search run in ``run_dir`` (fresh or resumed)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        from hydra.utils import instantiate
+
+        from nas.data import make_datamodule
+
+        self.cfg, self.run_dir = cfg, run_dir
+        check_config(cfg)
+        data_kw = OmegaConf.to_container(cfg.data, resolve=True)
+        dm = make_datamodule(**data_kw)
+        self.num_classes, self.in_channels = dm.num_classes, dm.in_channels
+        space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
+        space_cfg.pop("name", None)
+        self.space = instantiate(space_cfg, num_classes=dm.num_classes,
+                                 in_channels=dm.in_channels, _convert_="all")
+        table = None
+        if cfg.objectives.cost == "latency" or cfg.constraints.get("max_latency_ms"):
+            from nas.latency import LatencyTable
+
+            lat = cfg.get("latency", {}) or {}
+            table = LatencyTable(None, batch=int(lat.get("batch", 1)),
+                                 threads=lat.get("threads"), device=str(lat.get("device", "cpu")))
+        self.coster = Coster(self.space, cfg.objectives.cost, table)
+        constraints = OmegaConf.to_container(cfg.constraints, resolve=True)
+        self.feasible, self.constrained = make_feasible(self.coster, constraints)
+        check_satisfiable(self.space, self.coster, self.feasible, constraints)
+        self.cost_col = "latency_ms" if cfg.objectives.cost == "latency" else cfg.objectives.cost
+        self.fidelity = _fidelity(cfg)
+        self.seed = int(cfg.seed)
+
+    # -- archive views -------------------------------------------------------------------
+    def search_records(self) -> list[Record]:
+        return [r for r in self.archive.records() if r.space != "baseline"]
+
+    def context(self, before_iteration: int) -> Context:
+        """What the algorithm sees when asked for iteration ``before_iteration``: records of
+        completed iterations only, so an interrupted iteration is asked exactly as before."""
+        recs = [r for r in self.search_records() if r.iteration < before_iteration]
+        if recs:
+            X = np.array([r.genome for r in recs], dtype=np.int64)
+            F = np.array([[r.error if r.status == "ok" and r.error is not None else 1.0,
+                           self.coster.cost(r.genome)] for r in recs], dtype=float)
+        else:
+            X = np.empty((0, self.space.n_var), np.int64)
+            F = np.empty((0, 2))
+        return Context(self.space, self.coster.cost, self.feasible, X, F,
+                       {r.arch_id for r in recs}, self.constrained)
+
+    def _record(self, result, info: dict, genome, space: str, iteration: int) -> Record:
+        ok = result.status == "ok" and result.accuracy is not None and math.isfinite(
+            result.accuracy)
+        return Record(
+            id=None, arch_id=info["arch_id"], space=space,
+            genome=tuple(int(v) for v in genome) if genome is not None else None,
+            spec=info["spec"].to_string(), macs=int(info["macs"]), params=int(info["params"]),
+            activations=int(info["activations"]), latency_ms=info.get("latency_ms"),
+            accuracy=float(result.accuracy) if ok else None,
+            error=(1.0 - float(result.accuracy)) if ok else None,
+            status="ok" if ok else "failed",
+            reason=None if ok else (result.reason or "no accuracy reported"),
+            fidelity=self.fidelity, seed=self.seed, iteration=iteration,
+            train_seconds=result.train_seconds, created=time.time(),
+            extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
+                                     "val_loss": result.val_loss,
+                                     "images_per_second": result.images_per_second,
+                                     "name": info.get("name")}.items() if v is not None})
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self, items: list[tuple[dict, Any]], *, space: str, iteration: int) -> None:
+        """Train the (info, genome) items that the archive does not hold yet; each result is
+        archived the moment it arrives."""
+        from nas.evaluate import Candidate
+
+        todo = [(i, g) for i, g in items if i["arch_id"] not in self.archive]
+        if not todo:
+            return
+        by_id = {i["arch_id"]: (i, g) for i, g in todo}
+        cands = [Candidate(arch_id=i["arch_id"], spec=i["spec"], seed=self.seed,
+                           genome=None if g is None else tuple(int(v) for v in g), space=space)
+                 for i, g in todo]
+
+        def on_result(res) -> None:
+            info, genome = by_id[res.arch_id]
+            rec = self._record(res, info, genome, space, iteration)
+            self.archive.add(rec)
+            if self.bar is not None:
+                self.bar.update(1)
+                acc = "failed" if rec.accuracy is None else f"{rec.accuracy:.3f}"
+                self.bar.set_postfix_str(f"{info.get('name') or rec.arch_id}: {acc}")
+            if rec.status == "failed":
+                log.warning("%s failed: %s", rec.arch_id, rec.reason)
+
+        self.evaluator.evaluate(cands, callback=on_result)
+
+    def baselines(self) -> None:
+        from search_spaces import baselines as zoo
+
+        cfg = self.cfg.get("baselines") or {}
+        res = int(cfg.get("resolution") or self.space.decode(self.space.xu).input[1])
+        items = []
+        for name in cfg.get("names") or []:
+            try:
+                spec = zoo.get(name, num_classes=self.num_classes, resolution=res,
+                               in_channels=self.in_channels)
+            except ValueError as e:
+                log.warning("baseline %s skipped: %s", name, str(e).splitlines()[0])
+                continue
+            macs, params, acts = totals(spec)
+            if cfg.get("max_macs") and macs > float(cfg.max_macs):
+                log.info("baseline %s skipped: %s MACs > baselines.max_macs", name, human(macs))
+                continue
+            lat = (float(self.coster.latency_table.predict(spec))
+                   if self.coster.latency_table is not None else None)
+            items.append(({"arch_id": f"baseline:{name}", "name": name, "spec": spec,
+                           "macs": macs, "params": params, "activations": acts,
+                           "latency_ms": lat}, None))
+        if items:
+            self.evaluate(items, space="baseline", iteration=-1)
+
+    # -- state ---------------------------------------------------------------------------
+    def load_state(self) -> dict:
+        path = self.run_dir / "state.pkl"
+        if path.exists():
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        algo = make_algorithm(OmegaConf.to_container(self.cfg.algorithm, resolve=True),
+                              seed=self.seed,
+                              surrogate=OmegaConf.to_container(self.cfg.surrogate,
+                                                               resolve=True))
+        return {"iteration": 0, "evaluations": 0, "algorithm": algo, "history": []}
+
+    def save_state(self, state: dict) -> None:
+        _atomic_write(self.run_dir / "state.pkl", pickle.dumps(state))
+
+    # -- main loop -----------------------------------------------------------------------
+    def run(self) -> dict:
+        from nas.evaluate import make_evaluator
+
+        cfg = self.cfg
+        budget = int(cfg.budget.evaluations)
+        self.archive = Archive(self.run_dir / "archive.sqlite")
+        cost_ref = self.archive.get_meta("cost_ref")
+        if cost_ref is None:
+            cost_ref = float(cfg.hypervolume.cost_ref or cost_reference(self.space, self.coster))
+            self.archive.set_meta("cost_ref", cost_ref)
+        self.cost_ref = cost_ref
+        state = self.load_state()
+        write_status(self.run_dir, "running", evaluations=len(self.search_records()),
+                     budget=budget)
+        self.bar = None
+        if cfg.get("progress", True):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=budget, initial=len(self.search_records()),
+                            desc=f"search {self.space.name}", unit="arch", dynamic_ncols=True,
+                            file=sys.stderr)
+        train = OmegaConf.to_container(cfg.train, resolve=True)
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        with make_evaluator(cfg.evaluator, data=data, train=train) as self.evaluator:
+            if self.bar is not None:
+                self.bar.set_description("baselines")
+            self.baselines()
+            if self.bar is not None:
+                self.bar.set_description(f"search {self.space.name}")
+            algo = state["algorithm"]
+            while state["evaluations"] < budget:
+                it = state["iteration"]
+                ctx = self.context(it)
+                n = (int(cfg.budget.initial) if it == 0
+                     else min(int(cfg.budget.per_iteration), budget - state["evaluations"]))
+                n = min(n, budget - state["evaluations"])
+                genomes = algo.initial(ctx, n) if it == 0 else algo.ask(ctx, n)
+                if not genomes:
+                    log.warning("the algorithm proposed nothing new (space exhausted?); "
+                                "stopping at %d evaluations", state["evaluations"])
+                    break
+                self.evaluate([(self.coster.info(g), g) for g in genomes], space=self.space.name,
+                              iteration=it)
+                recs = {r.arch_id: r for r in self.search_records()}
+                F = np.array([[recs[a].error if recs[a].status == "ok" else 1.0,
+                               self.coster.cost(g)]
+                              for g, a in ((g, self.space.arch_id(g)) for g in genomes)])
+                algo.tell(ctx, genomes, F)
+                state["iteration"] = it + 1
+                state["evaluations"] += len(genomes)
+                df = self.evaluated_frame()
+                row = {"iteration": it, "evaluations": len(df),
+                       "hypervolume": hypervolume_of(df, self.cost_col, cost_ref)}
+                if algo.log and it > 0:
+                    row.update(algo.log[-1])
+                state["history"].append(row)
+                self.save_state(state)
+                self.write_outputs(state)
+                write_status(self.run_dir, "running", evaluations=len(df), budget=budget,
+                             iteration=it + 1)
+        if self.bar is not None:
+            self.bar.close()
+        self.write_outputs(state, plots=True)
+        df = self.evaluated_frame()
+        hv = hypervolume_of(df, self.cost_col, cost_ref)
+        write_status(self.run_dir, "complete", evaluations=len(df), budget=budget,
+                     hypervolume=hv)
+        if cfg.get("progress", True):
+            print_summary(self)
+        self.archive.close()
+        return {"run_dir": str(self.run_dir), "hypervolume": hv, "evaluations": len(df)}
+
+    # -- outputs -------------------------------------------------------------------------
+    def evaluated_frame(self) -> pd.DataFrame:
+        df = self.archive.to_frame()
+        if df.empty:
+            return pd.DataFrame(columns=EVALUATED_COLUMNS)
+        return df[df["space"] != "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
+
+    def baselines_frame(self) -> pd.DataFrame:
+        df = self.archive.to_frame()
+        if df.empty:
+            return pd.DataFrame(columns=["name"] + EVALUATED_COLUMNS)
+        b = df[df["space"] == "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
+        b.insert(0, "name", b["arch_id"].str.removeprefix("baseline:"))
+        return b
+
+    def pareto_frame(self) -> pd.DataFrame:
+        ev, bl = self.evaluated_frame(), self.baselines_frame()
+        ev = ev.assign(source="search", name=ev["arch_id"])
+        bl = bl.assign(source="baseline")
+        both = pd.concat([ev, bl], ignore_index=True)
+        both = both[(both["status"] == "ok") & both["error"].notna()].reset_index(drop=True)
+        if both.empty:
+            return both.assign(rank=pd.Series(dtype=int))
+        F = both[["error", self.cost_col]].to_numpy(float)
+        both["rank"] = pareto.pareto_ranks(F).astype(int)
+        front = both[(both["source"] == "baseline") | (both["rank"] == 0)]
+        front = front.sort_values([self.cost_col, "error"]).reset_index(drop=True)
+        cols = ["rank", "source", "name"] + EVALUATED_COLUMNS
+        return front[cols]
+
+    def write_outputs(self, state: dict, plots: bool = False) -> None:
+        d = self.run_dir
+        ev = self.evaluated_frame()
+        ev.to_csv(d / "evaluated.csv", index=False)
+        self.baselines_frame().to_csv(d / "baselines.csv", index=False)
+        pf = self.pareto_frame()
+        pf.to_csv(d / "pareto.csv", index=False)
+        hist = pd.DataFrame(state["history"])
+        if not hist.empty:
+            hist = hist.assign(cost=self.cost_col, cost_ref=self.cost_ref)
+            cols = ["iteration", "evaluations", "hypervolume", "cost", "cost_ref"]
+            hist[cols].to_csv(d / "hypervolume.csv", index=False)
+            sur = [c for c in hist.columns if c.startswith(("surrogate", "cv_", "heldout_",
+                                                            "train_size"))]
+            if sur:
+                hist[["iteration", "evaluations"] + sur].dropna(
+                    subset=["surrogate"]).to_csv(d / "surrogate.csv", index=False)
+        if plots:
+            try:
+                from nas.report import write_front_plot
+
+                write_front_plot(ev, pf[pf["source"] == "search"], self.baselines_frame(),
+                                 d / "pareto.png", d / "pareto.html",
+                                 title=f"{self.space.name} on {self.cfg.data.get('name')}: "
+                                       f"{len(ev)} evaluated", cost=self.cost_col)
+            except Exception as e:  # noqa: BLE001 - a plot must never lose a finished run
+                log.warning("plotting failed: %s", e)
+
+
+def print_summary(search: Search) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    pf = search.pareto_frame()
+    ev = search.evaluated_frame()
+    t = Table(title=f"Pareto front: {search.space.name}, {len(ev)} evaluated "
+                    f"({(ev['status'] == 'failed').sum()} failed)")
+    for col in ("rank", "source", "name", "MACs", "params", "accuracy", "spec"):
+        t.add_column(col, overflow="fold")
+    for _, r in pf.iterrows():
+        t.add_row(str(r["rank"]), r["source"], str(r["name"]), human(r["macs"]),
+                  human(r["params"]), f"{r['accuracy']:.4f}",
+                  str(r["spec"])[:80] + ("..." if len(str(r["spec"])) > 80 else ""))
+    con = Console(file=sys.stdout, width=160)
+    con.print(t)
+    hv = hypervolume_of(ev, search.cost_col, search.cost_ref)
+    con.print(f"hypervolume {hv:.4f} (error x {search.cost_col}/{human(search.cost_ref)}, "
+              f"reference (1, 1))")
+    con.print(f"run folder: {search.run_dir}")
+
+
+def run_search(cfg: DictConfig, run_dir: str | os.PathLike) -> dict:
+    """Run (or resume, with ``cfg.resume``) a search; the plain function behind the CLI."""
+    run_dir = Path(run_dir)
+    if cfg.get("resume"):
+        run_dir, saved = open_resume(cfg.resume)
+        cfg = saved
+        OmegaConf.set_struct(cfg, False)
+        cfg.resume = None
+    else:
+        check_config(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        existing = run_dir / "archive.sqlite"
+        if existing.exists():
+            raise SearchError(f"{run_dir} already holds a search; resume it with "
+                              f"resume={run_dir} or choose another hydra.run.dir")
+    search = Search(cfg, run_dir)  # validates everything before the first file is written
+    if not (run_dir / "config.yaml").exists():
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        from importlib.metadata import version
+
+        (run_dir / "VERSION").write_text(f"nas {version('nas')}\n")
+    return search.run()
+
+
+def _cleanup_hydra_dir(run_dir: Path) -> None:
+    """Remove a run folder that holds only Hydra's bookkeeping (a failed start)."""
+    if not run_dir.is_dir():
+        return
+    left = {p.name for p in run_dir.iterdir()} - {".hydra", "search.log"}
+    if not left:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="search", version_base="1.3")
+    def _app(cfg: DictConfig) -> float:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            out = run_search(cfg, run_dir)
+        except (SearchError, ValueError) as e:
+            _cleanup_hydra_dir(run_dir)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if cfg.get("resume"):
+            _cleanup_hydra_dir(run_dir)
+        return float(out["hypervolume"])  # the objective an Optuna sweeper maximises
+
+    _app()
+
+
+if __name__ == "__main__":
+    main()

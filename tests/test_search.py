@@ -1,0 +1,279 @@
+"""End-to-end searches on small data: outputs, comparators, resume after SIGKILL, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nas.search import CONF_DIR, EVALUATED_COLUMNS, SearchError, run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny but real search: synthetic 16x16 images, one short epoch per candidate, a narrow
+# mobile space. Every run trains real networks.
+TINY = [
+    "+space=mobile", "data=synthetic", "data.n_train=192", "data.n_test=64", "data.size=16",
+    "train=fast", "train.batch_size=64", "budget.evaluations=6", "budget.initial=4",
+    "budget.per_iteration=2", "baselines.names=[lenet5]", "progress=false",
+    "space.resolutions=[12,16]", "algorithm.generations=5", "algorithm.pop_size=16",
+]
+
+
+def tiny_cfg(*extra: str):
+    overrides = list(TINY)
+    for e in extra:
+        key = e.split("=")[0]
+        # another algorithm has its own options: drop the surrogate's
+        overrides = [o for o in overrides if o.split("=")[0] != key
+                     and not (key == "algorithm" and o.startswith("algorithm."))]
+        overrides.append(e)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="search", overrides=overrides)
+
+
+def _non_dominated(df: pd.DataFrame) -> bool:
+    F = df[["error", "macs"]].to_numpy(float)
+    for i in range(len(F)):
+        dominated = np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1)
+        if dominated.any():
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def surrogate_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    out = run_search(tiny_cfg(), run_dir)
+    return run_dir, out
+
+
+def test_outputs_exist_with_documented_columns(surrogate_run):
+    run_dir, out = surrogate_run
+    for name in ("config.yaml", "archive.sqlite", "state.pkl", "status.json", "evaluated.csv",
+                 "pareto.csv", "baselines.csv", "hypervolume.csv", "pareto.png", "pareto.html"):
+        assert (run_dir / name).exists(), name
+    ev = pd.read_csv(run_dir / "evaluated.csv")
+    assert list(ev.columns) == EVALUATED_COLUMNS
+    assert len(ev) == 6 and ev["arch_id"].is_unique
+    assert set(ev["status"]) <= {"ok", "failed"}
+    assert (ev["macs"] > 0).all()
+    hv = pd.read_csv(run_dir / "hypervolume.csv")
+    assert list(hv.columns) == ["iteration", "evaluations", "hypervolume", "cost", "cost_ref"]
+    assert hv["evaluations"].tolist() == [4, 6]
+    assert hv["hypervolume"].is_monotonic_increasing
+    assert out["hypervolume"] == pytest.approx(hv["hypervolume"].iloc[-1])
+    assert '"state": "complete"' in (run_dir / "status.json").read_text()
+
+
+def test_pareto_rows_are_non_dominated_and_baselines_marked(surrogate_run):
+    run_dir, _ = surrogate_run
+    pf = pd.read_csv(run_dir / "pareto.csv")
+    assert {"rank", "source", "name"} <= set(pf.columns)
+    search = pf[pf["source"] == "search"]
+    assert len(search) >= 1 and (search["rank"] == 0).all()
+    assert _non_dominated(search)
+    assert "lenet5" in set(pf.loc[pf["source"] == "baseline", "name"])
+    ev = pd.read_csv(run_dir / "evaluated.csv")
+    ok = ev[ev["status"] == "ok"]
+    # every evaluated architecture not on the front is dominated by one that is
+    for _, r in ok[~ok["arch_id"].isin(search["arch_id"])].iterrows():
+        dom = (search["error"] <= r["error"]) & (search["macs"] <= r["macs"])
+        assert dom.any()
+
+
+def test_surrogate_quality_is_logged(surrogate_run):
+    run_dir, _ = surrogate_run
+    s = pd.read_csv(run_dir / "surrogate.csv")
+    assert {"surrogate", "train_size"} <= set(s.columns)
+    assert s["train_size"].iloc[0] >= 3
+
+
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "optuna"])
+def test_comparators_run_on_the_same_budget(tmp_path, algorithm):
+    out = run_search(tiny_cfg(f"algorithm={algorithm}", "baselines.names=[]"), tmp_path)
+    ev = pd.read_csv(tmp_path / "evaluated.csv")
+    assert len(ev) == 6 and ev["arch_id"].is_unique
+    assert out["evaluations"] == 6
+
+
+def test_constraint_is_respected(tmp_path):
+    run_search(tiny_cfg("constraints.max_macs=7000000", "baselines.names=[]",
+                        "algorithm=random"), tmp_path)
+    ev = pd.read_csv(tmp_path / "evaluated.csv")
+    assert len(ev) == 6 and (ev["macs"] <= 7_000_000).all()
+
+
+def test_latency_objective(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_LATENCY_DIR", str(tmp_path / "latency"))
+    # a given reference cost spares measuring 100 sampled architectures for it
+    run_search(tiny_cfg("objectives.cost=latency", "algorithm=random", "baselines.names=[]",
+                        "budget.evaluations=4", "hypervolume.cost_ref=100.0"), tmp_path / "run")
+    ev = pd.read_csv(tmp_path / "run" / "evaluated.csv")
+    assert len(ev) == 4 and (ev["latency_ms"] > 0).all()
+    hv = pd.read_csv(tmp_path / "run" / "hypervolume.csv")
+    assert hv["cost"].iloc[0] == "latency_ms" and (hv["hypervolume"] > 0).all()
+    assert list((tmp_path / "latency").glob("*.json"))  # the lookup table was persisted
+
+
+# --------------------------------------------------------------------------------------------
+# Resume after SIGKILL
+# --------------------------------------------------------------------------------------------
+
+
+def _cli(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "nas.search", *TINY, "budget.evaluations=8",
+            "baselines.names=[lenet5]", f"hydra.run.dir={run_dir}", *extra]
+
+
+def _archive_rows(path: Path) -> list[tuple]:
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute("SELECT arch_id, space, accuracy, status, iteration FROM records "
+                           "ORDER BY arch_id").fetchall()
+    finally:
+        con.close()
+    return rows
+
+
+def _count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        con = sqlite3.connect(path, timeout=1)
+        n = con.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def test_resume_after_sigkill_gives_the_same_archive(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    # kill it mid-search: after the baseline and a few candidates are archived
+    while _count(killed / "archive.sqlite") < 4 and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = _count(killed / "archive.sqlite")
+    assert 4 <= n_before < 9
+    assert '"state": "complete"' not in (killed / "status.json").read_text()
+
+    subprocess.run([sys.executable, "-m", "nas.search", f"resume={killed}", "progress=false"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    full = tmp_path / "full"
+    subprocess.run(_cli(full), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+
+    resumed_rows = _archive_rows(killed / "archive.sqlite")
+    full_rows = _archive_rows(full / "archive.sqlite")
+    assert len(full_rows) == 9  # 8 candidates + 1 baseline
+    assert [r[:2] + r[3:] for r in resumed_rows] == [r[:2] + r[3:] for r in full_rows]
+    for a, b in zip(resumed_rows, full_rows):
+        assert a[2] == pytest.approx(b[2], abs=1e-6)
+    assert '"state": "complete"' in (killed / "status.json").read_text()
+    pd.testing.assert_frame_equal(
+        pd.read_csv(killed / "pareto.csv")[["arch_id", "macs"]],
+        pd.read_csv(full / "pareto.csv")[["arch_id", "macs"]])
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+
+def _run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nas.search", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_missing_space_lists_spaces(tmp_path):
+    p = _run_cli(tmp_path, f"hydra.run.dir={tmp_path / 'r'}")
+    assert p.returncode == 2
+    assert "no search space given: add +space=NAME" in p.stderr
+    for s in ("mobile", "residual", "inception"):
+        assert s in p.stderr
+    assert not (tmp_path / "r").exists()  # nothing left behind
+
+
+def test_unknown_override_is_rejected(tmp_path):
+    p = _run_cli(tmp_path, "+space=mobile", "budget.evaluatons=3",
+                 f"hydra.run.dir={tmp_path / 'r'}")
+    assert p.returncode != 0
+    assert "evaluatons" in p.stderr
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("budget.evaluations=0", "budget.evaluations must be a positive integer"),
+    ("budget.initial=50", "budget.initial=50 exceeds budget.evaluations"),
+    ("objectives.cost=flops", "objectives.cost must be one of"),
+    ("constraints.max_macs=10", "no architecture of space 'mobile' satisfies "
+                                "constraints.max_macs=10 (the smallest of 2000 samples has "),
+])
+def test_bad_config_clear_error_and_no_run_folder(tmp_path, override, needle):
+    with pytest.raises(SearchError) as e:
+        run_search(tiny_cfg(override), tmp_path / "run")
+    assert needle in str(e.value)
+    assert not (tmp_path / "run" / "archive.sqlite").exists()
+    assert not (tmp_path / "run" / "status.json").exists()
+
+
+def test_bad_budget_via_cli_leaves_nothing(tmp_path):
+    p = _run_cli(tmp_path, "+space=mobile", "budget.evaluations=0",
+                 f"hydra.run.dir={tmp_path / 'r'}")
+    assert p.returncode == 2 and "budget.evaluations must be a positive integer" in p.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_path_that_is_not_a_run_folder(tmp_path):
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(SearchError, match="is not a nas run folder"):
+        run_search(tiny_cfg(f"resume={tmp_path / 'junk'}"), tmp_path / "x")
+    with pytest.raises(SearchError, match="no such folder"):
+        run_search(tiny_cfg(f"resume={tmp_path / 'nope'}"), tmp_path / "x")
+
+
+# --------------------------------------------------------------------------------------------
+# Config composition: multirun sweeps and the Optuna sweeper
+# --------------------------------------------------------------------------------------------
+
+
+def test_multirun_and_optuna_sweeper_configs_compose():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=["+space=residual",
+                                                       "+experiment=tune_proxy"],
+                      return_hydra_config=True)
+        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+        assert cfg.hydra.sweeper.direction == "maximize"
+        assert "train.lr" in cfg.hydra.sweeper.params
+        cfg = compose(config_name="search", overrides=["+space=mobile", "+experiment=compare"],
+                      return_hydra_config=True)
+        assert cfg.hydra.sweeper.params.algorithm == "surrogate,nsga2,optuna,random"
+        for space in ("mobile", "residual", "inception"):
+            c = compose(config_name="search", overrides=[f"+space={space}"])
+            assert c.space is not None
+
+
+@pytest.mark.slow
+def test_multirun_sweep_runs(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "nas.search", "--multirun", *TINY,
+                        "budget.evaluations=4", "baselines.names=[]", "seed=0,1",
+                        f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "0" / "pareto.csv").exists() and (tmp_path / "1" / "pareto.csv").exists()
