@@ -450,9 +450,16 @@ class Search:
         both = both[(both["status"] == "ok") & both["error"].notna()].reset_index(drop=True)
         if both.empty:
             return both.assign(rank=pd.Series(dtype=int))
+        # The search's own front (non-dominated among its evaluated architectures) and every
+        # baseline; `rank` places each row in the union, so a search row with rank > 0 is
+        # beaten by a baseline.
         F = both[["error", self.cost_col]].to_numpy(float)
         both["rank"] = pareto.pareto_ranks(F).astype(int)
-        front = both[(both["source"] == "baseline") | (both["rank"] == 0)]
+        is_search = (both["source"] == "search").to_numpy()
+        own_front = np.zeros(len(both), bool)
+        if is_search.any():
+            own_front[np.flatnonzero(is_search)[pareto.non_dominated(F[is_search])]] = True
+        front = both[~is_search | own_front]
         front = front.sort_values([self.cost_col, "error"]).reset_index(drop=True)
         cols = ["rank", "source", "name"] + EVALUATED_COLUMNS
         return front[cols]
