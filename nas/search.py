@@ -336,6 +336,10 @@ class Search:
             items.append(({"arch_id": f"baseline:{name}", "name": name, "spec": spec,
                            "macs": macs, "params": params, "activations": acts,
                            "latency_ms": lat}, None))
+        todo = [i for i, _ in items if i["arch_id"] not in self.archive]
+        if self.bar is not None and todo:
+            self.bar.total += len(todo)  # baselines share the bar with the search's budget
+            self.bar.refresh()
         if items:
             self.evaluate(items, space="baseline", iteration=-1)
 
