@@ -108,8 +108,9 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
 
 
 def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
-    """Add the cost of ``layer`` on ``shape`` to ``acc`` and return its output shape (one
-    recursive pass over the lowered primitives; the same traversal as :func:`nas.spec.walk`)."""
+    """Add the cost of ``layer`` on ``shape`` to ``acc`` and return its output shape: one
+    recursive pass over the lowered primitives, each add/concat/gate counted as the tensor
+    it creates."""
     t = type(layer)
     if t is S.Seq:
         for sub in layer.layers:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -1008,31 +1008,3 @@ def _layer_shapes(inp: Shape, layers: tuple[Layer, ...]) -> tuple[Shape, ...]:
             raise SpecError(f"layers[{i}] {layer.token()}: {e}") from None
         shapes.append(shape)
     return tuple(shapes)
-
-
-def walk(layer: Layer, shape: Shape) -> Iterable[tuple[Layer, Shape, Shape]]:
-    """Yield ``(primitive, in_shape, out_shape)`` for every primitive, in execution order.
-
-    Combinators contribute themselves after their children for ``add``/``concat``/``gate``
-    (they create a tensor too); blocks are lowered.
-    """
-    t = type(layer)
-    if t is Seq:
-        for sub in layer.layers:
-            out = _out_shape(sub, shape)
-            yield from walk(sub, shape)
-            shape = out
-        return
-    if t is Add or t is Concat:
-        for b in layer.branches:
-            yield from walk(b, shape)
-        yield layer, shape, _out_shape(layer, shape)
-        return
-    if t is Gate:
-        yield from walk(layer.branch, shape)
-        yield layer, shape, shape
-        return
-    if isinstance(layer, Block):
-        yield from walk(lowered(layer, shape), shape)
-        return
-    yield layer, shape, _out_shape(layer, shape)
