@@ -67,7 +67,7 @@ class CanonicalRepair(Repair):
 
     def _do(self, problem, X, **kwargs):
         X = np.clip(np.rint(X), self.space.xl, self.space.xu).astype(np.int64)
-        return np.array([self.space.canonical(x) for x in X], dtype=np.int64)
+        return self.space.canonical_batch(X).astype(np.int64)
 
 
 class CanonicalDuplicates(DuplicateElimination):

@@ -392,9 +392,8 @@ class Search:
             while state["evaluations"] < budget:
                 it = state["iteration"]
                 ctx = self.context(it)
-                n = (int(cfg.budget.initial) if it == 0
-                     else min(int(cfg.budget.per_iteration), budget - state["evaluations"]))
-                n = min(n, budget - state["evaluations"])
+                n = min(int(cfg.budget.initial if it == 0 else cfg.budget.per_iteration),
+                        budget - state["evaluations"])
                 genomes = algo.initial(ctx, n) if it == 0 else algo.ask(ctx, n)
                 if not genomes:
                     log.warning("the algorithm proposed nothing new (space exhausted?); "
@@ -432,22 +431,24 @@ class Search:
         return {"run_dir": str(self.run_dir), "hypervolume": hv, "evaluations": len(df)}
 
     # -- outputs -------------------------------------------------------------------------
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(evaluated, baselines) from one read of the archive."""
+        df = self.archive.to_frame()
+        if df.empty:
+            return (pd.DataFrame(columns=EVALUATED_COLUMNS),
+                    pd.DataFrame(columns=["name"] + EVALUATED_COLUMNS))
+        ev = df[df["space"] != "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
+        bl = df[df["space"] == "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
+        bl.insert(0, "name", bl["arch_id"].str.removeprefix("baseline:"))
+        return ev, bl
+
     def evaluated_frame(self) -> pd.DataFrame:
-        df = self.archive.to_frame()
-        if df.empty:
-            return pd.DataFrame(columns=EVALUATED_COLUMNS)
-        return df[df["space"] != "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
+        return self.frames()[0]
 
-    def baselines_frame(self) -> pd.DataFrame:
-        df = self.archive.to_frame()
-        if df.empty:
-            return pd.DataFrame(columns=["name"] + EVALUATED_COLUMNS)
-        b = df[df["space"] == "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
-        b.insert(0, "name", b["arch_id"].str.removeprefix("baseline:"))
-        return b
-
-    def pareto_frame(self) -> pd.DataFrame:
-        ev, bl = self.evaluated_frame(), self.baselines_frame()
+    def pareto_frame(self, ev: pd.DataFrame | None = None,
+                     bl: pd.DataFrame | None = None) -> pd.DataFrame:
+        if ev is None or bl is None:
+            ev, bl = self.frames()
         ev = ev.assign(source="search", name=ev["arch_id"])
         bl = bl.assign(source="baseline")
         both = pd.concat([ev, bl], ignore_index=True)
@@ -470,10 +471,10 @@ class Search:
 
     def write_outputs(self, state: dict, plots: bool = False) -> None:
         d = self.run_dir
-        ev = self.evaluated_frame()
+        ev, bl = self.frames()
         ev.to_csv(d / "evaluated.csv", index=False)
-        self.baselines_frame().to_csv(d / "baselines.csv", index=False)
-        pf = self.pareto_frame()
+        bl.to_csv(d / "baselines.csv", index=False)
+        pf = self.pareto_frame(ev, bl)
         pf.to_csv(d / "pareto.csv", index=False)
         hist = pd.DataFrame(state["history"])
         if not hist.empty:
@@ -489,7 +490,7 @@ class Search:
             try:
                 from nas.report import write_front_plot
 
-                write_front_plot(ev, pf[pf["source"] == "search"], self.baselines_frame(),
+                write_front_plot(ev, pf[pf["source"] == "search"], bl,
                                  d / "pareto.png", d / "pareto.html",
                                  title=f"{self.space.name} on {self.cfg.data.get('name')}: "
                                        f"{len(ev)} evaluated", cost=self.cost_col)
