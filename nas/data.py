@@ -332,7 +332,11 @@ class ImageDataModule(pl.LightningDataModule):
         train_fraction: fidelity: keep this stratified seeded share of the rest.
         resolution: output side length; batches are resized on device when it differs
             from the native size. None: native.
-        seed: seeds the splits, the shuffle and the augmentation.
+        seed: seeds the shuffle and the augmentation (and the splits when `split_seed` is
+            None).
+        split_seed: seeds the validation and `train_fraction` splits; an int keeps them the
+            same for every `seed`, so that runs with different seeds validate on the same
+            images and their accuracies compare. None: `seed`.
         augment: random crop + flip on training batches.
         crop_pad, flip: override the data set's augmentation defaults.
         num_workers: threads decoding image files on an uncached first load (0: in this
@@ -352,6 +356,7 @@ class ImageDataModule(pl.LightningDataModule):
         train_fraction: float = 1.0,
         resolution: int | None = None,
         seed: int = 0,
+        split_seed: int | None = None,
         augment: bool = True,
         crop_pad: int | None = None,
         flip: bool | None = None,
@@ -370,6 +375,8 @@ class ImageDataModule(pl.LightningDataModule):
         )
         res = None if resolution is None else _check_int("resolution", resolution, minimum=1)
         self.seed = _check_int("seed", seed, minimum=0)
+        self.split_seed = (self.seed if split_seed is None
+                           else _check_int("split_seed", split_seed, minimum=0))
         self.augment = _check_bool("augment", augment)
         crop_pad = None if crop_pad is None else _check_int("crop_pad", crop_pad, minimum=0)
         flip = None if flip is None else _check_bool("flip", flip)
@@ -411,7 +418,7 @@ class ImageDataModule(pl.LightningDataModule):
         val, rest = np.zeros(0, np.int64), np.arange(len(labels), dtype=np.int64)
         if self.val_fraction > 0:
             val, rest = stratified_take(
-                labels, self.val_fraction, np.random.default_rng([self.seed, 0])
+                labels, self.val_fraction, np.random.default_rng([self.split_seed, 0])
             )
             if len(val) == 0:
                 raise ValueError(
@@ -420,7 +427,7 @@ class ImageDataModule(pl.LightningDataModule):
                 )
         if self.train_fraction < 1:
             keep, _ = stratified_take(
-                labels[rest], self.train_fraction, np.random.default_rng([self.seed, 1])
+                labels[rest], self.train_fraction, np.random.default_rng([self.split_seed, 1])
             )
             rest = rest[keep]
         if len(rest) == 0:

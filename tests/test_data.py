@@ -164,6 +164,19 @@ def test_splits_are_seeded_and_test_split_is_fixed():
     assert np.array_equal(a.arrays("test")[0], c.arrays("test")[0])
 
 
+def test_split_seed_fixes_the_val_split_across_run_seeds():
+    a, b = (make_datamodule("digits", seed=s, split_seed=7) for s in (0, 1))
+    assert np.array_equal(a._split_index["val"], b._split_index["val"])
+    assert np.array_equal(a._split_index["train"], b._split_index["train"])
+    # ... while the run seed still drives shuffling.
+    first = [next(iter(dm.train_dataloader()))[1] for dm in (a, b)]
+    assert not torch.equal(first[0], first[1])
+    assert not np.array_equal(a._split_index["val"],
+                              make_datamodule("digits", seed=0, split_seed=8)._split_index["val"])
+    with pytest.raises(ValueError, match="split_seed"):
+        make_datamodule("digits", split_seed=-1)
+
+
 def test_train_fraction_is_a_stratified_subset_and_keeps_val():
     full = make_datamodule("digits", seed=1)
     part = make_datamodule("digits", seed=1, train_fraction=0.25)
