@@ -110,6 +110,17 @@ def test_predictions_are_deterministic_for_a_seed(name):
     assert first.shape == (60,) and first.dtype == float
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_gp_on_noisy_targets_still_ranks_unseen_architectures(seed):
+    # Noisy errors on few points: a length scale below the distance between architectures
+    # would memorise the training points and predict one constant for every unseen one.
+    X, y = ranking_problem(90, seed=seed, groups=40, choices=3, noise=0.3)
+    model = make_surrogate("gp", seed=0).fit(X[:50], y[:50])
+    pred = model.predict(X[50:])
+    assert np.ptp(pred) > 0.1 * np.ptp(y)
+    assert rank_metrics(y[50:], pred)["kendall_tau"] > 0.15
+
+
 # ----------------------------------------------------------------------------- rbf
 
 
