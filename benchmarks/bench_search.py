@@ -16,7 +16,10 @@ Reported:
 * the surrogate's Kendall tau on held-out architectures: fit on the first 50 architectures
   of each surrogate run, tested on every architecture the random runs trained (an unbiased
   sample of the space, none in the training set); plus the in-search held-out tau (each
-  batch predicted before it was trained) from ``surrogate.csv``.
+  batch predicted before it was trained) from ``surrogate.csv``;
+* the proxy's own repeatability (``--repeat K``): K architectures of the first random run
+  trained again with another training seed (same train/val split); the Kendall tau between
+  the two measurements bounds what any surrogate can reach on these labels.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench_search")
     p.add_argument("--train-size", type=int, default=50,
                    help="architectures the held-out Kendall tau surrogate is fitted on")
+    p.add_argument("--repeat", type=int, default=0,
+                   help="retrain this many architectures with another seed (noise ceiling)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = p.parse_args()
     out = Path(args.out)
@@ -149,6 +154,8 @@ def main() -> None:
             print(f"  seed {s}: {chosen}, n_train={len(train)}, n_test={len(test)}: "
                   f"kendall {m['kendall_tau']:.3f}, spearman {m['spearman_rho']:.3f}, "
                   f"rmse {m['rmse']:.4f}")
+        if args.repeat:
+            repeatability(out, runs["random"][args.seeds[0]], args.repeat, space, cfg)
         print("\nin-search held-out tau (each batch predicted before training), mean over "
               "seeds:")
         sur = pd.concat([pd.read_csv(runs["surrogate"][s] / "surrogate.csv").assign(seed=s)
@@ -156,6 +163,35 @@ def main() -> None:
         if "heldout_kendall_tau" in sur:
             print(sur.groupby("iteration")[["train_size", "heldout_kendall_tau"]].mean()
                   .round(3).to_string())
+
+
+def repeatability(out: Path, run_dir: Path, k: int, space, cfg) -> None:
+    """Retrain the first ``k`` architectures of ``run_dir`` with a different training seed
+    and print the rank agreement of the two measurements (cached in ``out/repeat.csv``)."""
+    from omegaconf import OmegaConf
+
+    from nas.train import train_spec
+
+    ev = pd.read_csv(run_dir / "evaluated.csv")
+    ev = ev[ev["status"] == "ok"].sort_values("id").head(k)
+    cache = out / "repeat.csv"
+    done = pd.read_csv(cache) if cache.exists() else pd.DataFrame(columns=["arch_id", "again"])
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    for _, row in ev.iterrows():
+        if row["arch_id"] in set(done["arch_id"]):
+            continue
+        spec = space.decode([int(v) for v in row["genome"].split("-")])
+        acc = train_spec(spec, data=data, train=train, seed=int(row["seed"]) + 1000)["accuracy"]
+        done = pd.concat([done, pd.DataFrame([{"arch_id": row["arch_id"], "again": acc}])])
+        done.to_csv(cache, index=False)
+    both = ev.merge(done, on="arch_id")
+    m = rank_metrics(both["accuracy"].to_numpy(), both["again"].to_numpy().astype(float))
+    diff = np.abs(both["accuracy"] - both["again"].astype(float))
+    print(f"\nproxy repeatability ({len(both)} architectures of {run_dir.name}, trained again "
+          f"with seed +1000): kendall {m['kendall_tau']:.3f}, spearman "
+          f"{m['spearman_rho']:.3f}, mean |accuracy difference| {diff.mean():.4f} "
+          f"(max {diff.max():.4f})")
 
 
 if __name__ == "__main__":
