@@ -15,6 +15,7 @@ values. Its whole state (including random generators) is pickled by the search a
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -319,8 +320,14 @@ class OptunaNSGA2(Algorithm):
 
     def initial(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
         init = super().initial(ctx, n)
-        for g in init:
-            self.study.enqueue_trial({f"g{i}": int(v) for i, v in enumerate(g)})
+        import optuna
+
+        # enqueue_trial is how a study starts from the shared initial sample; optuna 2.x
+        # flags it (and create_trial inside it) experimental on every call.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for g in init:
+                self.study.enqueue_trial({f"g{i}": int(v) for i, v in enumerate(g)})
         return self.ask(ctx, len(init))
 
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
