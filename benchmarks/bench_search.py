@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
+from nas.algorithms import surrogate_inputs
 from nas.search import CONF_DIR, hypervolume_curve, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
@@ -147,9 +148,11 @@ def main() -> None:
             train = ev[ev["status"] == "ok"].sort_values("id").head(args.train_size)
             test = held[~held["arch_id"].isin(train["arch_id"])]
             gX = lambda df: np.array([[int(v) for v in g.split("-")] for g in df["genome"]])  # noqa: E731
+            inputs = cfg.surrogate.get("inputs", "genes+costs")
             model = make_surrogate(cfg.surrogate.name, seed=s).fit(
-                space.features(gX(train)), train["error"].to_numpy())
-            m = rank_metrics(test["error"].to_numpy(), model.predict(space.features(gX(test))))
+                surrogate_inputs(space, gX(train), inputs), train["error"].to_numpy())
+            m = rank_metrics(test["error"].to_numpy(),
+                             model.predict(surrogate_inputs(space, gX(test), inputs)))
             chosen = getattr(model, "chosen", model.name)
             print(f"  seed {s}: {chosen}, n_train={len(train)}, n_test={len(test)}: "
                   f"kendall {m['kendall_tau']:.3f}, spearman {m['spearman_rho']:.3f}, "

@@ -37,7 +37,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from nas import pareto
-from nas.algorithms import Context, make_algorithm
+from nas.algorithms import INPUTS, Context, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
 
@@ -77,6 +77,10 @@ def check_config(cfg: DictConfig) -> None:
     if b.initial > b.evaluations:
         raise SearchError(f"budget.initial={b.initial} exceeds budget.evaluations="
                           f"{b.evaluations}; lower budget.initial or raise the budget")
+    inputs = cfg.get("surrogate", {}).get("inputs", "genes+costs")
+    if inputs not in INPUTS:
+        raise SearchError(f"surrogate.inputs must be one of {list(INPUTS)}, got {inputs!r}; "
+                          f"e.g. surrogate.inputs=genes+costs")
     if cfg.objectives.cost not in COSTS:
         raise SearchError(f"objectives.cost must be one of {list(COSTS)}, got "
                           f"{cfg.objectives.cost!r}")
@@ -266,7 +270,7 @@ class Search:
             X = np.empty((0, self.space.n_var), np.int64)
             F = np.empty((0, 2))
         return Context(self.space, self.coster.cost, self.feasible, X, F,
-                       {r.arch_id for r in recs}, self.constrained)
+                       {r.arch_id for r in recs}, self.constrained, self.coster.info)
 
     def _record(self, result, info: dict, genome, space: str, iteration: int) -> Record:
         ok = result.status == "ok" and result.accuracy is not None and math.isfinite(

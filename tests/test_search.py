@@ -103,6 +103,35 @@ def test_surrogate_quality_is_logged(surrogate_run):
     assert s["train_size"].iloc[0] >= 3
 
 
+def test_surrogate_inputs_are_genes_plus_exact_log_costs():
+    import math
+
+    from nas.algorithms import surrogate_inputs
+    from nas.cost import totals
+    from search_spaces import get_space
+
+    space = get_space("mobile", num_classes=10, in_channels=1, resolutions=[12, 16],
+                      width_mults=[0.25, 0.5])
+    G = space.sample(5, np.random.default_rng(0))
+    genes = surrogate_inputs(space, G, "genes")
+    np.testing.assert_array_equal(genes, space.features(G))
+    X = surrogate_inputs(space, G)  # genes+costs by default
+    assert X.shape == (5, genes.shape[1] + 3)
+    np.testing.assert_array_equal(X[:, :-3], genes)
+    for row, g in zip(X, G):
+        assert row[-3:].tolist() == [math.log(v) for v in totals(space.decode(g))]
+    memo = {}
+
+    def info(g):
+        memo[g] = dict(zip(("macs", "params", "activations"), totals(space.decode(g))))
+        return memo[g]
+
+    np.testing.assert_array_equal(surrogate_inputs(space, G, info=info), X)
+    assert len(memo) == 5
+    with pytest.raises(ValueError, match="surrogate.inputs must be one of"):
+        surrogate_inputs(space, G, "costs")
+
+
 @pytest.mark.parametrize("algorithm", ["random", "nsga2", "optuna"])
 def test_comparators_run_on_the_same_budget(tmp_path, algorithm):
     out = run_search(tiny_cfg(f"algorithm={algorithm}", "baselines.names=[]"), tmp_path)
@@ -227,6 +256,7 @@ def test_unknown_override_is_rejected(tmp_path):
     ("budget.evaluations=0", "budget.evaluations must be a positive integer"),
     ("budget.initial=50", "budget.initial=50 exceeds budget.evaluations"),
     ("objectives.cost=flops", "objectives.cost must be one of"),
+    ("surrogate.inputs=flops", "surrogate.inputs must be one of"),
     ("constraints.max_macs=10", "no architecture of space 'mobile' satisfies "
                                 "constraints.max_macs=10 (the smallest of 2000 samples has "),
 ])

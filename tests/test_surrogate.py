@@ -151,7 +151,7 @@ def test_rbf_needs_three_distinct_architectures():
 
 
 def test_unknown_surrogate_lists_the_names():
-    with pytest.raises(ValueError, match="unknown surrogate 'xgb'.*rbf, gp, mlp, gbt, adaptive"):
+    with pytest.raises(ValueError, match="unknown surrogate 'xgb'.*rbf, gp, mlp, gbt, ridge, adaptive"):
         make_surrogate("xgb")
 
 
