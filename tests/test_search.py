@@ -132,6 +132,23 @@ def test_surrogate_inputs_are_genes_plus_exact_log_costs():
         surrogate_inputs(space, G, "costs")
 
 
+def test_coster_memo_is_bounded_and_recomputes_evicted_entries():
+    from nas.search import Coster
+    from search_spaces import get_space
+
+    space = get_space("mobile", num_classes=10, in_channels=1, resolutions=[12, 16],
+                      width_mults=[0.25, 0.5])
+    G = [tuple(g) for g in space.sample(8, np.random.default_rng(1))]
+    coster = Coster(space, "macs", capacity=5)
+    first = [dict(coster.info(g)) for g in G]
+    assert len(coster._memo) == 5
+    assert space.arch_id(G[0]) not in coster._memo  # least recently used goes first
+    again = coster.info(G[0])
+    assert {k: again[k] for k in ("macs", "params", "activations")} == {
+        k: first[0][k] for k in ("macs", "params", "activations")}
+    assert coster.cost(G[0]) == first[0]["macs"]
+
+
 @pytest.mark.parametrize("algorithm", ["random", "nsga2", "optuna"])
 def test_comparators_run_on_the_same_budget(tmp_path, algorithm):
     out = run_search(tiny_cfg(f"algorithm={algorithm}", "baselines.names=[]"), tmp_path)
