@@ -20,6 +20,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -61,6 +62,14 @@ class Context:
     info: Callable[[Sequence[int]], dict] | None = None
 
 
+def check_inputs(kind: Any) -> str:
+    """``kind`` if it names a surrogate input encoding (:data:`INPUTS`), else ValueError."""
+    if kind not in INPUTS:
+        raise ValueError(f"surrogate.inputs must be one of {list(INPUTS)}, got {kind!r}; "
+                         f"e.g. surrogate.inputs=genes+costs")
+    return kind
+
+
 def _counted(space, genome) -> dict:
     macs, params, acts = totals(space.decode(genome))
     return {"macs": macs, "params": params, "activations": acts}
@@ -74,12 +83,12 @@ def surrogate_inputs(space, genomes, kind: str = "genes+costs",
     ``genes+costs``: the same plus the natural logs of the decoded network's MACs,
     parameters and activations, exact from the cost model. They summarise what many genes
     do together (resolution x width x depth) in three numbers that track accuracy
-    (measured on the search benchmark: held-out Kendall tau of a ridge surrogate fitted on
-    50 searched architectures 0.50 -> 0.57, GP 0.50 -> 0.52; see benchmarks/RESULTS.md).
+    (measured on the search benchmark, benchmarks/RESULTS.md: the adaptive surrogate's
+    Kendall tau on held-out random architectures after 50 evaluations 0.48 with genes only,
+    0.53-0.54 with costs).
     ``info`` maps a genome to a dict with those counts (the search's memo); None counts.
     """
-    if kind not in INPUTS:
-        raise ValueError(f"surrogate.inputs must be one of {list(INPUTS)}, got {kind!r}")
+    check_inputs(kind)
     X = space.features(genomes)
     if kind == "genes":
         return X
@@ -214,10 +223,7 @@ class SurrogateSearch(Algorithm):
             raise ValueError(f"algorithm.generations must be >= 1 and algorithm.pop_size >= 4, "
                              f"got {generations} and {pop_size}")
         self.surrogate_cfg = dict(surrogate)
-        self.inputs = self.surrogate_cfg.pop("inputs", "genes+costs")
-        if self.inputs not in INPUTS:
-            raise ValueError(f"surrogate.inputs must be one of {list(INPUTS)}, got "
-                             f"{self.inputs!r}")
+        self.inputs = check_inputs(self.surrogate_cfg.pop("inputs", "genes+costs"))
         self.generations = generations
         self.pop_size = pop_size
         self._pending_pred: dict[str, float] = {}

@@ -38,7 +38,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from nas import pareto
-from nas.algorithms import INPUTS, Context, make_algorithm
+from nas.algorithms import Context, check_inputs, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
 
@@ -78,10 +78,10 @@ def check_config(cfg: DictConfig) -> None:
     if b.initial > b.evaluations:
         raise SearchError(f"budget.initial={b.initial} exceeds budget.evaluations="
                           f"{b.evaluations}; lower budget.initial or raise the budget")
-    inputs = cfg.get("surrogate", {}).get("inputs", "genes+costs")
-    if inputs not in INPUTS:
-        raise SearchError(f"surrogate.inputs must be one of {list(INPUTS)}, got {inputs!r}; "
-                          f"e.g. surrogate.inputs=genes+costs")
+    try:
+        check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
+    except ValueError as e:
+        raise SearchError(str(e)) from None
     if cfg.objectives.cost not in COSTS:
         raise SearchError(f"objectives.cost must be one of {list(COSTS)}, got "
                           f"{cfg.objectives.cost!r}")
