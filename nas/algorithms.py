@@ -6,6 +6,8 @@
 * ``nsga2``: pymoo's NSGA-II with every individual trained (no surrogate).
 * ``optuna``: Optuna's NSGAIISampler, every trial trained.
 * ``random``: uniform samples of the space.
+* ``evolution``: regularized (aging) evolution (Real et al. 2019), multi-objective tournaments.
+* ``local``: Pareto local search over one-gene neighbourhoods (White et al. 2021).
 
 An algorithm is asked for ``n`` genomes given the archive so far and told their objective
 values. Its whole state (including random generators) is pickled by the search after each
@@ -40,7 +42,9 @@ from nas.surrogate import make_surrogate, rank_metrics
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("surrogate", "nsga2", "optuna", "random")
+ALGORITHMS = ("surrogate", "nsga2", "optuna", "random", "evolution", "local")
+#: objective names that are costs known from the spec (the rest come from evaluation)
+COST_OBJECTIVES = ("macs", "params", "activations", "latency")
 # What the surrogate sees of an architecture (surrogate.inputs).
 INPUTS = ("genes", "genes+costs")
 
@@ -54,12 +58,42 @@ class Context:
     cost: Callable[[Sequence[int]], float]
     feasible: Callable[[Sequence[int]], bool]
     X: np.ndarray  # (n, n_var) evaluated genomes
-    F: np.ndarray  # (n, 2) evaluated (error, cost); failed candidates have error 1.0
+    F: np.ndarray  # (n, K) evaluated objectives (error first); failed candidates have error 1.0
     seen: set[str] = field(default_factory=set)  # arch ids already evaluated
     constrained: bool = False  # whether `feasible` can ever say no
     # genome -> {"macs", "params", "activations", ...} of its network (memoised by the search);
     # None: decode and count each time.
     info: Callable[[Sequence[int]], dict] | None = None
+    # objective names, in F's column order: "error", costs, table metrics
+    objectives: tuple[str, ...] = ("error", "macs")
+    # genome -> every cost objective (the F columns that are costs), in order; None: `cost`
+    costs: Callable[[Sequence[int]], Sequence[float]] | None = None
+    # genomes being evaluated right now (asynchronous evaluation): never proposed again
+    pending: set[str] = field(default_factory=set)
+
+    @property
+    def n_obj(self) -> int:
+        return len(self.objectives)
+
+    @property
+    def cost_index(self) -> list[int]:
+        """F columns known before training (costs), in order."""
+        return [i for i, o in enumerate(self.objectives) if o in COST_OBJECTIVES]
+
+    @property
+    def predicted_index(self) -> list[int]:
+        """F columns known only after evaluation (error, table metrics)."""
+        return [i for i, o in enumerate(self.objectives) if o not in COST_OBJECTIVES]
+
+    def cost_matrix(self, genomes) -> np.ndarray:
+        """(n, n_costs) costs of ``genomes``."""
+        get = self.costs if self.costs is not None else (lambda g: (self.cost(g),))
+        return np.array([get(tuple(int(v) for v in g)) for g in np.asarray(genomes)],
+                        dtype=float).reshape(len(genomes), -1)
+
+    def is_new(self, genome) -> bool:
+        aid = self.space.arch_id(genome)
+        return aid not in self.seen and aid not in self.pending
 
 
 def check_inputs(kind: Any) -> str:
@@ -138,20 +172,42 @@ class CanonicalDuplicates(DuplicateElimination):
 
 
 class SurrogateProblem(Problem):
-    """(predicted error, cost) with optional inequality constraints g <= 0 (thin adapter)."""
+    """Every objective of a genome, predicted (error, table metrics) or exact (costs), with
+    optional inequality constraints g <= 0 (a thin adapter)."""
 
-    def __init__(self, space, model, encode, cost, constraint):
-        super().__init__(n_var=space.n_var, n_obj=2, n_ieq_constr=1 if constraint else 0,
-                         xl=space.xl, xu=space.xu, vtype=int)
-        self.space, self.model, self.encode = space, model, encode
-        self.cost, self.constraint = cost, constraint
+    def __init__(self, space, predict, ctx, constraint):
+        super().__init__(n_var=space.n_var, n_obj=ctx.n_obj,
+                         n_ieq_constr=1 if constraint else 0, xl=space.xl, xu=space.xu,
+                         vtype=int)
+        self.space, self.predict, self.ctx, self.constraint = space, predict, ctx, constraint
 
     def _evaluate(self, X, out, *args, **kwargs):
         X = X.astype(np.int64)
-        out["F"] = np.column_stack([self.model.predict(self.encode(X)),
-                                    [self.cost(x) for x in X]])
+        out["F"] = objective_matrix(self.ctx, X, self.predict)
         if self.constraint:
             out["G"] = np.array([[self.constraint(x)] for x in X], dtype=float)
+
+
+def objective_matrix(ctx: Context, X: np.ndarray, predict) -> np.ndarray:
+    """(n, K): ``predict(X)`` (n, n_predicted) in the predicted columns, exact costs in the
+    others."""
+    F = np.empty((len(X), ctx.n_obj))
+    F[:, ctx.predicted_index] = predict(X)
+    F[:, ctx.cost_index] = ctx.cost_matrix(X)
+    return F
+
+
+def moo_algorithm(n_obj: int, pop_size: int, **kwargs):
+    """pymoo NSGA-II for two or three objectives, NSGA-III (Das-Dennis reference directions,
+    population at least their number) beyond."""
+    if n_obj <= 3:
+        return NSGA2(pop_size=pop_size, **kwargs)
+    from pymoo.algorithms.moo.nsga3 import NSGA3
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    partitions = 4 if n_obj <= 5 else 3
+    ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
+    return NSGA3(ref_dirs=ref_dirs, pop_size=max(pop_size, len(ref_dirs)), **kwargs)
 
 
 def _operators(space, seen: set[str]):
@@ -190,7 +246,7 @@ def sample_new(ctx: Context, n: int, rng: np.random.Generator,
                max_tries: int = 200) -> list[tuple[int, ...]]:
     """``n`` feasible canonical genomes not yet evaluated (fewer if the space runs out)."""
     out: list[tuple[int, ...]] = []
-    seen = set(ctx.seen)
+    seen = set(ctx.seen) | set(ctx.pending)
     for _ in range(max_tries):
         for g in ctx.space.sample(max(4 * n, 16), rng):
             g = tuple(int(v) for v in g)
@@ -217,52 +273,86 @@ class SurrogateSearch(Algorithm):
     name = "surrogate"
 
     def __init__(self, *, seed: int, surrogate: dict, generations: int = 30,
-                 pop_size: int = 64):
+                 pop_size: int = 64, enumerate_limit: int = 20_000):
         super().__init__(seed=seed)
         if generations < 1 or pop_size < 4:
             raise ValueError(f"algorithm.generations must be >= 1 and algorithm.pop_size >= 4, "
                              f"got {generations} and {pop_size}")
+        if isinstance(enumerate_limit, bool) or not isinstance(enumerate_limit, int) or \
+                enumerate_limit < 0:
+            raise ValueError(f"algorithm.enumerate_limit must be a non-negative integer (0: "
+                             f"never enumerate), got {enumerate_limit!r}")
+        self.enumerate_limit = enumerate_limit
         self.surrogate_cfg = dict(surrogate)
         self.inputs = check_inputs(self.surrogate_cfg.pop("inputs", "genes+costs"))
         self.generations = generations
         self.pop_size = pop_size
         self._pending_pred: dict[str, float] = {}
 
-    def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
+    def fit(self, ctx: Context):
+        """Fit one surrogate per predicted objective (error, table metrics) on the evaluated
+        archive; returns ``predict(genomes) -> (n, n_predicted)`` and the log entry."""
         ok = ctx.F[:, 0] < 1.0
-        X, y = ctx.X[ok], ctx.F[ok, 0]
         cfg = dict(self.surrogate_cfg)
-        model = make_surrogate(cfg.pop("name", "adaptive"), seed=int(self.rng.integers(2**31)),
-                               **cfg)
+        name = cfg.pop("name", "adaptive")
+
         def encode(G):
             return surrogate_inputs(ctx.space, G, self.inputs, ctx.info)
 
-        model.fit(encode(X), y)
-        entry = {"surrogate": getattr(model, "chosen", model.name), "train_size": int(len(y))}
-        for k, v in (getattr(model, "cv_scores", {}) or {}).get(entry["surrogate"], {}).items():
+        EX = encode(ctx.X[ok])
+        models = []
+        for col in ctx.predicted_index:
+            model = make_surrogate(name, seed=int(self.rng.integers(2**31)), **cfg)
+            model.fit(EX, ctx.F[ok, col])
+            models.append(model)
+        first = models[0]
+        entry = {"surrogate": getattr(first, "chosen", first.name), "train_size": int(ok.sum())}
+        for k, v in (getattr(first, "cv_scores", {}) or {}).get(entry["surrogate"], {}).items():
             entry[f"cv_{k}"] = float(v)
+
+        def predict(G):
+            E = encode(np.asarray(G, dtype=np.int64))
+            return np.column_stack([m.predict(E) for m in models])
+
+        return predict, entry
+
+    def candidates(self, ctx: Context, predict) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Genomes to choose from, their objectives (predicted where unknown) and constraint
+        violations: every distinct architecture when the space can list them within
+        ``enumerate_limit`` (the predicted front is then exact), else the final population of
+        NSGA-II (NSGA-III beyond three objectives) run on the surrogate."""
+        pool = ctx.space.all_canonical(limit=self.enumerate_limit) \
+            if self.enumerate_limit else None
+        if pool is not None:
+            keep = np.array([ctx.is_new(g) for g in pool], bool)
+            if ctx.constrained:
+                keep &= np.array([ctx.feasible(tuple(int(v) for v in g)) for g in pool], bool)
+            pool = pool[keep]
+            return pool, objective_matrix(ctx, pool, predict), None
         constraint = ((lambda x: 0.0 if ctx.feasible(tuple(int(v) for v in x)) else 1.0)
                       if ctx.constrained else None)
-        problem = SurrogateProblem(ctx.space, model, encode, ctx.cost, constraint)
+        problem = SurrogateProblem(ctx.space, predict, ctx, constraint)
         # Seed the population with the evaluated non-dominated set plus random samples.
         front = ctx.X[pareto.non_dominated(ctx.F)] if len(ctx.X) else np.empty((0, ctx.space.n_var))
         init = [tuple(int(v) for v in g) for g in front][: self.pop_size // 2]
         init += [tuple(int(v) for v in g)
                  for g in ctx.space.sample(self.pop_size - len(init), self.rng)]
-        algo = NSGA2(pop_size=self.pop_size, sampling=np.array(init, dtype=np.int64),
-                     **_operators(ctx.space, set()))
+        algo = moo_algorithm(ctx.n_obj, self.pop_size, sampling=np.array(init, dtype=np.int64),
+                             **_operators(ctx.space, set()))
         res = minimize(problem, algo, ("n_gen", self.generations),
                        seed=int(self.rng.integers(2**31)), verbose=False)
         pop = res.pop if res.pop is not None else algo.pop
-        cand_X = pop.get("X").astype(np.int64)
-        cand_F = pop.get("F")
-        cv = pop.get("CV")
+        return pop.get("X").astype(np.int64), pop.get("F"), pop.get("CV")
+
+    def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
+        predict, entry = self.fit(ctx)
+        cand_X, cand_F, cv = self.candidates(ctx, predict)
         chosen = select_diverse(ctx, cand_X, cand_F, cv, n)
         if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
             ctx2 = dataclasses.replace(
                 ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})
             chosen += sample_new(ctx2, n - len(chosen), self.rng)
-        preds = model.predict(encode(np.array(chosen, dtype=np.int64)))
+        preds = predict(np.array(chosen, dtype=np.int64))[:, 0] if chosen else []
         self._pending_pred = {ctx.space.arch_id(g): float(p) for g, p in zip(chosen, preds)}
         self.log.append(entry)
         return chosen
@@ -283,7 +373,8 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int
     (NSGANetV2 picks a diverse subset of the predicted front in the same spirit)."""
     feas = np.ones(len(X), bool) if cv is None else (cv.reshape(-1) <= 0)
     keys = [ctx.space.arch_id(x) for x in X]
-    fresh = np.array([feas[i] and keys[i] not in ctx.seen for i in range(len(X))], bool)
+    fresh = np.array([feas[i] and keys[i] not in ctx.seen and keys[i] not in ctx.pending
+                      for i in range(len(X))], bool)
     if not fresh.any():
         return []
     idx = np.flatnonzero(fresh)
@@ -295,9 +386,11 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int
         need = n - len(chosen)
         if len(layer) <= need:
             chosen += list(layer)
-        else:
+        elif F.shape[1] == 2:
             pos = np.unique(np.round(np.linspace(0, len(layer) - 1, need)).astype(int))
             chosen += list(layer[pos])
+        else:  # K > 2: farthest-point spread over the normalised objectives
+            chosen += list(layer[_farthest_points(F[layer], need)])
         if len(chosen) >= n:
             break
     out, keys_out = [], set()
@@ -306,6 +399,20 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int
             keys_out.add(keys[i])
             out.append(tuple(int(v) for v in X[i]))
     return out
+
+
+def _farthest_points(F: np.ndarray, k: int) -> np.ndarray:
+    """Indices of ``k`` rows of ``F`` spread out: start at the lowest first objective, then
+    repeatedly the row farthest from those chosen (objectives min-max normalised)."""
+    lo, span = F.min(axis=0), np.ptp(F, axis=0)
+    Z = (F - lo) / np.where(span > 0, span, 1.0)
+    chosen = [int(np.argmin(F[:, 0]))]
+    dist = np.linalg.norm(Z - Z[chosen[0]], axis=1)
+    while len(chosen) < k:
+        i = int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[i], axis=1))
+    return np.array(chosen)
 
 
 class EvolutionNSGA2(Algorithm):
@@ -320,11 +427,11 @@ class EvolutionNSGA2(Algorithm):
         self._pop = None
 
     def _setup(self, ctx: Context, init: list[tuple[int, ...]], n: int) -> None:
-        self.problem = Problem(n_var=ctx.space.n_var, n_obj=2, xl=ctx.space.xl,
+        self.problem = Problem(n_var=ctx.space.n_var, n_obj=ctx.n_obj, xl=ctx.space.xl,
                                xu=ctx.space.xu, vtype=int)
-        self.algo = NSGA2(pop_size=len(init), n_offsprings=n,
-                          sampling=np.array(init, dtype=np.int64),
-                          **_operators(ctx.space, set()))
+        self.algo = moo_algorithm(ctx.n_obj, len(init), n_offsprings=n,
+                                  sampling=np.array(init, dtype=np.int64),
+                                  **_operators(ctx.space, set()))
         self.algo.setup(self.problem, seed=self.seed)
 
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
@@ -407,6 +514,101 @@ class OptunaNSGA2(Algorithm):
         self._trials = []
 
 
+def _mutants(space, genome: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Every genome one gene away from ``genome``, canonical (may repeat networks)."""
+    out = []
+    for i, g in enumerate(space.genes):
+        for v in range(g.hi + 1):
+            if v != genome[i]:
+                out.append(space.canonical(genome[:i] + (v,) + genome[i + 1:]))
+    return out
+
+
+def _ranks_crowding(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pareto rank and crowding distance (pymoo's) within each front, for tournaments."""
+    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+
+    ranks = pareto.pareto_ranks(F)
+    crowd = np.zeros(len(F))
+    for r in np.unique(ranks[np.isfinite(ranks)]):
+        idx = np.flatnonzero(ranks == r)
+        crowd[idx] = calc_crowding_distance(F[idx]) if len(idx) > 2 else np.inf
+    return ranks, crowd
+
+
+class RegularizedEvolution(Algorithm):
+    """Regularized (aging) evolution (Real et al., AAAI 2019), multi-objective: the
+    population is the ``population`` most recently evaluated architectures; each child
+    mutates one gene of the winner of a tournament among ``sample`` random members (lowest
+    Pareto rank, then largest crowding distance, as NSGA-II compares). The population is read
+    from the archive in evaluation order, so the algorithm keeps no state of its own besides
+    its random generator (resume-exact)."""
+
+    name = "evolution"
+
+    def __init__(self, *, seed: int, population: int = 50, sample: int = 10):
+        super().__init__(seed=seed)
+        if population < 2 or not 1 <= sample <= population:
+            raise ValueError(f"algorithm.population must be >= 2 and 1 <= algorithm.sample <= "
+                             f"population, got {population} and {sample}")
+        self.population, self.sample = population, sample
+
+    def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
+        X, F = ctx.X[-self.population:], ctx.F[-self.population:]
+        ranks, crowd = _ranks_crowding(F)
+        out: list[tuple[int, ...]] = []
+        taken = set()
+        for _ in range(50 * n):
+            if len(out) == n:
+                break
+            pick = self.rng.choice(len(X), size=min(self.sample, len(X)), replace=False)
+            parent = min(pick, key=lambda i: (ranks[i], -crowd[i]))
+            genome = tuple(int(v) for v in X[parent])
+            i = int(self.rng.integers(ctx.space.n_var))
+            choices = [v for v in range(ctx.space.genes[i].hi + 1) if v != genome[i]]
+            if not choices:
+                continue
+            child = ctx.space.canonical(genome[:i] + (int(self.rng.choice(choices)),)
+                                        + genome[i + 1:])
+            aid = ctx.space.arch_id(child)
+            if aid in taken or not ctx.is_new(child) or not ctx.feasible(child):
+                continue
+            taken.add(aid)
+            out.append(child)
+        if len(out) < n:
+            ctx2 = dataclasses.replace(ctx, seen=ctx.seen | taken)
+            out += sample_new(ctx2, n - len(out), self.rng)
+        return out
+
+
+class LocalSearch(Algorithm):
+    """Pareto local search (Paquete et al. 2004; White et al., UAI 2021 find local search
+    hard to beat on NAS-Bench-201): take a member of the current Pareto front whose one-gene
+    neighbourhood is not yet fully evaluated and propose its unevaluated neighbours; when
+    every front member is explored (a Pareto local optimum), restart from random samples.
+    The front is read from the archive, so no state but the random generator is kept."""
+
+    name = "local"
+
+    def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
+        out: list[tuple[int, ...]] = []
+        taken: set[str] = set()
+        front = pareto.non_dominated(ctx.F) if len(ctx.F) else np.empty(0, int)
+        for i in self.rng.permutation(front):
+            for child in self.rng.permutation(np.array(_mutants(ctx.space, tuple(
+                    int(v) for v in ctx.X[i])), dtype=np.int64)):
+                child = tuple(int(v) for v in child)
+                aid = ctx.space.arch_id(child)
+                if aid in taken or not ctx.is_new(child) or not ctx.feasible(child):
+                    continue
+                taken.add(aid)
+                out.append(child)
+                if len(out) == n:
+                    return out
+        ctx2 = dataclasses.replace(ctx, seen=ctx.seen | taken)
+        return out + sample_new(ctx2, n - len(out), self.rng)
+
+
 def make_algorithm(cfg: dict, *, seed: int, surrogate: dict) -> Algorithm:
     """Build the algorithm named ``cfg['name']`` (see :data:`ALGORITHMS`)."""
     cfg = dict(cfg)
@@ -419,4 +621,8 @@ def make_algorithm(cfg: dict, *, seed: int, surrogate: dict) -> Algorithm:
         return OptunaNSGA2(seed=seed, **cfg)
     if name == "random":
         return RandomSearch(seed=seed, **cfg)
+    if name == "evolution":
+        return RegularizedEvolution(seed=seed, **cfg)
+    if name == "local":
+        return LocalSearch(seed=seed, **cfg)
     raise ValueError(f"unknown algorithm {name!r}; choose algorithm=one of {list(ALGORITHMS)}")

@@ -52,6 +52,38 @@ class Gate(nn.Module):
         return x * self.branch(x)
 
 
+class Zero(nn.Module):
+    """``x * 0`` (NAS-Bench-201's ``none`` operation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+class DagCell(nn.Module):
+    """A :class:`nas.spec.Dag`: node ``j`` is the sum of its live incoming edges applied to
+    their source nodes; zero edges are skipped; the output is the last node."""
+
+    def __init__(self, edges: list[nn.Module | None], pairs: tuple[tuple[int, int], ...]):
+        super().__init__()
+        self.pairs = pairs
+        self.live = [m is not None for m in edges]
+        self.edges = nn.ModuleList([m if m is not None else nn.Identity() for m in edges])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes: list[torch.Tensor | None] = [x]
+        total: torch.Tensor | None = None
+        target = 1
+        for (i, j), live, m in zip(self.pairs, self.live, self.edges):
+            if j != target:
+                nodes.append(total)
+                total, target = None, j
+            if live and nodes[i] is not None:
+                y = m(nodes[i])
+                total = y if total is None else total + y
+        nodes.append(total)
+        return nodes[-1] if nodes[-1] is not None else x.mul(0.0)
+
+
 class PadShortcut(nn.Module):
     """Option-A shortcut (He et al. 2016): stride-subsample and zero-pad channels."""
 
@@ -95,7 +127,8 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
     if t is S.MaxPool:
         return nn.MaxPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil)
     if t is S.AvgPool:
-        return nn.AvgPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil)
+        return nn.AvgPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil,
+                            count_include_pad=layer.cip)
     if t is S.GAP:
         return nn.AdaptiveAvgPool2d(1)
     if t is S.AdaptiveAvgPool:
@@ -110,6 +143,8 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
         return nn.Linear(shape[0], layer.c, bias=layer.bias)
     if t is S.Identity:
         return nn.Identity()
+    if t is S.Zero:
+        return Zero()
     if t is S.PadShortcut:
         return PadShortcut(layer.c - shape[0], layer.s)
     if t is S.Seq:
@@ -124,6 +159,9 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
         return ConcatBranches([module(b, shape) for b in layer.branches])
     if t is S.Gate:
         return Gate(module(layer.branch, shape))
+    if t is S.Dag:
+        return DagCell([None if type(e) is S.Zero else module(e, shape) for e in layer.edges],
+                       layer.pairs)
     if isinstance(layer, S.Block):
         return module(S.lowered(layer, shape), shape)
     raise S.SpecError(f"no module for layer {layer!r}")

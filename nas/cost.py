@@ -116,6 +116,15 @@ def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
         for sub in layer.layers:
             shape = _accumulate(sub, shape, acc)
         return shape
+    if t is S.Dag:
+        # Live edges; every node that sums two or more of them creates one more tensor.
+        n_in: dict[int, int] = {}
+        for e, (_, j) in zip(layer.edges, layer.pairs):
+            if type(e) is not S.Zero:
+                _accumulate(e, shape, acc)
+                n_in[j] = n_in.get(j, 0) + 1
+        acc[2] += math.prod(shape) * sum(1 for v in n_in.values() if v > 1)
+        return tuple(shape)
     if t is S.Add or t is S.Concat or t is S.Gate:
         for b in (layer.branches if t is not S.Gate else (layer.branch,)):
             _accumulate(b, shape, acc)

@@ -9,6 +9,8 @@ archive results as they arrive. Three backends, chosen in config (conf/evaluator
   CUDA_VISIBLE_DEVICES) or ``workers`` on CPU; the parent kills and replaces a worker that
   exceeds ``timeout_s`` or dies.
 * `RayEvaluator`: one Ray task per candidate on a local or existing Ray cluster.
+* `TableEvaluator`: no training: each candidate's genome is looked up in a table of known
+  results (`nas.table`, e.g. NAS-Bench-201 from ``analog-nasbench``).
 
 A candidate never takes the others down: divergence, out-of-memory, time-outs, crashed
 workers and any exception become ``Result(status="failed", reason=...)``. Specs travel to
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -36,7 +39,7 @@ from nas.train import TrainConfig, _plain
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("local", "pool", "ray")
+BACKENDS = ("local", "pool", "ray", "table")
 _REASON_MAX = 500  # characters of a failure reason kept (tracebacks live in the logs)
 
 
@@ -518,12 +521,79 @@ def _ray_reason(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Table of known results
+# --------------------------------------------------------------------------------------------
+
+
+class TableEvaluator(Evaluator):
+    """Looks each candidate's genome up in a table (``nas.table``) instead of training it.
+
+    The genome a search hands over is canonical, and the table's own entry for that genome
+    is returned: for NAS-Bench-201 that is the network trained without the dead or redundant
+    edges the canonical form removes, i.e. exactly the network whose costs the search uses.
+    Equivalent genomes' separately trained entries are not averaged in (the benchmark's
+    true front is computed the same way, over canonical genomes). A genome missing from the
+    table, or a candidate without a genome (a baseline), is a failed candidate with that
+    reason. ``extra`` carries every metric column of the row.
+
+    Args:
+        source: ``analog-nasbench`` or a CSV/Parquet file (see ``nas.table``).
+        metric: the accuracy column reported as ``accuracy``.
+        num_classes, in_channels: the table's networks (a user table; analog-nasbench
+            knows its own: CIFAR-10, 10 classes, 3 channels).
+    """
+
+    def __init__(self, *, data: Mapping, train: TrainConfig | Mapping | None = None,
+                 source: str = "analog-nasbench", metric: str = "baseline_accuracy",
+                 num_classes: int | None = None, in_channels: int | None = None,
+                 timeout_s: float | None = None, test: bool = False) -> None:
+        super().__init__(data=data, train=train, test=test, timeout_s=timeout_s)
+        from nas.table import load_table
+
+        self.source, self.metric = source, metric
+        self.table = load_table(source, num_classes=num_classes, in_channels=in_channels)
+        self.table.check_metric(metric)
+        self.scale = self.table.scale(metric)
+
+    @property
+    def fidelity(self) -> dict:
+        """What scored the candidates, for the archive."""
+        unit = "percent" if self.scale == 100.0 else "fraction"
+        return {"table": self.source, "metric": self.metric, "metric_unit": unit,
+                "dataset": self.table.dataset}
+
+    def _task(self, c: Candidate) -> dict:
+        return {"arch_id": c.arch_id, "genome": c.genome}
+
+    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+        for i, task in enumerate(tasks):
+            done(i, self.lookup(task["arch_id"], task["genome"]))
+
+    def lookup(self, arch_id: str, genome: tuple | None) -> Result:
+        if genome is None:
+            return Result.failed(arch_id, f"not in table {self.source}: only genomes of the "
+                                          f"table's space can be looked up")
+        row = self.table.lookup(genome)
+        if row is None:
+            return Result.failed(arch_id, f"genome {self.table.key(genome)} is not in table "
+                                          f"{self.source}")
+        acc = row[self.metric]
+        if not math.isfinite(acc):
+            return Result.failed(arch_id, f"table {self.source} has no {self.metric} for "
+                                          f"genome {self.table.key(genome)}")
+        seconds = row.get(self.table.seconds) if self.table.seconds else None
+        return Result(arch_id=arch_id, status="ok", accuracy=acc / self.scale,
+                      train_seconds=seconds, extra={"metrics": row})
+
+
+# --------------------------------------------------------------------------------------------
 # Factory
 # --------------------------------------------------------------------------------------------
 
 
 def _backend_classes() -> dict[str, type[Evaluator]]:
-    return {"local": LocalEvaluator, "pool": PoolEvaluator, "ray": RayEvaluator}
+    return {"local": LocalEvaluator, "pool": PoolEvaluator, "ray": RayEvaluator,
+            "table": TableEvaluator}
 
 
 def backend_options(backend: str) -> set[str]:
@@ -554,4 +624,4 @@ def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping)
 
 
 __all__ = ["BACKENDS", "Candidate", "Evaluator", "LocalEvaluator", "PoolEvaluator",
-           "RayEvaluator", "Result", "backend_options", "failure_reason", "make_evaluator", "run_candidate"]
+           "RayEvaluator", "Result", "TableEvaluator", "backend_options", "failure_reason", "make_evaluator", "run_candidate"]

@@ -205,7 +205,8 @@ def knee_index(F: np.ndarray) -> int:
 
 
 #: cost columns a front can be drawn against -> axis label
-COSTS = {"macs": "MACs", "params": "parameters", "latency_ms": "latency (ms)"}
+COSTS = {"macs": "MACs", "params": "parameters", "activations": "activations",
+         "latency_ms": "latency (ms)"}
 
 
 def cost_column(cost: str) -> str:
@@ -328,6 +329,45 @@ def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_pairs(evaluated: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFrame,
+                objectives: Sequence[str], title: str):
+    """One panel per pair of objectives (K > 2): every evaluated point faint, the K-objective
+    front and the baselines on top; cost axes log-scaled."""
+    import itertools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(itertools.combinations(objectives, 2))
+    ncol = min(3, len(pairs))
+    nrow = -(-len(pairs) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), dpi=110,
+                             squeeze=False)
+    ok = ok_rows(evaluated) if len(evaluated) else evaluated
+    for ax, (a, b) in zip(axes.flat, pairs):
+        for df, kw in ((ok, dict(s=10, color=_COLORS[0], alpha=0.25, linewidths=0)),
+                       (front, dict(s=22, color=_COLORS[0], edgecolors="black",
+                                    linewidths=0.5, label=f"front ({len(front)})")),
+                       (baselines, dict(marker="*", s=90, color="black", label="baselines"))):
+            if len(df) and a in df and b in df:
+                ax.scatter(pd.to_numeric(df[a], errors="coerce"),
+                           pd.to_numeric(df[b], errors="coerce"), **kw)
+        for name, axis in ((a, "x"), (b, "y")):
+            if name in COSTS and ax.has_data():
+                getattr(ax, f"set_{axis}scale")("log")
+        ax.set_xlabel(a)
+        ax.set_ylabel(b)
+        ax.grid(True, which="both", alpha=0.25)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -472,7 +512,8 @@ def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
 def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
                      df_baselines: pd.DataFrame | None, path_png: str | Path,
                      path_html: str | Path | None = None, *, title: str = "Pareto front",
-                     cost: str = "macs", label: str = "search") -> Path:
+                     cost: str = "macs", label: str = "search",
+                     objectives: Sequence[str] | None = None) -> Path:
     """Accuracy-vs-cost plot of one run: all evaluated points faint, the front, baselines.
 
     Args:
@@ -486,6 +527,8 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
         title: plot title.
         cost: x axis: ``macs``, ``params`` or ``latency_ms`` (log scale).
         label: legend label of the front.
+        objectives: the run's objective columns; with more than two the PNG shows one
+            panel per pair of objectives (the accuracy-vs-cost plot stays in the HTML).
     Returns:
         The PNG path.
     """
@@ -494,9 +537,17 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
              else _search_front(df_pareto, col))
     s = _Series(label, df_evaluated, front, _COLORS[0])
     base = _baseline_rows([df_baselines])
-    png = _save_png(_plot_fronts([s], base, title, col), Path(path_png))
+    fig = _plot_fronts([s], base, title, col)
+    if objectives is not None and len(objectives) > 2:
+        main = _save_png(fig, None)
+        png = _save_png(_plot_pairs(df_evaluated, front, base, list(objectives), title),
+                        Path(path_png))
+        png_html = _img(png, title) + _img(main, title)
+    else:
+        png = _save_png(fig, Path(path_png))
+        png_html = _img(png, title)
     if path_html is not None:
-        body = (f"<h1>{html.escape(title)}</h1>{_img(png, title)}"
+        body = (f"<h1>{html.escape(title)}</h1>{png_html}"
                 f"<details open><summary>interactive (hover a point)</summary>"
                 f"{_svg_front([s], base, title, col)}</details>"
                 f"<h2>Pareto architectures</h2>{_pareto_table([('', front)])}")
@@ -610,10 +661,11 @@ def _describe_run(run: Run) -> str:
             parts.append(f"{key} {v}")
     if "seed" in cfg:
         parts.append(f"seed {cfg['seed']}")
-    cost = (cfg.get("objectives") or {}).get("cost") if isinstance(cfg.get("objectives"),
-                                                                   dict) else None
-    if cost:
-        parts.append(f"cost {cost}")
+    obj = cfg.get("objectives")
+    if isinstance(obj, dict) and obj.get("cost"):
+        parts.append(f"cost {obj['cost']}")
+    elif isinstance(obj, list) and obj:
+        parts.append(f"objectives {', '.join(map(str, obj))}")
     return ", ".join(parts)
 
 

@@ -48,7 +48,11 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 EVALUATED_COLUMNS = ["id", "arch_id", "space", "genome", "spec", "macs", "params",
                      "activations", "latency_ms", "accuracy", "error", "status", "reason",
                      "iteration", "seed", "train_seconds"]
-COSTS = ("macs", "params", "latency")
+#: cost objectives (known from the spec before training) -> their archive column
+COSTS = {"macs": "macs", "params": "params", "activations": "activations",
+         "latency": "latency_ms"}
+#: the objectives when the config names none: error and MACs
+DEFAULT_OBJECTIVES = ("error", "macs")
 
 
 class SearchError(ValueError):
@@ -62,6 +66,43 @@ class SearchError(ValueError):
 
 def known_spaces() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "space").glob("*.yaml"))
+
+
+def objectives_of(cfg: DictConfig) -> list[str]:
+    """The objective names of a config: ``objectives: [error, macs, ...]`` (a run folder
+    written before objectives were a list holds ``{cost: NAME}``, read as
+    ``[error, NAME]``)."""
+    obj = cfg.get("objectives")
+    if obj is None:
+        return list(DEFAULT_OBJECTIVES)
+    if isinstance(obj, (DictConfig, dict)):
+        return ["error", str(obj.get("cost", "macs"))]
+    if isinstance(obj, str):
+        raise SearchError(f"objectives must be a list such as [error,macs], got {obj!r}; "
+                          f"e.g. objectives=[error,macs,params]")
+    return [str(x) for x in obj]
+
+
+def check_objectives(names: list[str], table_metrics: list[str] | None = None) -> None:
+    """``error`` first, then at least one cost of :data:`COSTS`; further names must be
+    accuracy columns of the table evaluator (minimised as 1 - accuracy)."""
+    if len(names) < 2 or names[0] != "error":
+        raise SearchError(f"objectives={names}: the first objective must be error, followed "
+                          f"by at least one cost of {list(COSTS)}; e.g. objectives=[error,macs]")
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise SearchError(f"objectives={names} names {sorted(dup)[0]!r} twice")
+    if not any(n in COSTS for n in names[1:]):
+        raise SearchError(f"objectives={names} has no cost: add one of {list(COSTS)}")
+    for n in names[1:]:
+        if n in COSTS:
+            continue
+        if table_metrics is None:
+            raise SearchError(f"objective {n!r} is not a cost ({', '.join(COSTS)}); table "
+                              f"metrics are objectives only with evaluator=table")
+        if n not in table_metrics:
+            raise SearchError(f"objective {n!r} is neither a cost ({', '.join(COSTS)}) nor a "
+                              f"column of the table ({', '.join(table_metrics)})")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -82,9 +123,10 @@ def check_config(cfg: DictConfig) -> None:
         check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
     except ValueError as e:
         raise SearchError(str(e)) from None
-    if cfg.objectives.cost not in COSTS:
-        raise SearchError(f"objectives.cost must be one of {list(COSTS)}, got "
-                          f"{cfg.objectives.cost!r}")
+    names = objectives_of(cfg)
+    is_table = (cfg.get("evaluator") or {}).get("backend") == "table"
+    check_objectives(names, table_metrics=[n for n in names[1:] if n not in COSTS]
+                     if is_table else None)
     for key, v in cfg.constraints.items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise SearchError(f"constraints.{key} must be a positive number or null, got {v!r}")
@@ -104,7 +146,7 @@ class Coster:
     ~10 MB per iteration for the whole of a long search."""
 
     space: Any
-    cost_kind: str
+    cost_kinds: tuple[str, ...]
     latency_table: Any = None
     capacity: int = 20_000
 
@@ -128,9 +170,19 @@ class Coster:
                 self._memo.popitem(last=False)
         return got
 
+    @property
+    def cost_kind(self) -> str:
+        """The first cost objective."""
+        return self.cost_kinds[0]
+
     def cost(self, genome) -> float:
+        """The first cost objective of ``genome``."""
+        return float(self.info(genome)[COSTS[self.cost_kinds[0]]])
+
+    def costs(self, genome) -> tuple[float, ...]:
+        """Every cost objective of ``genome``, in objective order."""
         i = self.info(genome)
-        return float(i["latency_ms"] if self.cost_kind == "latency" else i[self.cost_kind])
+        return tuple(float(i[COSTS[k]]) for k in self.cost_kinds)
 
 
 def make_feasible(coster: Coster, constraints: dict):
@@ -164,24 +216,39 @@ def check_satisfiable(space, coster: Coster, feasible, constraints: dict, n: int
                       f"{'; '.join(lows)}: raise the limit or choose a smaller space config")
 
 
-def cost_reference(space, coster: Coster, n: int = 1000) -> float:
-    """Fixed hypervolume reference for the cost axis: the largest cost among ``n`` samples
+def cost_references(space, coster: Coster, n: int = 1000) -> dict[str, float]:
+    """Fixed hypervolume reference of each cost axis: the largest cost among ``n`` samples
     drawn with a fixed seed (independent of the run's seed, so runs compare)."""
-    if coster.cost_kind == "latency":
+    if "latency" in coster.cost_kinds:
         n = min(n, 100)  # every new block is measured: keep the probe small
     genomes = space.sample(n, np.random.default_rng(2024))
-    return float(max(coster.cost(g) for g in genomes))
+    costs = np.array([coster.costs(g) for g in genomes], dtype=float)
+    return {k: float(costs[:, i].max()) for i, k in enumerate(coster.cost_kinds)}
 
 
-def hypervolume_of(df: pd.DataFrame, cost_col: str, cost_ref: float) -> float:
+def cost_reference(space, coster: Coster, n: int = 1000) -> float:
+    """:func:`cost_references` of the first cost objective."""
+    return cost_references(space, coster, n)[coster.cost_kind]
+
+
+def _as_list(x) -> list:
+    return [x] if isinstance(x, (str, int, float)) else list(x)
+
+
+def hypervolume_of(df: pd.DataFrame, cost_col, cost_ref, error_cols=("error",)) -> float:
+    """Hypervolume of the ok rows of ``df`` on (error columns..., cost / cost_ref ...),
+    reference point 1 in every objective. ``cost_col`` and ``cost_ref`` are one column and
+    its reference or lists of them."""
+    cols, refs = _as_list(cost_col), [float(r) for r in _as_list(cost_ref)]
     ok = df[(df["status"] == "ok") & df["error"].notna()]
     if ok.empty:
         return 0.0
-    F = np.column_stack([ok["error"].to_numpy(float), ok[cost_col].to_numpy(float) / cost_ref])
-    return pareto.hypervolume(F, np.array([1.0, 1.0]))
+    F = np.column_stack([ok[c].to_numpy(float) for c in error_cols]
+                        + [ok[c].to_numpy(float) / r for c, r in zip(cols, refs)])
+    return pareto.hypervolume(F, np.ones(F.shape[1]))
 
 
-def hypervolume_curve(df: pd.DataFrame, cost_col: str, cost_ref: float) -> np.ndarray:
+def hypervolume_curve(df: pd.DataFrame, cost_col, cost_ref) -> np.ndarray:
     """Hypervolume after each evaluation, in archive order (for benchmarks)."""
     df = df.sort_values("id")
     return np.array([hypervolume_of(df.iloc[: i + 1], cost_col, cost_ref)
@@ -242,26 +309,61 @@ class Search:
 
         self.cfg, self.run_dir = cfg, run_dir
         check_config(cfg)
-        data_kw = OmegaConf.to_container(cfg.data, resolve=True)
-        dm = make_datamodule(**data_kw)
-        self.num_classes, self.in_channels = dm.num_classes, dm.in_channels
+        self.objectives = objectives_of(cfg)
+        ev_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
+        self.table = None
+        if ev_cfg.get("backend") == "table":
+            # Looked-up results: the table, not a data set, fixes classes and channels.
+            from nas.table import TableError, load_table
+
+            try:
+                self.table = load_table(ev_cfg.get("source", "analog-nasbench"),
+                                        num_classes=ev_cfg.get("num_classes"),
+                                        in_channels=ev_cfg.get("in_channels"))
+                self.table.check_metric(ev_cfg.get("metric", "baseline_accuracy"))
+                for m in self.objectives[1:]:
+                    if m not in COSTS:
+                        self.table.check_metric(m)
+            except TableError as e:
+                raise SearchError(str(e)) from None
+            self.num_classes, self.in_channels = self.table.num_classes, self.table.in_channels
+        else:
+            data_kw = OmegaConf.to_container(cfg.data, resolve=True)
+            dm = make_datamodule(**data_kw)
+            self.num_classes, self.in_channels = dm.num_classes, dm.in_channels
         space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
         space_cfg.pop("name", None)
-        self.space = instantiate(space_cfg, num_classes=dm.num_classes,
-                                 in_channels=dm.in_channels, _convert_="all")
+        self.space = instantiate(space_cfg, num_classes=self.num_classes,
+                                 in_channels=self.in_channels, _convert_="all")
+        if self.table is not None:
+            from nas.table import TableError, load_table
+
+            try:  # the table's genomes must be this space's
+                load_table(ev_cfg.get("source", "analog-nasbench"), space=self.space,
+                           num_classes=ev_cfg.get("num_classes"),
+                           in_channels=ev_cfg.get("in_channels"))
+            except TableError as e:
+                raise SearchError(str(e)) from None
+        self.cost_names = [o for o in self.objectives[1:] if o in COSTS]
+        self.metric_names = [o for o in self.objectives[1:] if o not in COSTS]
         table = None
-        if cfg.objectives.cost == "latency" or cfg.constraints.get("max_latency_ms"):
+        if "latency" in self.cost_names or cfg.constraints.get("max_latency_ms"):
             from nas.latency import LatencyTable
 
             lat = cfg.get("latency", {}) or {}
             table = LatencyTable(None, batch=int(lat.get("batch", 1)),
                                  threads=lat.get("threads"), device=str(lat.get("device", "cpu")))
-        self.coster = Coster(self.space, cfg.objectives.cost, table)
+        self.coster = Coster(self.space, tuple(self.cost_names), table)
         constraints = OmegaConf.to_container(cfg.constraints, resolve=True)
         self.feasible, self.constrained = make_feasible(self.coster, constraints)
         check_satisfiable(self.space, self.coster, self.feasible, constraints)
-        self.cost_col = "latency_ms" if cfg.objectives.cost == "latency" else cfg.objectives.cost
+        self.cost_col = COSTS[self.cost_names[0]]
+        self.cost_cols = [COSTS[c] for c in self.cost_names]
         self.fidelity = _fidelity(cfg)
+        if self.table is not None:
+            self.fidelity = {"table": self.table.source,
+                             "metric": ev_cfg.get("metric", "baseline_accuracy"),
+                             "dataset": self.table.dataset}
         self.seed = int(cfg.seed)
 
     # -- archive views -------------------------------------------------------------------
@@ -274,13 +376,29 @@ class Search:
         recs = [r for r in self.search_records() if r.iteration < before_iteration]
         if recs:
             X = np.array([r.genome for r in recs], dtype=np.int64)
-            F = np.array([[r.error if r.status == "ok" and r.error is not None else 1.0,
-                           self.coster.cost(r.genome)] for r in recs], dtype=float)
+            F = np.array([self.objective_vector(r) for r in recs], dtype=float)
         else:
             X = np.empty((0, self.space.n_var), np.int64)
-            F = np.empty((0, 2))
+            F = np.empty((0, len(self.objectives)))
         return Context(self.space, self.coster.cost, self.feasible, X, F,
-                       {r.arch_id for r in recs}, self.constrained, self.coster.info)
+                       {r.arch_id for r in recs}, self.constrained, self.coster.info,
+                       objectives=tuple(self.objectives), costs=self.coster.costs)
+
+    def objective_vector(self, r: Record) -> list[float]:
+        """A record's objectives in config order; a failed candidate gets error 1.0 (and
+        1.0 for every table metric), so it is never on a front but its costs stay real."""
+        ok = r.status == "ok" and r.error is not None
+        costs = iter(self.coster.costs(r.genome))
+        out = []
+        for o in self.objectives:
+            if o == "error":
+                out.append(float(r.error) if ok else 1.0)
+            elif o in COSTS:
+                out.append(next(costs))
+            else:
+                v = (r.extra or {}).get(o)
+                out.append(1.0 - float(v) if ok and v is not None else 1.0)
+        return out
 
     def _record(self, result, info: dict, genome, space: str, iteration: int) -> Record:
         ok = result.status == "ok" and result.accuracy is not None and math.isfinite(
@@ -299,7 +417,14 @@ class Search:
             extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
                                      "val_loss": result.val_loss,
                                      "images_per_second": result.images_per_second,
-                                     "name": info.get("name")}.items() if v is not None})
+                                     "name": info.get("name"),
+                                     **self._metric_values(result)}.items() if v is not None})
+
+    def _metric_values(self, result) -> dict[str, float]:
+        """Table-metric objectives of a looked-up result, as fractions."""
+        row = (result.extra or {}).get("metrics") or {}
+        return {m: row[m] / self.table.scale(m) for m in self.metric_names
+                if self.table is not None and m in row and math.isfinite(row[m])}
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self, items: list[tuple[dict, Any]], *, space: str, iteration: int) -> None:
@@ -332,6 +457,11 @@ class Search:
         from search_spaces import baselines as zoo
 
         cfg = self.cfg.get("baselines") or {}
+        if self.table is not None:
+            if cfg.get("names"):
+                log.info("baselines skipped: evaluator=table only knows the genomes of its "
+                         "table")
+            return
         res = int(cfg.get("resolution") or self.space.decode(self.space.xu).input[1])
         items = []
         for name in cfg.get("names") or []:
@@ -379,11 +509,15 @@ class Search:
         cfg = self.cfg
         budget = int(cfg.budget.evaluations)
         self.archive = Archive(self.run_dir / "archive.sqlite")
-        cost_ref = self.archive.get_meta("cost_ref")
-        if cost_ref is None:
-            cost_ref = float(cfg.hypervolume.cost_ref or cost_reference(self.space, self.coster))
-            self.archive.set_meta("cost_ref", cost_ref)
-        self.cost_ref = cost_ref
+        refs = self.archive.get_meta("cost_refs")
+        if refs is None:
+            refs = cost_references(self.space, self.coster)
+            if cfg.hypervolume.get("cost_ref"):  # the user's reference for the first cost
+                refs[self.cost_names[0]] = float(cfg.hypervolume.cost_ref)
+            self.archive.set_meta("cost_refs", refs)
+            self.archive.set_meta("cost_ref", refs[self.cost_names[0]])
+        self.cost_refs = [float(refs[c]) for c in self.cost_names]
+        self.cost_ref = self.cost_refs[0]
         state = self.load_state()
         write_status(self.run_dir, "running", evaluations=len(self.search_records()),
                      budget=budget)
@@ -416,15 +550,14 @@ class Search:
                 self.evaluate([(self.coster.info(g), g) for g in genomes], space=self.space.name,
                               iteration=it)
                 recs = {r.arch_id: r for r in self.search_records()}
-                F = np.array([[recs[a].error if recs[a].status == "ok" else 1.0,
-                               self.coster.cost(g)]
-                              for g, a in ((g, self.space.arch_id(g)) for g in genomes)])
+                F = np.array([self.objective_vector(recs[self.space.arch_id(g)])
+                              for g in genomes], dtype=float)
                 algo.tell(ctx, genomes, F)
                 state["iteration"] = it + 1
                 state["evaluations"] += len(genomes)
                 df = self.evaluated_frame()
                 row = {"iteration": it, "evaluations": len(df),
-                       "hypervolume": hypervolume_of(df, self.cost_col, cost_ref)}
+                       "hypervolume": self.hypervolume(df)}
                 if algo.log and it > 0:
                     row.update(algo.log[-1])
                 state["history"].append(row)
@@ -436,7 +569,7 @@ class Search:
             self.bar.close()
         self.write_outputs(state, plots=True)
         df = self.evaluated_frame()
-        hv = hypervolume_of(df, self.cost_col, cost_ref)
+        hv = self.hypervolume(df)
         write_status(self.run_dir, "complete", evaluations=len(df), budget=budget,
                      hypervolume=hv)
         if cfg.get("progress", True):
@@ -444,15 +577,41 @@ class Search:
         self.archive.close()
         return {"run_dir": str(self.run_dir), "hypervolume": hv, "evaluations": len(df)}
 
+    # -- objectives ----------------------------------------------------------------------
+    def objective_columns(self) -> list[str]:
+        """Frame column of each objective: error, cost columns, ``<metric>_error``."""
+        return ["error" if o == "error" else COSTS[o] if o in COSTS else f"{o}_error"
+                for o in self.objectives]
+
+    def objective_refs(self) -> list[float]:
+        """Per objective, the divisor of the hypervolume normalisation (1 for errors)."""
+        refs = iter(self.cost_refs)
+        return [next(refs) if o in COSTS else 1.0 for o in self.objectives]
+
+    def hypervolume(self, df: pd.DataFrame) -> float:
+        """Hypervolume of ``df``'s ok rows over every objective (costs / their reference,
+        errors as they are), reference point 1 in each."""
+        cols, refs = self.objective_columns(), self.objective_refs()
+        errs = [c for c, o in zip(cols, self.objectives) if o not in COSTS]
+        return hypervolume_of(df, [c for c, o in zip(cols, self.objectives) if o in COSTS],
+                              [r for r, o in zip(refs, self.objectives) if o in COSTS],
+                              error_cols=errs)
+
     # -- outputs -------------------------------------------------------------------------
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(evaluated, baselines) from one read of the archive."""
+        """(evaluated, baselines) from one read of the archive; table-metric objectives add
+        a ``<metric>`` (accuracy) and a ``<metric>_error`` column."""
+        cols = EVALUATED_COLUMNS + [c for m in self.metric_names for c in (m, f"{m}_error")]
         df = self.archive.to_frame()
         if df.empty:
-            return (pd.DataFrame(columns=EVALUATED_COLUMNS),
-                    pd.DataFrame(columns=["name"] + EVALUATED_COLUMNS))
-        ev = df[df["space"] != "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
-        bl = df[df["space"] == "baseline"][EVALUATED_COLUMNS].reset_index(drop=True)
+            return (pd.DataFrame(columns=cols), pd.DataFrame(columns=["name"] + cols))
+        if self.metric_names:
+            extra = df["extra"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
+            for m in self.metric_names:
+                df[m] = extra.map(lambda d, m=m: d.get(m)).astype(float)
+                df[f"{m}_error"] = 1.0 - df[m]
+        ev = df[df["space"] != "baseline"][cols].reset_index(drop=True)
+        bl = df[df["space"] == "baseline"][cols].reset_index(drop=True)
         bl.insert(0, "name", bl["arch_id"].str.removeprefix("baseline:"))
         return ev, bl
 
@@ -471,8 +630,8 @@ class Search:
             return both.assign(rank=pd.Series(dtype=int))
         # The search's own front (non-dominated among its evaluated architectures) and every
         # baseline; `rank` places each row in the union, so a search row with rank > 0 is
-        # beaten by a baseline.
-        F = both[["error", self.cost_col]].to_numpy(float)
+        # beaten by a baseline. Every objective counts.
+        F = both[self.objective_columns()].to_numpy(float)
         both["rank"] = pareto.pareto_ranks(F).astype(int)
         is_search = (both["source"] == "search").to_numpy()
         own_front = np.zeros(len(both), bool)
@@ -480,7 +639,7 @@ class Search:
             own_front[np.flatnonzero(is_search)[pareto.non_dominated(F[is_search])]] = True
         front = both[~is_search | own_front]
         front = front.sort_values([self.cost_col, "error"]).reset_index(drop=True)
-        cols = ["rank", "source", "name"] + EVALUATED_COLUMNS
+        cols = ["rank", "source", "name"] + [c for c in ev.columns if c not in ("source", "name")]
         return front[cols]
 
     def write_outputs(self, state: dict, plots: bool = False) -> None:
@@ -492,8 +651,11 @@ class Search:
         pf.to_csv(d / "pareto.csv", index=False)
         hist = pd.DataFrame(state["history"])
         if not hist.empty:
-            hist = hist.assign(cost=self.cost_col, cost_ref=self.cost_ref)
-            cols = ["iteration", "evaluations", "hypervolume", "cost", "cost_ref"]
+            hist = hist.assign(cost=self.cost_col, cost_ref=self.cost_ref,
+                               objectives=",".join(self.objective_columns()),
+                               refs=",".join(f"{r:g}" for r in self.objective_refs()))
+            cols = ["iteration", "evaluations", "hypervolume", "cost", "cost_ref", "objectives",
+                    "refs"]
             hist[cols].to_csv(d / "hypervolume.csv", index=False)
             sur = [c for c in hist.columns if c.startswith(("surrogate", "cv_", "heldout_",
                                                             "train_size"))]
@@ -504,10 +666,13 @@ class Search:
             try:
                 from nas.report import write_front_plot
 
+                scored = (f"table {self.table.source}" if self.table is not None
+                          else self.cfg.data.get("name"))
                 write_front_plot(ev, pf[pf["source"] == "search"], bl,
                                  d / "pareto.png", d / "pareto.html",
-                                 title=f"{self.space.name} on {self.cfg.data.get('name')}: "
-                                       f"{len(ev)} evaluated", cost=self.cost_col)
+                                 title=f"{self.space.name} on {scored}: "
+                                       f"{len(ev)} evaluated", cost=self.cost_col,
+                                 objectives=self.objective_columns())
             except Exception as e:  # noqa: BLE001 - a plot must never lose a finished run
                 log.warning("plotting failed: %s", e)
 
@@ -520,17 +685,24 @@ def print_summary(search: Search) -> None:
     ev = search.evaluated_frame()
     t = Table(title=f"Pareto front: {search.space.name}, {len(ev)} evaluated "
                     f"({(ev['status'] == 'failed').sum()} failed)")
-    for col in ("rank", "source", "name", "MACs", "params", "accuracy", "spec"):
+    extra_costs = [c for c in ("activations", "latency_ms") if c in search.cost_cols]
+    for col in ("rank", "source", "name", "MACs", "params", *extra_costs, "accuracy",
+                *search.metric_names, "spec"):
         t.add_column(col, overflow="fold")
-    for _, r in pf.iterrows():
+    front = pf if len(pf) <= 40 else pf.head(40)
+    for _, r in front.iterrows():
         t.add_row(str(r["rank"]), r["source"], str(r["name"]), human(r["macs"]),
-                  human(r["params"]), f"{r['accuracy']:.4f}",
+                  human(r["params"]), *(f"{r[c]:.4g}" for c in extra_costs),
+                  f"{r['accuracy']:.4f}", *(f"{r[m]:.4f}" for m in search.metric_names),
                   str(r["spec"])[:80] + ("..." if len(str(r["spec"])) > 80 else ""))
     con = Console(file=sys.stdout, width=160)
     con.print(t)
-    hv = hypervolume_of(ev, search.cost_col, search.cost_ref)
-    con.print(f"hypervolume {hv:.4f} (error x {search.cost_col}/{human(search.cost_ref)}, "
-              f"reference (1, 1))")
+    if len(pf) > len(front):
+        con.print(f"(first {len(front)} of {len(pf)} front rows; all in pareto.csv)")
+    hv = search.hypervolume(ev)
+    axes = " x ".join(o if r == 1.0 else f"{o}/{human(r)}" for o, r in
+                      zip(search.objective_columns(), search.objective_refs()))
+    con.print(f"hypervolume {hv:.4f} ({axes}, reference point 1 in each)")
     con.print(f"run folder: {search.run_dir}")
 
 

@@ -3,11 +3,13 @@
 A spec is an input shape plus an ordered tuple of typed, frozen layer specs. Layers come in
 three kinds:
 
-* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, ...), which
+* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, zero, ...), which
   ``nas.build`` turns into one ``nn.Module`` each and ``nas.cost`` prices with a formula;
-* **combinators** (``seq``, ``add``, ``concat``, ``gate``), which wire sub-layers together;
+* **combinators** (``seq``, ``add``, ``concat``, ``gate``, ``dag``), which wire sub-layers
+  together;
 * **blocks** (MBConv ``ir``, residual ``basic`` / ``bottle`` / ``preact``, ``incep``,
-  ``dense``, ``trans``, ``dws``, ``cba``, ``head``), which *lower* to primitives and
+  ``dense``, ``trans``, ``dws``, ``cba``, ``head``, NAS-Bench-201's ``nb201`` / ``nb201r``),
+  which *lower* to primitives and
   combinators given their input shape. Blocks never build modules or compute costs
   themselves, so the builder and the cost model cannot drift apart.
 
@@ -24,7 +26,8 @@ The first token is the input shape ``CxHxW``. Every other token is ``type`` foll
 longest first; booleans are ``0``/``1``). ``incep`` writes its six branch widths positionally,
 dash-separated. ``*N`` repeats a token N times. Combinators print as ``type[a b | c d]`` with
 ``|`` between branches; they round-trip through JSON, the string form of plain tokens parses
-back too.
+back too. ``nb201`` (the NAS-Bench-201 cell) carries the benchmark's arch string verbatim after
+its type: ``nb201_|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|...|``.
 """
 
 from __future__ import annotations
@@ -276,7 +279,11 @@ class MaxPool(Layer):
 
 @dataclass(frozen=True)
 class AvgPool(MaxPool):
+    """Average pooling; ``cip=0`` leaves padding out of the average (PyTorch's
+    ``count_include_pad=False``, as NAS-Bench-201's 3x3 pooling edge)."""
+
     type: ClassVar[str] = "avgpool"
+    cip: bool = _f(True, kind=bool)
 
 
 @dataclass(frozen=True)
@@ -328,6 +335,14 @@ class Linear(Layer):
 @dataclass(frozen=True)
 class Identity(Layer):
     type: ClassVar[str] = "id"
+
+
+@dataclass(frozen=True)
+class Zero(Layer):
+    """The zero operation (``x * 0``): NAS-Bench-201's ``none`` edge. Inside a ``dag`` a zero
+    edge is skipped altogether; on its own it outputs zeros of its input's shape."""
+
+    type: ClassVar[str] = "zero"
 
 
 @dataclass(frozen=True)
@@ -419,6 +434,46 @@ class Gate(Layer):
 
     def to_dict(self) -> dict:
         return {"type": "gate", "branch": self.branch.to_dict()}
+
+
+def dag_pairs(n_edges: int) -> tuple[tuple[int, int], ...]:
+    """``(source, target)`` of each edge of a :class:`Dag` with ``n_edges`` edges, in its
+    order: per target node 1, 2, ..., every earlier node as source in increasing order."""
+    pairs = []
+    j = 1
+    while len(pairs) < n_edges:
+        pairs += [(i, j) for i in range(j)]
+        j += 1
+    if len(pairs) != n_edges:
+        raise SpecError(f"dag: {n_edges} edges do not make a complete DAG (1, 3, 6, 10, ... "
+                        f"edges for 1, 2, 3, 4, ... intermediate nodes)")
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Dag(Layer):
+    """A cell as a directed acyclic graph (NAS-Bench-201, Dong & Yang 2020): node 0 is the
+    input, node ``j`` sums ``edge(i -> j)(node i)`` over every earlier node ``i``, the output
+    is the last node. ``edges`` lists one layer per pair in :func:`dag_pairs` order
+    (``1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2``, ...); a ``zero`` edge contributes nothing and a
+    node that receives nothing is zero. Every live edge must keep the input's shape."""
+
+    type: ClassVar[str] = "dag"
+    kind: ClassVar[str] = "combinator"
+    edges: tuple[Layer, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "edges", _as_layers(self.edges, "dag.edges"))
+        if not self.edges:
+            raise SpecError("dag: needs at least one edge")
+        dag_pairs(len(self.edges))
+
+    @property
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        return dag_pairs(len(self.edges))
+
+    def token(self) -> str:
+        return "dag[" + " | ".join(x.token() for x in self.edges) + "]"
 
 
 def _children_to_json(v: tuple) -> list:
@@ -681,6 +736,130 @@ class Head(Block):
         return Seq((GAP(), Flatten()) + mid + (Linear(c=self.c),))
 
 
+# NAS-Bench-201 (Dong & Yang, ICLR 2020) ---------------------------------------------------------
+
+#: NAS-Bench-201's edge operations, by the names its arch strings use.
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def parse_nb201_arch(arch: str) -> tuple[tuple[str, int, int], ...]:
+    """``|nor_conv_3x3~0|+|skip_connect~0|none~1|+|...|`` -> ``((op, source, target), ...)``
+    in :func:`dag_pairs` order; SpecError naming the problem for a malformed string."""
+    where = f"nb201 arch {arch!r}"
+    if not isinstance(arch, str) or not arch.startswith("|") or not arch.endswith("|"):
+        raise SpecError(f"{where}: expected the NAS-Bench-201 form |op~0|+|op~0|op~1|+...")
+    edges: dict[tuple[int, int], str] = {}
+    nodes = arch.split("+")
+    for j, node in enumerate(nodes, start=1):
+        items = [x for x in node.strip("|").split("|")]
+        if len(items) != j:
+            raise SpecError(f"{where}: node {j} needs {j} incoming edges (from nodes 0..{j - 1}), "
+                            f"got {len(items)}")
+        for item in items:
+            op, sep, src = item.partition("~")
+            if not sep or not src.isdigit() or int(src) >= j:
+                raise SpecError(f"{where}: edge {item!r} of node {j} must read op~i with i < {j}")
+            if op not in NB201_OPS:
+                raise SpecError(f"{where}: unknown operation {op!r}; known: {list(NB201_OPS)}")
+            if (int(src), j) in edges:
+                raise SpecError(f"{where}: node {j} takes node {src} twice")
+            edges[(int(src), j)] = op
+    return tuple((edges[p], p[0], p[1]) for p in dag_pairs(len(edges)))
+
+
+def nb201_arch_string(ops: Sequence[str]) -> str:
+    """The NAS-Bench-201 arch string of ``ops`` given in :func:`dag_pairs` order."""
+    pairs = dag_pairs(len(ops))
+    nodes: dict[int, list[str]] = {}
+    for op, (i, j) in zip(ops, pairs):
+        nodes.setdefault(j, []).append(f"{op}~{i}")
+    return "+".join("|" + "|".join(nodes[j]) + "|" for j in sorted(nodes))
+
+
+def dag_live_edges(ops: Sequence[str], pairs: Sequence[tuple[int, int]]) -> tuple[bool, ...]:
+    """Which edges affect the output: not ``none``, fed by a node that receives something,
+    and leading to a node that reaches the output (the last node)."""
+    n = max(j for _, j in pairs)
+    fed = [True] + [False] * n
+    for op, (i, j) in zip(ops, pairs):  # pairs are ordered by target
+        if op != "none" and fed[i]:
+            fed[j] = True
+    reaches = [False] * n + [True]
+    for op, (i, j) in sorted(zip(ops, pairs), key=lambda e: -e[1][1]):
+        if op != "none" and reaches[j]:
+            reaches[i] = True
+    return tuple(op != "none" and fed[i] and reaches[j] and fed[n]
+                 for op, (i, j) in zip(ops, pairs))
+
+
+def _nb201_edge(op: str, c: int) -> Layer:
+    if op == "skip_connect":
+        return Identity()
+    if op == "nor_conv_1x1":
+        return Seq((Act("relu"), Conv(c=c, k=1), BN()))
+    if op == "nor_conv_3x3":
+        return Seq((Act("relu"), Conv(c=c, k=3), BN()))
+    if op == "avg_pool_3x3":
+        return AvgPool(k=3, s=1, p=1, cip=False)
+    return Zero()
+
+
+@dataclass(frozen=True)
+class NB201Cell(Block):
+    """NAS-Bench-201 cell: a 4-node DAG whose 6 edges each hold one of :data:`NB201_OPS`
+    (ReLU-conv-BN units, 3x3 average pooling without counting padding, identity, zero); the
+    width is the input's. ``arch`` is the benchmark's own arch string, which the token
+    carries verbatim: ``nb201_|nor_conv_3x3~0|+|...|``. Dead edges (see
+    :func:`dag_live_edges`) lower to ``zero`` and so cost nothing; a cell whose output
+    receives nothing lowers to ``zero``."""
+
+    type: ClassVar[str] = "nb201"
+    arch: str = _f(kind=str)
+
+    def validate(self) -> None:
+        parse_nb201_arch(self.arch)
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return tuple(op for op, _, _ in parse_nb201_arch(self.arch))
+
+    def token(self) -> str:
+        return f"{self.type}_{self.arch}"
+
+    def lower(self, shape: Shape) -> Layer:
+        c = _need_map(self, shape)[0]
+        ops = self.ops
+        pairs = dag_pairs(len(ops))
+        live = dag_live_edges(ops, pairs)
+        if not any(live):
+            return Zero()
+        return Dag(tuple(_nb201_edge(op if ok else "none", c) for op, ok in zip(ops, live)))
+
+
+@dataclass(frozen=True)
+class NB201Reduction(Block):
+    """NAS-Bench-201's residual reduction block between stages: ReLU-conv3x3(stride s)-BN,
+    ReLU-conv3x3-BN, plus a shortcut of 2x2 average pooling and a 1x1 conv (stride 2), a
+    ReLU-conv1x1-BN (width change only) or identity; no activation after the sum."""
+
+    type: ClassVar[str] = "nb201r"
+    c: int = _f(kind=int, lo=1)
+    s: int = _f(2, kind=int, lo=1, choices=(1, 2))
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        main = Seq((Act("relu"), Conv(c=self.c, k=3, s=self.s), BN(),
+                    Act("relu"), Conv(c=self.c, k=3), BN()))
+        short: Layer
+        if self.s == 2:
+            short = Seq((AvgPool(k=2, s=2), Conv(c=self.c, k=1)))
+        elif cin != self.c:
+            short = Seq((Act("relu"), Conv(c=self.c, k=1), BN()))
+        else:
+            short = Identity()
+        return Add((main, short))
+
+
 # --------------------------------------------------------------------------------------------
 # Registry, shape inference
 # --------------------------------------------------------------------------------------------
@@ -688,9 +867,9 @@ class Head(Block):
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type: cls
     for cls in (Conv, BN, Act, MaxPool, AvgPool, GAP, AdaptiveAvgPool, LRN, Dropout, Flatten,
-                Linear, Identity, PadShortcut, Seq, Add, Concat, Gate, ConvBNAct, MBConv,
-                DWSeparable, BasicBlock, Bottleneck, PreActBlock, Inception, DenseLayer,
-                Transition, Head)
+                Linear, Identity, Zero, PadShortcut, Seq, Add, Concat, Gate, Dag, ConvBNAct,
+                MBConv, DWSeparable, BasicBlock, Bottleneck, PreActBlock, Inception, DenseLayer,
+                Transition, Head, NB201Cell, NB201Reduction)
 }
 for _cls in LAYER_TYPES.values():
     _cls.__hash__ = Layer.__hash__  # @dataclass(frozen=True) added an uncached one
@@ -719,8 +898,8 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
         out = (layer.c, _spatial(layer, h, layer.k, layer.s, p, layer.d),
                _spatial(layer, w, layer.k, layer.s, p, layer.d))
         return _check_nonempty(layer, shape, out)
-    if t is BN or t is Act or t is Dropout or t is Identity or t is LRN:
-        if t is not Act and t is not Dropout and t is not Identity:
+    if t is BN or t is Act or t is Dropout or t is Identity or t is LRN or t is Zero:
+        if t is not Act and t is not Dropout and t is not Identity and t is not Zero:
             _need_map(layer, shape)
         return shape
     if t is MaxPool or t is AvgPool:
@@ -769,6 +948,18 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
         if any(len(o) != 3 or o[1:] != outs[0][1:] for o in outs):
             raise SpecError(f"concat: branch spatial sizes differ {outs}")
         return (sum(o[0] for o in outs),) + outs[0][1:]
+    if t is Dag:
+        for e, (i, j) in zip(layer.edges, layer.pairs):
+            if type(e) is Zero:
+                continue
+            try:
+                o = _out_shape(e, shape)
+            except SpecError as err:
+                raise SpecError(f"dag edge {i}->{j}: {err}") from None
+            if o != tuple(shape):
+                raise SpecError(f"dag edge {i}->{j} maps {tuple(shape)} to {o}; every edge of a "
+                                f"cell must keep its input's shape")
+        return shape
     if t is Gate:
         g = _out_shape(layer.branch, shape)
         if len(shape) != 3 or g != (shape[0], 1, 1):
@@ -805,7 +996,7 @@ def layer_from_dict(d: Any, *, where: str = "layer") -> Layer:
             continue
         if k not in names:
             raise SpecError(f"{where}.{k}: unknown field for {kind!r}; fields: {sorted(names)}")
-        if k in ("layers", "branches"):
+        if k in ("layers", "branches", "edges"):
             v = _as_layers(v, f"{where}.{k}")
         elif k == "branch":
             v = layer_from_dict(v, where=f"{where}.branch")
@@ -843,6 +1034,8 @@ def layer_from_token(token: str) -> Layer:
     where = f"token {token!r}"
     if token in ACTIVATIONS:
         return Act(token)
+    if token.startswith("nb201_|"):  # the NAS-Bench-201 arch string is carried verbatim
+        return layer_from_dict({"type": "nb201", "arch": token[len("nb201_"):]}, where=where)
     parts = token.split("_")
     cls = LAYER_TYPES.get(parts[0])
     if cls is None or cls.kind == "combinator":

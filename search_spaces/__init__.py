@@ -12,10 +12,11 @@ from typing import Any
 from search_spaces.base import Gene, SearchSpace, format_genome
 from search_spaces.inception import InceptionSpace
 from search_spaces.mobile import MobileSpace
+from search_spaces.nb201 import NB201Space
 from search_spaces.residual import ResidualSpace
 
 SPACES: dict[str, type[SearchSpace]] = {
-    cls.name: cls for cls in (MobileSpace, ResidualSpace, InceptionSpace)
+    cls.name: cls for cls in (MobileSpace, ResidualSpace, InceptionSpace, NB201Space)
 }
 
 
@@ -29,4 +30,4 @@ def get_space(name: str, **kwargs: Any) -> SearchSpace:
 
 
 __all__ = ["SPACES", "Gene", "SearchSpace", "format_genome", "get_space", "InceptionSpace",
-           "MobileSpace", "ResidualSpace"]
+           "MobileSpace", "NB201Space", "ResidualSpace"]

@@ -398,6 +398,33 @@ class SearchSpace:
                          for v in range(len(g.choices)))
         return total
 
+    # Enumeration -------------------------------------------------------------------------------
+    def n_genomes(self) -> int:
+        """Number of genomes (every gene value combination, equivalent ones included)."""
+        return math.prod(len(g.choices) for g in self._genes)
+
+    def enumerate_genomes(self, limit: int = 1_000_000) -> np.ndarray:
+        """Every genome, ``(n_genomes, n_var)`` in lexicographic order; ValueError naming the
+        space's size when it has more than ``limit``."""
+        n = self.n_genomes()
+        if n > limit:
+            raise ValueError(f"the {self.name} space has {n:.3g} genomes ({self.size():.3g} "
+                             f"distinct architectures), more than the {limit:,} that can be "
+                             f"listed; sample it instead (--sample N, --stats N)")
+        grids = np.meshgrid(*[np.arange(len(g.choices)) for g in self._genes], indexing="ij")
+        return np.stack([x.reshape(-1) for x in grids], axis=1).astype(np.int64)
+
+    def all_canonical(self, limit: int = 20_000) -> np.ndarray | None:
+        """Every distinct architecture as its canonical genome, when the space has at most
+        ``limit`` genomes; None otherwise (too many to score one by one)."""
+        if self.n_genomes() > limit:
+            return None
+        cached = self.__dict__.get("_all_canonical")
+        if cached is None:
+            cached = np.unique(self.canonical_batch(self.enumerate_genomes(limit)), axis=0)
+            self.__dict__["_all_canonical"] = cached
+        return cached
+
     # Text and config ---------------------------------------------------------------------------
     def parse_genome(self, text: str) -> Genome:
         """``"1-0-2-..."`` -> validated genome."""

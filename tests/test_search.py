@@ -167,7 +167,7 @@ def test_constraint_is_respected(tmp_path):
 def test_latency_objective(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_LATENCY_DIR", str(tmp_path / "latency"))
     # a given reference cost spares measuring 100 sampled architectures for it
-    run_search(tiny_cfg("objectives.cost=latency", "algorithm=random", "baselines.names=[]",
+    run_search(tiny_cfg("objectives=[error,latency]", "algorithm=random", "baselines.names=[]",
                         "budget.evaluations=4", "hypervolume.cost_ref=100.0"), tmp_path / "run")
     ev = pd.read_csv(tmp_path / "run" / "evaluated.csv")
     assert len(ev) == 4 and (ev["latency_ms"] > 0).all()
@@ -272,7 +272,7 @@ def test_unknown_override_is_rejected(tmp_path):
 @pytest.mark.parametrize(("override", "needle"), [
     ("budget.evaluations=0", "budget.evaluations must be a positive integer"),
     ("budget.initial=50", "budget.initial=50 exceeds budget.evaluations"),
-    ("objectives.cost=flops", "objectives.cost must be one of"),
+    ("objectives=[error,flops]", "objective 'flops' is not a cost"),
     ("surrogate.inputs=flops", "surrogate.inputs must be one of"),
     ("constraints.max_macs=10", "no architecture of space 'mobile' satisfies "
                                 "constraints.max_macs=10 (the smallest of 2000 samples has "),

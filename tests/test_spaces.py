@@ -116,6 +116,7 @@ SMALL = {
     "inception": dict(base_widths={m: [max(8, w // 8) for w in ws]
                                    for m, ws in baselines.GOOGLENET_MODULES.items()},
                       resolutions=[8, 16]),
+    "nb201": dict(channels=[8, 12, 16], cells=2, resolution=16),
 }
 # ImageNet-style trunks, shrunk the same way (stride-2 stems, projection shortcuts, ResNeXt).
 SMALL_IMAGENET = {
@@ -491,8 +492,9 @@ def test_space_without_encode_says_so():
 
 
 def test_registry_and_presets():
-    assert NAMES == ["inception", "mobile", "residual"]
-    assert set(PRESETS) == {n for n in NAMES} | {f"{n}_imagenet" for n in NAMES}
+    assert NAMES == ["inception", "mobile", "nb201", "residual"]
+    assert set(PRESETS) == {n for n in NAMES} | {f"{n}_imagenet" for n in NAMES
+                                                 if n != "nb201"}
 
 
 @pytest.mark.parametrize("preset", PRESETS)
