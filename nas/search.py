@@ -92,8 +92,6 @@ def check_objectives(names: list[str], table_metrics: list[str] | None = None) -
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise SearchError(f"objectives={names} names {sorted(dup)[0]!r} twice")
-    if not any(n in COSTS for n in names[1:]):
-        raise SearchError(f"objectives={names} has no cost: add one of {list(COSTS)}")
     for n in names[1:]:
         if n in COSTS:
             continue
@@ -103,6 +101,8 @@ def check_objectives(names: list[str], table_metrics: list[str] | None = None) -
         if n not in table_metrics:
             raise SearchError(f"objective {n!r} is neither a cost ({', '.join(COSTS)}) nor a "
                               f"column of the table ({', '.join(table_metrics)})")
+    if not any(n in COSTS for n in names[1:]):
+        raise SearchError(f"objectives={names} has no cost: add one of {list(COSTS)}")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -151,6 +151,9 @@ class Coster:
     capacity: int = 20_000
 
     def __post_init__(self):
+        if isinstance(self.cost_kinds, str):
+            self.cost_kinds = (self.cost_kinds,)
+        self.cost_kinds = tuple(self.cost_kinds)
         self._memo: OrderedDict[str, dict] = OrderedDict()
 
     def info(self, genome) -> dict:

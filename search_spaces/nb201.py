@@ -172,7 +172,7 @@ class NB201Space(SearchSpace):
             raise config_error(self.name, "resolution", resolution,
                                f"must be an integer >= {2 ** len(self.channels)}")
         self.resolution = int(resolution)
-        for k, (i, j) in enumerate(EDGES):
+        for i, j in EDGES:
             self._add_gene(f"edge{j}<-{i}", OPS, f"operation on the edge node {i} -> node {j}")
 
     # Layout ------------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ class NB201Space(SearchSpace):
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` canonical genomes drawn uniformly over the 4,930 distinct networks (a
         uniform draw over genomes would favour networks with many equivalent genomes: the
-        zero network alone has 460 of them)."""
+        zero network alone has 341 of them)."""
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"sample: n must be a non-negative integer, got {n!r}")
         if not isinstance(rng, np.random.Generator):

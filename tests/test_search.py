@@ -68,7 +68,8 @@ def test_outputs_exist_with_documented_columns(surrogate_run):
     assert set(ev["status"]) <= {"ok", "failed"}
     assert (ev["macs"] > 0).all()
     hv = pd.read_csv(run_dir / "hypervolume.csv")
-    assert list(hv.columns) == ["iteration", "evaluations", "hypervolume", "cost", "cost_ref"]
+    assert list(hv.columns) == ["iteration", "evaluations", "hypervolume", "cost", "cost_ref",
+                                "objectives", "refs"]
     assert hv["evaluations"].tolist() == [4, 6]
     assert hv["hypervolume"].is_monotonic_increasing
     assert out["hypervolume"] == pytest.approx(hv["hypervolume"].iloc[-1])
