@@ -33,11 +33,20 @@ import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
-from nas.algorithms import surrogate_inputs
+from nas.algorithms import from_target, surrogate_inputs, to_target
 from nas.search import CONF_DIR, hypervolume_curve, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
-ALGOS = ("surrogate", "random", "nsga2", "optuna")
+ALGOS = ("surrogate", "random", "nsga2", "optuna", "evolution", "local")
+
+
+def seed_list(items: list[str]) -> list[int]:
+    """``0 1 2`` or ``0-29`` (inclusive ranges) -> seeds."""
+    out: list[int] = []
+    for it in items:
+        lo, sep, hi = it.partition("-")
+        out += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    return out
 
 
 def run_one(out: Path, algo: str, seed: int, space: str, evaluations: int,
@@ -74,15 +83,38 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--space", default="mobile")
     p.add_argument("--evaluations", type=int, default=50)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--algorithms", nargs="+", default=list(ALGOS), choices=ALGOS)
-    p.add_argument("--out", default="runs/bench_search")
+    p.add_argument("--seeds", nargs="+", default=None,
+                   help="seeds, e.g. 0 1 2 or 0-29 (default 0-2; 0-29 with --evaluator table)")
+    p.add_argument("--algorithms", nargs="+", default=None, choices=ALGOS,
+                   help="default: surrogate random nsga2 optuna (all six with --evaluator "
+                        "table)")
+    p.add_argument("--evaluator", default=None, choices=("table",),
+                   help="table: look candidates up (evaluator=table) and measure every run "
+                        "against the table's true Pareto front (benchmarks/bench_table.py)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel runs (--evaluator table)")
+    p.add_argument("--tol", type=float, default=0.2,
+                   help="accuracy points within which a true-front point counts as found")
+    p.add_argument("--taus", type=int, default=5,
+                   help="random draws for the held-out surrogate tau table (--evaluator "
+                        "table; 0 to skip)")
+    p.add_argument("--out", default=None, help="default runs/bench_search or runs/bench_table")
     p.add_argument("--train-size", type=int, default=50,
                    help="architectures the held-out Kendall tau surrogate is fitted on")
     p.add_argument("--repeat", type=int, default=0,
                    help="retrain this many architectures with another seed (noise ceiling)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = p.parse_args()
+    table = args.evaluator == "table"
+    args.seeds = seed_list(args.seeds or (["0-29"] if table else ["0-2"]))
+    args.algorithms = args.algorithms or (list(ALGOS) if table else list(ALGOS[:4]))
+    args.out = args.out or ("runs/bench_table" if table else "runs/bench_search")
+    if table:
+        if args.evaluations == 50 and "--evaluations" not in " ".join(__import__("sys").argv):
+            args.evaluations = 300
+        from bench_table import main as table_main
+
+        table_main(args)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -152,13 +184,15 @@ def main() -> None:
         for s in args.seeds:
             ev = curves["surrogate"][s][1]
             train = ev[ev["status"] == "ok"].sort_values("id").head(args.train_size)
+            target = cfg.surrogate.get("target", "log")
             model = make_surrogate(cfg.surrogate.name, seed=s).fit(
-                surrogate_inputs(space, gX(train), inputs), train["error"].to_numpy())
+                surrogate_inputs(space, gX(train), inputs),
+                to_target(train["error"].to_numpy(), target))
             chosen = getattr(model, "chosen", model.name)
             for label, pool in (("random", held), ("all comparators", others)):
                 test = pool[~pool["arch_id"].isin(train["arch_id"])]
-                m = rank_metrics(test["error"].to_numpy(),
-                                 model.predict(surrogate_inputs(space, gX(test), inputs)))
+                m = rank_metrics(test["error"].to_numpy(), from_target(
+                    model.predict(surrogate_inputs(space, gX(test), inputs)), target))
                 if label == "random":
                     taus.append(m["kendall_tau"])
                 print(f"  seed {s}: {chosen}, n_train={len(train)}, {label} n_test={len(test)}: "

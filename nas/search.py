@@ -38,7 +38,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from nas import pareto
-from nas.algorithms import Context, check_inputs, make_algorithm
+from nas.algorithms import Context, check_inputs, check_target, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
 
@@ -121,6 +121,7 @@ def check_config(cfg: DictConfig) -> None:
                           f"{b.evaluations}; lower budget.initial or raise the budget")
     try:
         check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
+        check_target(cfg.surrogate.get("target", "log"))
     except ValueError as e:
         raise SearchError(str(e)) from None
     names = objectives_of(cfg)

@@ -1,0 +1,267 @@
+"""Search against a ground truth: every algorithm on a table of known results, measured
+against the TRUE Pareto front of the table (``bench_search.py --evaluator table``).
+
+    python benchmarks/bench_search.py --space nb201 --evaluator table [--seeds 0-29]
+        [--evaluations 300] [--algorithms surrogate random nsga2 optuna evolution local]
+        [--jobs 2] [--out runs/bench_table] [overrides ...]
+
+Every (algorithm, seed) run is an ordinary ``nas.search`` run folder under ``--out`` (a
+finished one is reused, an unfinished one resumed). Budgets 25, 50, 100, 200, 300 are the
+first k evaluations of each run (no algorithm here knows its total budget).
+
+The true front is that of the table over the space's distinct networks (canonical genomes,
+each with its own table entry and its exact MACs: what a search can find). Objectives are
+normalised by the true front's ideal and nadir points, reference point 1.1 in each. Reported
+per algorithm and budget, mean over seeds: the hypervolume ratio to the true front's; IGD+
+(pymoo); the share of true-front points found (an evaluated architecture within ``--tol``
+accuracy points of it at no more MACs); evaluations to reach 95% and 99% of the true
+hypervolume; the algorithm's own compute time per evaluation. Then: the held-out Kendall tau
+of each surrogate model fitted on 25/50/100/200 random architectures; one-sided Wilcoxon
+signed-rank tests (scipy, paired by seed) of the surrogate search against each comparator at
+each budget; and ``curves.png`` (median hypervolume ratio with quartile bands).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BUDGETS = (25, 50, 100, 200, 300)
+TOL = 0.2  # accuracy points
+
+
+def _compose(space: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from nas.search import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="search", overrides=[f"+space={space}", "evaluator=table",
+                                                        *overrides])
+
+
+def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
+            overrides: list[str]) -> tuple[str, str, int, float]:
+    """One search run folder (reused when finished); returns its wall time (stored)."""
+    from nas.search import run_search
+
+    run_dir = Path(out) / f"{algo}_s{seed}"
+    status, timing = run_dir / "status.json", run_dir / "bench_time.json"
+    if status.exists() and json.loads(status.read_text())["state"] == "complete" and \
+            timing.exists():
+        return str(run_dir), algo, seed, json.loads(timing.read_text())["seconds"]
+    cfg = _compose(space, [f"algorithm={algo}", f"seed={seed}",
+                           f"budget.evaluations={evaluations}", "progress=false", *overrides])
+    if (run_dir / "archive.sqlite").exists():
+        cfg.resume = str(run_dir)
+    t = time.perf_counter()
+    run_search(cfg, run_dir)
+    seconds = time.perf_counter() - t
+    timing.write_text(json.dumps({"seconds": seconds}))
+    return str(run_dir), algo, seed, seconds
+
+
+def true_front(space, table, metric: str) -> dict:
+    """The table's true front over the space's distinct networks, with normalisation."""
+    from nas.cost import totals
+    from nas.pareto import non_dominated
+
+    G = space.all_canonical(limit=10**7)
+    if G is None:
+        raise SystemExit(f"the {space.name} space cannot be enumerated: no true front")
+    acc = table.accuracies(G, metric)
+    ok = np.isfinite(acc)
+    G, acc = G[ok], acc[ok]
+    macs = np.array([totals(space.decode(g))[0] for g in G], dtype=float)
+    F = np.column_stack([1.0 - acc, macs])
+    nd = non_dominated(F)
+    ideal, nadir = F[nd].min(axis=0), F[nd].max(axis=0)
+    return {"genomes": G[nd], "F": F[nd], "ideal": ideal, "nadir": nadir, "all_F": F,
+            "n": len(G)}
+
+
+def _norm(F: np.ndarray, tf: dict) -> np.ndarray:
+    return (F - tf["ideal"]) / (tf["nadir"] - tf["ideal"])
+
+
+def _hv(F: np.ndarray, tf: dict) -> float:
+    from nas.pareto import hypervolume
+
+    return hypervolume(_norm(F, tf), np.full(2, 1.1)) if len(F) else 0.0
+
+
+def measure(ev: pd.DataFrame, tf: dict, budgets, tol: float) -> dict:
+    """Per budget: hv ratio, IGD+, found share; evaluations to 95/99% of the true hv."""
+    from pymoo.indicators.igd_plus import IGDPlus
+
+    ev = ev.sort_values("id")
+    ok = (ev["status"] == "ok").to_numpy()
+    F = np.column_stack([ev["error"].to_numpy(float), ev["macs"].to_numpy(float)])
+    F[~ok, 0] = 1.0
+    true_hv = _hv(tf["F"], tf)
+    igd = IGDPlus(_norm(tf["F"], tf))
+    out: dict = {}
+    curve = np.array([_hv(F[: i + 1], tf) for i in range(len(F))]) / true_hv
+    for b in budgets:
+        Fb = F[:b]
+        out[f"hv@{b}"] = float(curve[min(b, len(curve)) - 1])
+        out[f"igd+@{b}"] = float(igd(_norm(Fb, tf)))
+        found = [np.any((Fb[:, 0] <= e + tol / 100) & (Fb[:, 1] <= m)) for e, m in tf["F"]]
+        out[f"found@{b}"] = float(np.mean(found))
+    for q in (0.95, 0.99):
+        hit = np.flatnonzero(curve >= q - 1e-12)
+        out[f"evals_to_{int(q * 100)}"] = int(hit[0]) + 1 if len(hit) else np.nan
+    out["curve"] = curve
+    return out
+
+
+def surrogate_taus(space, table, metric: str, cfg, sizes=(25, 50, 100, 200), seeds=range(5),
+                   n_test: int = 1000) -> pd.DataFrame:
+    """Held-out Kendall tau of every surrogate model fitted on n random architectures."""
+    from nas.algorithms import from_target, surrogate_inputs, to_target
+    from nas.surrogate import SURROGATES, make_surrogate, rank_metrics
+
+    inputs = cfg.surrogate.get("inputs", "genes+costs")
+    target = cfg.surrogate.get("target", "log")
+    G = space.all_canonical(limit=10**7)
+    y = 1.0 - table.accuracies(G, metric)
+    rows = []
+    for s in seeds:
+        rng = np.random.default_rng(1000 + s)
+        perm = rng.permutation(len(G))
+        test = perm[-n_test:]
+        Xt = surrogate_inputs(space, G[test], inputs)
+        for n in sizes:
+            tr = perm[:n]
+            X = surrogate_inputs(space, G[tr], inputs)
+            for name in SURROGATES:
+                model = make_surrogate(name, seed=s).fit(X, to_target(y[tr], target))
+                pred = from_target(model.predict(Xt), target)
+                tau = rank_metrics(y[test], pred)["kendall_tau"]
+                rows.append({"seed": s, "n_train": n, "model": name, "tau": tau,
+                             "chosen": getattr(model, "chosen", name)})
+    return pd.DataFrame(rows)
+
+
+def main(args) -> None:
+    from scipy.stats import wilcoxon
+
+    from nas.table import load_table
+    from search_spaces import get_space
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = args.evaluations
+    budgets = [b for b in BUDGETS if b <= n] or [n]
+    t0 = time.time()
+    tasks = [(str(out), a, s, args.space, n, args.overrides)
+             for s in args.seeds for a in args.algorithms]
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for r in pool.map(run_one, *zip(*tasks)):
+            results.append(r)
+    print(f"{len(results)} runs done in {time.time() - t0:.0f} s")
+
+    cfg = _compose(args.space, args.overrides)
+    metric = cfg.evaluator.get("metric", "baseline_accuracy")
+    table = load_table(cfg.evaluator.source)
+    space = get_space(args.space, num_classes=table.num_classes, in_channels=table.in_channels,
+                      **{k: v for k, v in cfg.space.items() if k != "_target_"})
+    tf = true_front(space, table, metric)
+    print(f"true front of {table.source} / {metric} over {tf['n']:,} distinct networks "
+          f"({args.space}): {len(tf['F'])} points; accuracy {100 * (1 - tf['F'][:, 0]).min():.2f}"
+          f"-{100 * (1 - tf['F'][:, 0]).max():.2f}%, MACs {tf['F'][:, 1].min() / 1e6:.2f}M-"
+          f"{tf['F'][:, 1].max() / 1e6:.2f}M")
+
+    rows = []
+    for run_dir, algo, seed, seconds in results:
+        ev = pd.read_csv(Path(run_dir) / "evaluated.csv")
+        m = measure(ev, tf, budgets, args.tol)
+        rows.append({"algorithm": algo, "seed": seed, "seconds_per_eval": seconds / len(ev),
+                     **m})
+    df = pd.DataFrame(rows)
+    df.drop(columns=["curve"]).to_csv(out / "per_run.csv", index=False)
+    cols = [c for c in df.columns if "@" in c or c.startswith("evals_to") or c == "seconds_per_eval"]
+    summary = df.groupby("algorithm")[cols].mean()
+    order = [a for a in args.algorithms if a in summary.index]
+    summary = summary.loc[order]
+    pd.set_option("display.width", 200)
+    for what, label in (("hv@", "hypervolume ratio to the true front"), ("found@",
+                        f"share of true-front points found (within {args.tol} points, no more "
+                        f"MACs)"), ("igd+@", "IGD+ (normalised)")):
+        sel = [c for c in cols if c.startswith(what)]
+        print(f"\nmean {label}, {len(args.seeds)} seeds:")
+        print(summary[sel].round(4).to_string())
+    print("\nevaluations to reach 95% / 99% of the true hypervolume (mean over seeds that "
+          "reach it; n reached) and the algorithm's own seconds per evaluation:")
+    for a in order:
+        d = df[df["algorithm"] == a]
+        parts = []
+        for q in (95, 99):
+            v = d[f"evals_to_{q}"].dropna()
+            parts.append(f"{q}%: {v.mean():.0f} ({len(v)}/{len(d)})" if len(v)
+                         else f"{q}%: >{n} (0/{len(d)})")
+        print(f"  {a:10s} {'  '.join(parts)}  {d['seconds_per_eval'].mean():.3f} s/eval")
+    summary.round(4).to_csv(out / "summary.csv")
+
+    if "surrogate" in order:
+        print("\nWilcoxon signed-rank, surrogate > comparator on the hypervolume ratio (paired "
+              "by seed, one-sided p):")
+        sur = df[df["algorithm"] == "surrogate"].set_index("seed")
+        for a in order:
+            if a == "surrogate":
+                continue
+            other = df[df["algorithm"] == a].set_index("seed")
+            common = sur.index.intersection(other.index)
+            ps = []
+            for b in budgets:
+                d = sur.loc[common, f"hv@{b}"] - other.loc[common, f"hv@{b}"]
+                p = wilcoxon(d, alternative="greater").pvalue if np.any(d != 0) else 1.0
+                ps.append(f"@{b}: {p:.2g}")
+            print(f"  vs {a:10s} " + "  ".join(ps))
+
+    if args.taus:
+        t = surrogate_taus(space, table, metric, cfg, seeds=range(args.taus))
+        t.to_csv(out / "taus.csv", index=False)
+        print(f"\nheld-out Kendall tau of each surrogate (fitted on n random networks, tested "
+              f"on 1,000 others; mean over {args.taus} draws):")
+        print(t.pivot_table(index="model", columns="n_train", values="tau").round(3)
+              .to_string())
+        chosen = t[t["model"] == "adaptive"].groupby("n_train")["chosen"].agg(
+            lambda c: ", ".join(sorted(set(c))))
+        print("adaptive chose: " + "; ".join(f"n={k}: {v}" for k, v in chosen.items()))
+
+    _plot(df, order, n, out / "curves.png")
+    print(f"\nwrote {out / 'summary.csv'}, {out / 'per_run.csv'}, {out / 'curves.png'}")
+
+
+def _plot(df: pd.DataFrame, order: list[str], n: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for a in order:
+        cs = np.array([c[:n] for c in df[df["algorithm"] == a]["curve"] if len(c) >= n])
+        if not len(cs):
+            continue
+        x = np.arange(1, n + 1)
+        q1, med, q3 = np.percentile(cs, [25, 50, 75], axis=0)
+        line, = ax.plot(x, med, label=f"{a} ({len(cs)} seeds)")
+        ax.fill_between(x, q1, q3, color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume / true front's")
+    ax.set_ylim(0.7, 1.005)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("median and quartiles over seeds")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
