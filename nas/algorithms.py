@@ -301,7 +301,7 @@ class SurrogateSearch(Algorithm):
 
     def __init__(self, *, seed: int, surrogate: dict, generations: int = 30,
                  pop_size: int = 64, enumerate_limit: int = 20_000,
-                 reselect_growth: float = 0.25):
+                 reselect_growth: float = 0.25, local_share: float = 0.5):
         super().__init__(seed=seed)
         if generations < 1 or pop_size < 4:
             raise ValueError(f"algorithm.generations must be >= 1 and algorithm.pop_size >= 4, "
@@ -315,6 +315,11 @@ class SurrogateSearch(Algorithm):
             raise ValueError(f"algorithm.reselect_growth must be a number >= 0 (0: choose the "
                              f"adaptive surrogate every iteration), got {reselect_growth!r}")
         self.reselect_growth = float(reselect_growth)
+        if isinstance(local_share, bool) or not isinstance(local_share, (int, float)) or \
+                not 0 <= local_share <= 1:
+            raise ValueError(f"algorithm.local_share must be a number in [0, 1], got "
+                             f"{local_share!r}")
+        self.local_share = float(local_share)
         self._chosen: list[str] | None = None
         self._chosen_at = 0
         self.surrogate_cfg = dict(surrogate)
@@ -393,10 +398,34 @@ class SurrogateSearch(Algorithm):
         pop = res.pop if res.pop is not None else algo.pop
         return pop.get("X").astype(np.int64), pop.get("F"), pop.get("CV")
 
+    def neighbours(self, ctx: Context, predict) -> tuple[np.ndarray, np.ndarray]:
+        """The new, feasible one-gene neighbours of the evaluated front, with their
+        objectives (predicted where unknown)."""
+        front = pareto.non_dominated(ctx.F) if len(ctx.F) else np.empty(0, int)
+        out, keys = [], set()
+        for i in front:
+            for g in _mutants(ctx.space, tuple(int(v) for v in ctx.X[i])):
+                aid = ctx.space.arch_id(g)
+                if aid in keys or not ctx.is_new(g) or not ctx.feasible(g):
+                    continue
+                keys.add(aid)
+                out.append(g)
+        X = np.array(out, dtype=np.int64).reshape(-1, ctx.space.n_var)
+        return X, (objective_matrix(ctx, X, predict) if len(X) else np.empty((0, ctx.n_obj)))
+
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
         predict, entry = self.fit(ctx)
-        cand_X, cand_F, cv = self.candidates(ctx, predict)
-        chosen = select_diverse(ctx, cand_X, cand_F, cv, n)
+        chosen: list[tuple[int, ...]] = []
+        n_local = int(round(self.local_share * n))
+        if n_local:
+            # Exploit: the predicted front of the evaluated front's neighbourhood (a local
+            # search guided by the surrogate; networks near good ones are often good).
+            NX, NF = self.neighbours(ctx, predict)
+            chosen = select_diverse(ctx, NX, NF, None, n_local) if len(NX) else []
+        ctx_g = dataclasses.replace(ctx, pending=ctx.pending | {ctx.space.arch_id(g)
+                                                                for g in chosen})
+        cand_X, cand_F, cv = self.candidates(ctx_g, predict)
+        chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen))
         if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
             ctx2 = dataclasses.replace(
                 ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from nas.cost import human, totals
 from search_spaces import SPACES, SearchSpace, format_genome
@@ -103,7 +104,8 @@ def stats(space: SearchSpace, n: int, *, seed: int = 0, resolution: int | None =
 
     res = space.default_resolution if resolution is None else resolution
     genomes = space.sample(n, np.random.default_rng(seed))
-    genomes[:, space.gene("resolution").position] = space.index_of("resolution", res)
+    if "resolution" in {g.name for g in space.genes}:
+        genomes[:, space.gene("resolution").position] = space.index_of("resolution", res)
     macs = np.empty(n, dtype=np.int64)
     params = np.empty(n, dtype=np.int64)
     for i, g in enumerate(tqdm(genomes, desc=f"{space.name} stats", unit="arch",
@@ -113,6 +115,28 @@ def stats(space: SearchSpace, n: int, *, seed: int = 0, resolution: int | None =
             "distinct": len({tuple(g) for g in genomes.tolist()}),
             "macs": (int(macs.min()), float(np.median(macs)), int(macs.max())),
             "params": (int(params.min()), float(np.median(params)), int(params.max()))}
+
+
+def enumerate_frame(space: SearchSpace, *, progress: bool = True) -> pd.DataFrame:
+    """One row per genome of a finite space: genome, arch_id, canonical genome, spec,
+    MACs, params (equivalent genomes share arch_id, canonical genome and spec).
+    ValueError naming the size when the space is too large to list."""
+    from tqdm.auto import tqdm
+
+    G = space.enumerate_genomes()
+    C = space.canonical_batch(G)
+    uniq, inverse = np.unique(C, axis=0, return_inverse=True)
+    rows = []
+    for g in tqdm(uniq, desc=f"{space.name} networks", unit="net", disable=not progress,
+                  file=sys.stderr):
+        spec = space.decode(g)
+        macs, params, _ = totals(spec)
+        rows.append((spec.name, format_genome(g), spec.to_string(), macs, params))
+    per = [rows[i] for i in np.asarray(inverse).reshape(-1)]
+    return pd.DataFrame({"genome": [format_genome(g) for g in G],
+                         "arch_id": [r[0] for r in per], "canonical": [r[1] for r in per],
+                         "spec": [r[2] for r in per], "macs": [r[3] for r in per],
+                         "params": [r[4] for r in per]})
 
 
 def _stats_text(space: SearchSpace, s: dict[str, Any]) -> str:
@@ -154,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                    "MACs and params over N random samples at the default resolution")
     p.add_argument("--resolution", type=int, help="resolution for --stats (default: the "
                    "largest choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar for --stats")
+    p.add_argument("--enumerate", action="store_true",
+                   help="list every genome of a finite space (genome, arch_id, canonical "
+                        "genome, spec, MACs, params) as CSV on stdout or into --csv")
+    p.add_argument("--csv", metavar="FILE", help="with --enumerate: write the CSV here")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar for --stats / --enumerate")
     args = p.parse_args(argv)
     for opt in ("sample", "stats", "classes", "channels"):
         v = getattr(args, opt)
@@ -170,11 +199,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         genomes = [space.parse_genome(g) for g in args.genome]
         genomes += [space.ancestor_genome(a) for a in args.ancestor]
-        if args.resolution is not None:
-            space.index_of("resolution", args.resolution)
+        if args.resolution is not None and args.resolution not in space.resolutions:
+            raise ValueError(f"--resolution {args.resolution} is not a choice of the "
+                             f"{space.name} space; choices: "
+                             f"{', '.join(map(str, space.resolutions))}")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.csv and not args.enumerate:
+        p.error("--csv goes with --enumerate")
+    if args.enumerate:
+        try:
+            df = enumerate_frame(space, progress=not args.no_progress)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.csv:
+            df.to_csv(args.csv, index=False)
+        else:
+            df.to_csv(sys.stdout, index=False)
+        print(f"{space.name}: {len(df):,} genomes, {df['arch_id'].nunique():,} distinct "
+              f"networks" + (f" -> {args.csv}" if args.csv else ""), file=sys.stderr)
+        return 0
 
     shown = False
     for g in genomes:
