@@ -301,7 +301,8 @@ class SurrogateSearch(Algorithm):
 
     def __init__(self, *, seed: int, surrogate: dict, generations: int = 30,
                  pop_size: int = 64, enumerate_limit: int = 20_000,
-                 reselect_growth: float = 0.25, local_share: float = 0.5):
+                 reselect_growth: float = 0.25, local_share: float = 0.5,
+                 rank_with_archive: bool = True):
         super().__init__(seed=seed)
         if generations < 1 or pop_size < 4:
             raise ValueError(f"algorithm.generations must be >= 1 and algorithm.pop_size >= 4, "
@@ -320,6 +321,7 @@ class SurrogateSearch(Algorithm):
             raise ValueError(f"algorithm.local_share must be a number in [0, 1], got "
                              f"{local_share!r}")
         self.local_share = float(local_share)
+        self.rank_with_archive = bool(rank_with_archive)
         self._chosen: list[str] | None = None
         self._chosen_at = 0
         self.surrogate_cfg = dict(surrogate)
@@ -398,6 +400,9 @@ class SurrogateSearch(Algorithm):
         pop = res.pop if res.pop is not None else algo.pop
         return pop.get("X").astype(np.int64), pop.get("F"), pop.get("CV")
 
+    def _against(self, ctx: Context) -> np.ndarray | None:
+        return ctx.F if self.rank_with_archive else None
+
     def neighbours(self, ctx: Context, predict) -> tuple[np.ndarray, np.ndarray]:
         """The new, feasible one-gene neighbours of the evaluated front, with their
         objectives (predicted where unknown)."""
@@ -421,11 +426,13 @@ class SurrogateSearch(Algorithm):
             # Exploit: the predicted front of the evaluated front's neighbourhood (a local
             # search guided by the surrogate; networks near good ones are often good).
             NX, NF = self.neighbours(ctx, predict)
-            chosen = select_diverse(ctx, NX, NF, None, n_local) if len(NX) else []
+            chosen = select_diverse(ctx, NX, NF, None, n_local, against=self._against(ctx)) \
+                if len(NX) else []
         ctx_g = dataclasses.replace(ctx, pending=ctx.pending | {ctx.space.arch_id(g)
                                                                 for g in chosen})
         cand_X, cand_F, cv = self.candidates(ctx_g, predict)
-        chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen))
+        chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                 against=self._against(ctx))
         if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
             ctx2 = dataclasses.replace(
                 ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})
@@ -444,11 +451,16 @@ class SurrogateSearch(Algorithm):
             self.log[-1].update({f"heldout_{k}": float(v) for k, v in m.items()})
 
 
-def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int
-                   ) -> list[tuple[int, ...]]:
+def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
+                   against: np.ndarray | None = None) -> list[tuple[int, ...]]:
     """Pick ``n`` new architectures from the predicted front, spread along the cost axis:
     candidates are taken front by front, and within a front at evenly spaced cost quantiles
-    (NSGANetV2 picks a diverse subset of the predicted front in the same spirit)."""
+    (NSGANetV2 picks a diverse subset of the predicted front in the same spirit).
+
+    ``against``: the evaluated objectives; when given, the fronts are those of the
+    candidates sorted together with the evaluated architectures, so a candidate predicted
+    to be dominated by a trained network waits behind those predicted to be dominated only
+    by other candidates (it spends no evaluation where the front is already known)."""
     feas = np.ones(len(X), bool) if cv is None else (cv.reshape(-1) <= 0)
     keys = [ctx.space.arch_id(x) for x in X]
     fresh = np.array([feas[i] and keys[i] not in ctx.seen and keys[i] not in ctx.pending
@@ -456,7 +468,10 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int
     if not fresh.any():
         return []
     idx = np.flatnonzero(fresh)
-    ranks = pareto.pareto_ranks(F[idx])
+    if against is not None and len(against):
+        ranks = pareto.pareto_ranks(np.vstack([against, F[idx]]))[len(against):]
+    else:
+        ranks = pareto.pareto_ranks(F[idx])
     chosen: list[int] = []
     for r in np.unique(ranks):
         layer = idx[ranks == r]
