@@ -209,6 +209,18 @@ class NB201Space(SearchSpace):
         pool = self.all_canonical()
         return pool[rng.integers(0, len(pool), size=int(n))].copy()
 
+    def arch_id(self, genome: Any) -> str:
+        """As :meth:`SearchSpace.arch_id`, memoised per genome (the space has only 15,625;
+        a search asks for the id of every candidate it scores, thousands per iteration)."""
+        key = genome if type(genome) is tuple else tuple(
+            int(v) if isinstance(v, (int, np.integer)) else v for v in genome)
+        ids = self.__dict__.setdefault("_ids", {})
+        aid = ids.get(key)
+        if aid is None:
+            aid = super().arch_id(key)
+            ids[key] = aid
+        return aid
+
     def size(self) -> int:
         """Distinct networks: the number of function classes (4,930 of 15,625 genomes)."""
         return _classes()[1]
