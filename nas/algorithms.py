@@ -301,7 +301,7 @@ class SurrogateSearch(Algorithm):
 
     def __init__(self, *, seed: int, surrogate: dict, generations: int = 30,
                  pop_size: int = 64, enumerate_limit: int = 20_000,
-                 reselect_growth: float = 0.25, local_share: float = 0.5,
+                 reselect_growth: float = 0.25, local_share: float = 0.0,
                  rank_with_archive: bool = True):
         super().__init__(seed=seed)
         if generations < 1 or pop_size < 4:
