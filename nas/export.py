@@ -390,7 +390,7 @@ def _seed_of(row: pd.Series, run: Run) -> int:
 def train_command(spec_path: Path, data: str, seed: int) -> str:
     """The command that trains an exported architecture in full."""
     return (f"python -m nas.train arch={shlex.quote(str(spec_path))} "
-            f"data={shlex.quote(data)} train=full seed={seed}")
+            f"data={' '.join(shlex.quote(x) for x in data.split())} train=full seed={seed}")
 
 
 def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
@@ -406,6 +406,13 @@ def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
     out_dir = Path(out) if out is not None else run.path / "export" / arch_id
     seed = _seed_of(row, run)
     data = _data_choice(run)
+    ev = run.config.get("evaluator") if isinstance(run.config, dict) else None
+    if isinstance(ev, dict) and ev.get("backend") == "table":
+        # Looked-up accuracies: train on the data set the table was measured on.
+        if ev.get("source", "analog-nasbench") == "analog-nasbench":  # CIFAR-10
+            data = "cifar10 data.root=PATH/TO/CIFAR10"
+        else:
+            data = "DATA"
     cmd = train_command((out_dir / "spec.json").resolve(), data or "DATA", seed)
     res = export(spec, out_dir, batch=batch, seed=seed, weights=weights, train_command=cmd)
     res.row = {k: (None if isinstance(v, float) and math.isnan(v) else v)
