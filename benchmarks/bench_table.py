@@ -60,7 +60,11 @@ def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
     if (run_dir / "archive.sqlite").exists():
         cfg.resume = str(run_dir)
     t = time.perf_counter()
-    run_search(cfg, run_dir)
+    try:
+        run_search(cfg, run_dir)
+    except Exception as e:  # noqa: BLE001 - one broken run must not stop the benchmark
+        print(f"  {algo} seed {seed} failed: {type(e).__name__}: {e}", flush=True)
+        return str(run_dir), algo, seed, float("nan")
     seconds = time.perf_counter() - t
     timing.write_text(json.dumps({"seconds": seconds}))
     return str(run_dir), algo, seed, seconds
@@ -180,6 +184,8 @@ def main(args) -> None:
 
     rows = []
     for run_dir, algo, seed, seconds in results:
+        if not np.isfinite(seconds):
+            continue
         ev = pd.read_csv(Path(run_dir) / "evaluated.csv")
         m = measure(ev, tf, budgets, args.tol)
         rows.append({"algorithm": algo, "seed": seed, "seconds_per_eval": seconds / len(ev),

@@ -517,7 +517,6 @@ class EvolutionNSGA2(Algorithm):
         super().__init__(seed=seed)
         self.algo: NSGA2 | None = None
         self.problem: Problem | None = None
-        self._pop = None
 
     def _setup(self, ctx: Context, init: list[tuple[int, ...]], n: int) -> None:
         self.problem = Problem(n_var=ctx.space.n_var, n_obj=ctx.n_obj, xl=ctx.space.xl,
@@ -531,17 +530,23 @@ class EvolutionNSGA2(Algorithm):
         if self.algo is None:
             raise RuntimeError("nsga2: ask() before the initial population was told")
         self.algo.n_offsprings = n
-        self.algo.eliminate_duplicates.seen = set(ctx.seen)
-        self._pop = self.algo.ask()
-        X = [tuple(int(v) for v in x) for x in self._pop.get("X")]
-        return X[:n]
+        self.algo.eliminate_duplicates.seen = set(ctx.seen) | set(ctx.pending)
+        pop = self.algo.ask()
+        X = [] if pop is None else [tuple(int(v) for v in x) for x in pop.get("X")][:n]
+        if len(X) < n:
+            # Mating found too few new offspring (a small space nearly explored): fill the
+            # generation with new random architectures rather than idle.
+            ctx2 = dataclasses.replace(ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in X})
+            X += sample_new(ctx2, n - len(X), self.rng)
+        return X
 
     def tell(self, ctx: Context, genomes, F) -> None:
+        from pymoo.core.population import Population
+
         if self.algo is None:  # the initial population
             self._setup(ctx, list(genomes), n=max(1, len(genomes)))
-            self._pop = self.algo.ask()
-        pop = self._pop[: len(genomes)]
-        pop.set("X", np.array(genomes, dtype=np.int64))
+            self.algo.ask()
+        pop = Population.new("X", np.array(genomes, dtype=np.int64))
         Evaluator().eval(StaticProblem(self.problem, F=np.asarray(F, float)), pop)
         self.algo.tell(infills=pop)
 
