@@ -364,18 +364,12 @@ def test_resume_path_that_is_not_a_run_folder(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Config composition: multirun sweeps and the Optuna sweeper
+# Config composition: multirun sweeps (Optuna studies of whole searches: tests/test_tune.py)
 # --------------------------------------------------------------------------------------------
 
 
-def test_multirun_and_optuna_sweeper_configs_compose():
+def test_multirun_configs_compose():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="search", overrides=["+space=residual",
-                                                       "+experiment=tune_proxy"],
-                      return_hydra_config=True)
-        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-        assert cfg.hydra.sweeper.direction == "maximize"
-        assert "train.lr" in cfg.hydra.sweeper.params
         cfg = compose(config_name="search", overrides=["+space=mobile", "+experiment=compare"],
                       return_hydra_config=True)
         assert cfg.hydra.sweeper.params.algorithm == "surrogate,nsga2,optuna,random"
