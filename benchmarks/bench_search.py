@@ -1,6 +1,7 @@
-"""Search efficiency: hypervolume against evaluations for the surrogate search and the three
-comparators (random, NSGA-II with every individual trained, Optuna NSGA-II), run side by
-side on the same budget and seeds.
+"""Search efficiency: hypervolume against evaluations for the surrogate search and the
+comparators (random, NSGA-II with every individual trained, Optuna's samplers: ``optuna`` is
+its NSGA-II, ``optuna-nsga3``, ``optuna-gp`` and ``optuna-tpe`` the others), run side by side
+on the same budget and seeds.
 
     python benchmarks/bench_search.py [--space mobile] [--evaluations 50] [--seeds 0 1 2]
         [--out runs/bench_search] [overrides ...]
@@ -37,7 +38,8 @@ from nas.algorithms import surrogate_inputs
 from nas.search import CONF_DIR, hypervolume_curve, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
-ALGOS = ("surrogate", "random", "nsga2", "optuna")
+ALGOS = ("surrogate", "random", "nsga2", "optuna", "optuna-nsga3", "optuna-gp", "optuna-tpe")
+DEFAULT_ALGOS = ("surrogate", "random", "nsga2", "optuna")
 
 
 def run_one(out: Path, algo: str, seed: int, space: str, evaluations: int,
@@ -46,7 +48,9 @@ def run_one(out: Path, algo: str, seed: int, space: str, evaluations: int,
     status = run_dir / "status.json"
     if status.exists() and json.loads(status.read_text())["state"] == "complete":
         return run_dir
-    ov = [f"+space={space}", f"algorithm={algo}", f"seed={seed}",
+    name, _, sampler = algo.partition("-")  # optuna-gp: algorithm=optuna algorithm.sampler=gp
+    ov = [f"+space={space}", f"algorithm={name}", f"seed={seed}",
+          *([f"algorithm.sampler={sampler}"] if sampler else []),
           f"budget.evaluations={evaluations}", "baselines.names=[]", "progress=false",
           *overrides]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -75,7 +79,7 @@ def main() -> None:
     p.add_argument("--space", default="mobile")
     p.add_argument("--evaluations", type=int, default=50)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--algorithms", nargs="+", default=list(ALGOS), choices=ALGOS)
+    p.add_argument("--algorithms", nargs="+", default=list(DEFAULT_ALGOS), choices=ALGOS)
     p.add_argument("--out", default="runs/bench_search")
     p.add_argument("--train-size", type=int, default=50,
                    help="architectures the held-out Kendall tau surrogate is fitted on")

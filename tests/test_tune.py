@@ -3,6 +3,7 @@ SIGKILL, workers sharing a study, the sweep grammar and bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pandas as pd
@@ -120,6 +122,24 @@ def test_sweep_into_sqlite_continues_and_reads_back(tmp_path):
     with pytest.raises(TuneError, match="choose another tune.study_name"):
         run_tune([*TINY, "+tune.params={train.lr:'interval(0.1, 0.2)'}", "tune.n_trials=4"],
                  tmp_path)
+
+    # optuna-dashboard (the dev extra) serves the study from the same storage
+    dashboard = pytest.importorskip("optuna_dashboard")
+    app = dashboard.wsgi(url)
+
+    def get(path: str) -> dict:
+        env: dict = {}
+        setup_testing_defaults(env)
+        env["PATH_INFO"] = path
+        status = []
+        body = b"".join(app(env, lambda s, h, *a: status.append(s)))
+        assert status == ["200 OK"], path
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "tune"
+    trials = get(f"/api/studies/{summary['study_id']}")["trials"]
+    assert len(trials) == 3 and {t["state"] for t in trials} == {"Complete"}
 
 
 # --------------------------------------------------------------------------------------------
