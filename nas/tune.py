@@ -36,6 +36,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,18 +255,18 @@ def check_params(base: list[str], params: list[SweepParam]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def open_storage(spec: str | None, run_dir: Path, *, heartbeat_s: int, max_retries: int):
+def open_storage(spec: str | None, run_dir: Path, *, heartbeat_s: int, on_stale):
     """The Optuna storage ``tune.storage`` names, and its description for messages.
 
     ``None``: ``study.sqlite`` in ``run_dir``. A URL (``sqlite:///``, ``postgresql://``,
-    ``mysql://``...): Optuna's RDB storage with heartbeats, so a trial whose worker died is
-    failed and retried. Any other string is a file: SQLite if it ends in .db, .sqlite or
+    ``mysql://``...): Optuna's RDB storage with heartbeats; ``on_stale`` receives each trial
+    whose worker fell silent. Any other string is a file: SQLite if it ends in .db, .sqlite or
     .sqlite3, otherwise an Optuna journal file (file-locked; for workers on one machine or a
     shared file system).
     """
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     if spec is None:
         url = f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
@@ -284,16 +285,29 @@ def open_storage(spec: str | None, run_dir: Path, *, heartbeat_s: int, max_retri
     kw: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kw["connect_args"] = {"timeout": 60}  # wait for other workers' writes
-    try:
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=kw, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retries))
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy, driver and OS errors alike
-        raise TuneError(f"tune.storage={url}: cannot open the storage ({_first_line(e)}); "
+    for attempt in range(4):
+        try:
+            with warnings.catch_warnings():  # the heartbeat options are flagged experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=kw, heartbeat_interval=heartbeat_s,
+                    grace_period=2 * heartbeat_s, heartbeat_stale_trial_callback=on_stale)
+            return storage, url
+        except (IntegrityError, OperationalError) as e:
+            # workers creating a new database at the same moment race to write its schema:
+            # the losers find it written when they try again
+            racing = isinstance(e, IntegrityError) or "already exists" in str(e)
+            if racing and attempt < 3:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            error = e
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy, driver and OS errors alike
+            error = e
+        raise TuneError(f"tune.storage={url}: cannot open the storage ({_first_line(error)}); "
                         f"check the URL, that the database server is reachable and its Python "
                         f"driver installed, or leave tune.storage unset for a SQLite file in "
                         f"the run folder") from None
-    return storage, url
+    raise AssertionError("unreachable")
 
 
 def make_sampler(name: str, seed: int | None, options: Mapping | None = None):
@@ -345,8 +359,9 @@ def fail_dead_trials(study, retry) -> list[int]:
     host = socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+        w = t.user_attrs.get("worker") or {}
+        # a retry starts with its killed original's attributes: "trial" tells them apart
+        if w.get("trial") != t.number or w.get("host") != host or _alive(int(w["pid"])):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
@@ -372,8 +387,9 @@ class Tuner:
     retry: Any
 
     def __call__(self, trial) -> list[float]:
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(),
+                                       "trial": trial.number})
+        fail_dead_trials(trial.study, self.retry)  # a worker killed since this one started
         overrides = [p.suggest(trial) for p in self.params]
         run_dir = Path(trial.user_attrs.get("run_dir")
                        or self.trials_dir / f"{trial.number:04d}")
@@ -446,10 +462,12 @@ def run_tune(overrides: list[str], run_dir: str | os.PathLike) -> dict:
     sampler = make_sampler(t.sampler, t.get("seed"),
                            OmegaConf.to_container(t.sampler_options, resolve=True)
                            if t.get("sampler_options") else None)
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=int(t.max_retries))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=int(t.max_retries))
     run_dir.mkdir(parents=True, exist_ok=True)
     storage, where = open_storage(t.storage, run_dir, heartbeat_s=int(t.heartbeat_s),
-                                  max_retries=int(t.max_retries))
+                                  on_stale=retry)
     optuna.logging.set_verbosity(optuna.logging.INFO)
     try:
         study = optuna.create_study(storage=storage, study_name=t.study_name, sampler=sampler,

@@ -197,26 +197,31 @@ def test_killed_sweep_resumes_its_trial_search(tmp_path):
     assert retry.value == pytest.approx(_trial_hypervolume(retry.user_attrs["run_dir"]))
 
 
-def test_two_workers_share_one_study(tmp_path):
-    """Two processes on one journal-file storage: distinct trials, one multi-objective study."""
-    journal = tmp_path / "study.log"
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_two_workers_share_one_study(tmp_path, backend):
+    """Two processes started together on one new storage (the default SQLite file, or a
+    journal file): distinct trials of one multi-objective study."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = _cli(tmp_path / "runs", f"tune.storage={journal}", "tune.n_trials=2",
+    if backend == "journal":
+        where = [f"tune.storage={tmp_path / 'study.log'}"]
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
+    else:
+        where, storage = [], f"sqlite:///{tmp_path / 'runs' / 'study.sqlite'}"
+    cmd = _cli(tmp_path / "runs", *where, "tune.n_trials=2",
                "tune.objectives=[hypervolume,wall_time]")
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal)))
     study = optuna.load_study(study_name="tune", storage=storage)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) >= 2
     assert len({t.number for t in study.trials}) == len(study.trials)
     assert len({t.user_attrs["run_dir"] for t in done}) == len(done)
-    assert {t.user_attrs["pid"] for t in done} == {p.pid for p in procs}  # both worked
+    assert {t.user_attrs["worker"]["pid"] for t in done} == {p.pid for p in procs}  # both
     assert len({tuple(sorted(t.params.items())) for t in done}) == len(done)
     for t in done:
         assert t.values[1] > 0 and t.values[0] == pytest.approx(
