@@ -1,6 +1,7 @@
-"""Search efficiency: hypervolume against evaluations for the surrogate search and the three
-comparators (random, NSGA-II with every individual trained, Optuna NSGA-II), run side by
-side on the same budget and seeds.
+"""Search efficiency: hypervolume against evaluations for the surrogate search and the
+comparators (random, NSGA-II with every individual trained, Optuna's samplers: ``optuna`` is
+its NSGA-II, ``optuna-nsga3``, ``optuna-gp`` and ``optuna-tpe`` the others), run side by side
+on the same budget and seeds.
 
     python benchmarks/bench_search.py [--space mobile] [--evaluations 50] [--seeds 0 1 2]
         [--out runs/bench_search] [overrides ...]
@@ -37,7 +38,10 @@ from nas.algorithms import from_target, surrogate_inputs, to_target
 from nas.search import CONF_DIR, hypervolume_curve, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
-ALGOS = ("surrogate", "random", "nsga2", "optuna", "evolution", "local")
+ALGOS = ("surrogate", "random", "nsga2", "optuna", "evolution", "local", "optuna-nsga3",
+         "optuna-gp", "optuna-tpe")
+DEFAULT_ALGOS = ("surrogate", "random", "nsga2", "optuna")
+TABLE_ALGOS = ("surrogate", "random", "nsga2", "optuna", "evolution", "local")
 
 
 def seed_list(items: list[str]) -> list[int]:
@@ -55,7 +59,9 @@ def run_one(out: Path, algo: str, seed: int, space: str, evaluations: int,
     status = run_dir / "status.json"
     if status.exists() and json.loads(status.read_text())["state"] == "complete":
         return run_dir
-    ov = [f"+space={space}", f"algorithm={algo}", f"seed={seed}",
+    name, _, sampler = algo.partition("-")  # optuna-gp: algorithm=optuna algorithm.sampler=gp
+    ov = [f"+space={space}", f"algorithm={name}", f"seed={seed}",
+          *([f"algorithm.sampler={sampler}"] if sampler else []),
           f"budget.evaluations={evaluations}", "baselines.names=[]", "progress=false",
           *overrides]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -86,8 +92,8 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", default=None,
                    help="seeds, e.g. 0 1 2 or 0-29 (default 0-2; 0-29 with --evaluator table)")
     p.add_argument("--algorithms", nargs="+", default=None, choices=ALGOS,
-                   help="default: surrogate random nsga2 optuna (all six with --evaluator "
-                        "table)")
+                   help="default: surrogate random nsga2 optuna (plus evolution and local "
+                        "with --evaluator table)")
     p.add_argument("--evaluator", default=None, choices=("table",),
                    help="table: look candidates up (evaluator=table) and measure every run "
                         "against the table's true Pareto front (benchmarks/bench_table.py)")
@@ -106,7 +112,7 @@ def main() -> None:
     args = p.parse_args()
     table = args.evaluator == "table"
     args.seeds = seed_list(args.seeds or (["0-29"] if table else ["0-2"]))
-    args.algorithms = args.algorithms or (list(ALGOS) if table else list(ALGOS[:4]))
+    args.algorithms = args.algorithms or list(TABLE_ALGOS if table else DEFAULT_ALGOS)
     args.out = args.out or ("runs/bench_table" if table else "runs/bench_search")
     if table:
         if args.evaluations == 50 and "--evaluations" not in " ".join(__import__("sys").argv):

@@ -55,7 +55,9 @@ def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
     if status.exists() and json.loads(status.read_text())["state"] == "complete" and \
             timing.exists():
         return str(run_dir), algo, seed, json.loads(timing.read_text())["seconds"]
-    cfg = _compose(space, [f"algorithm={algo}", f"seed={seed}",
+    name, _, sampler = algo.partition("-")  # optuna-gp: algorithm=optuna algorithm.sampler=gp
+    cfg = _compose(space, [f"algorithm={name}", f"seed={seed}",
+                           *([f"algorithm.sampler={sampler}"] if sampler else []),
                            f"budget.evaluations={evaluations}", "progress=false", *overrides])
     if (run_dir / "archive.sqlite").exists():
         cfg.resume = str(run_dir)

@@ -4,7 +4,8 @@
   evaluated architecture, runs pymoo's NSGA-II for many cheap generations on (predicted
   error, cost), and proposes a diverse handful from the predicted front.
 * ``nsga2``: pymoo's NSGA-II with every individual trained (no surrogate).
-* ``optuna``: Optuna's NSGAIISampler, every trial trained.
+* ``optuna``: an Optuna sampler (NSGA-II, NSGA-III, Gaussian process or TPE; constraints
+  through its ``constraints_func``), every trial trained.
 * ``random``: uniform samples of the space.
 * ``evolution``: regularized (aging) evolution (Real et al. 2019), multi-objective tournaments.
 * ``local``: Pareto local search over one-gene neighbourhoods (White et al. 2021).
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -551,65 +551,123 @@ class EvolutionNSGA2(Algorithm):
         self.algo.tell(infills=pop)
 
 
-class OptunaNSGA2(Algorithm):
-    """Optuna's NSGAIISampler with ask/tell; genes are integer parameters ``g0..gN``."""
+# The samplers the optuna comparator can use (algorithm.sampler).
+OPTUNA_SAMPLERS = ("nsga2", "nsga3", "gp", "tpe")
+# Name of the comparator's one trial constraint (Trial.set_constraint): 0 feasible, 1 not.
+CONSTRAINT = "limits"
+
+
+def make_optuna_sampler(name: str, *, seed: int, population_size: int = 16):
+    """The Optuna sampler ``name`` (:data:`OPTUNA_SAMPLERS`); ``population_size`` is the
+    generation size of nsga2 and nsga3. Every one of them reads the constraint values that
+    trials carry (Optuna >= 5), so no ``constraints_func`` is needed."""
+    import optuna
+
+    if name not in OPTUNA_SAMPLERS:
+        raise ValueError(f"algorithm.sampler must be one of {list(OPTUNA_SAMPLERS)}, got "
+                         f"{name!r}; e.g. algorithm.sampler=nsga2")
+    if isinstance(population_size, bool) or not isinstance(population_size, int) \
+            or population_size < 2:
+        raise ValueError(f"algorithm.population_size must be an integer >= 2, got "
+                         f"{population_size!r}; e.g. algorithm.population_size=8")
+    s = optuna.samplers
+    if name == "nsga2":
+        return s.NSGAIISampler(population_size=population_size, seed=seed)
+    if name == "nsga3":
+        return s.NSGAIIISampler(population_size=population_size, seed=seed)
+    if name == "gp":
+        return s.GPSampler(seed=seed)
+    # constant_liar: the trials of one batch are all asked before any is told
+    return s.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+class OptunaSearch(Algorithm):
+    """An Optuna sampler with ask/tell, every trial trained; genes are integer parameters
+    ``g0..gN``. ``sampler``: ``nsga2`` (NSGAIISampler), ``nsga3`` (NSGAIIISampler), ``gp``
+    (GPSampler: Gaussian process, log-EHVI) or ``tpe`` (multivariate TPE).
+
+    Constraints reach the sampler as trial constraint values (``Trial.set_constraint``): a
+    proposal that breaks them is not trained, is told with error 1.0 and its true cost, and
+    is marked infeasible, so constrained domination ranks it behind every feasible trial. A proposal that repeats
+    an architecture already trained is told that architecture's result; one that repeats
+    another proposal of the same batch is told its twin's result once that is trained."""
 
     name = "optuna"
 
-    def __init__(self, *, seed: int, population_size: int = 16):
+    def __init__(self, *, seed: int, sampler: str = "nsga2", population_size: int = 16):
         super().__init__(seed=seed)
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.sampler = sampler
         self.population_size = population_size
-        self.study = optuna.create_study(
-            directions=["minimize", "minimize"],
-            sampler=optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed))
-        self._trials: list = []
+        # made at the first ask, with one direction per objective
+        self._sampler = make_optuna_sampler(sampler, seed=seed, population_size=population_size)
+        self.study = None
+        self._trials: list = []  # (trial, arch id) of the proposals awaiting results
+        self._twins: list = []  # (trial, arch id) repeating a proposal of the same batch
 
     def _dists(self, ctx: Context):
-        from optuna.distributions import IntUniformDistribution
+        from optuna.distributions import IntDistribution
 
-        return {f"g{i}": IntUniformDistribution(int(lo), int(hi))
+        return {f"g{i}": IntDistribution(int(lo), int(hi))
                 for i, (lo, hi) in enumerate(zip(ctx.space.xl, ctx.space.xu))}
+
+    def _study(self, ctx: Context):
+        if self.study is None:
+            import optuna
+
+            self.study = optuna.create_study(directions=["minimize"] * ctx.n_obj,
+                                             sampler=self._sampler)
+        return self.study
 
     def initial(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
         init = super().initial(ctx, n)
-        import optuna
-
-        # enqueue_trial is how a study starts from the shared initial sample; optuna 2.x
-        # flags it (and create_trial inside it) experimental on every call.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            for g in init:
-                self.study.enqueue_trial({f"g{i}": int(v) for i, v in enumerate(g)})
+        for g in init:
+            self._study(ctx).enqueue_trial({f"g{i}": int(v) for i, v in enumerate(g)})
         return self.ask(ctx, len(init))
+
+    def _tell(self, ctx: Context, trial, values, feasible: bool = True) -> None:
+        if ctx.constrained:
+            trial.set_constraint(CONSTRAINT, 0.0 if feasible else 1.0)
+        self.study.tell(trial, [float(v) for v in values])
 
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
         dists = self._dists(ctx)
         known = {ctx.space.arch_id(x): f for x, f in zip(ctx.X, ctx.F)}
-        out, keys, self._trials = [], set(), []
+        out, keys = [], set()
+        self._trials, self._twins = [], []
         tries = 0
+        study = self._study(ctx)
         while len(out) < n and tries < 50 * n:
             tries += 1
-            trial = self.study.ask(dists)
+            trial = study.ask(dists)
             g = ctx.space.canonical([trial.params[f"g{i}"] for i in range(ctx.space.n_var)])
             aid = ctx.space.arch_id(g)
             if aid in known:  # already trained: tell Optuna the known result for free
-                self.study.tell(trial, [float(v) for v in known[aid]])
+                self._tell(ctx, trial, known[aid])
                 continue
-            if aid in keys or not ctx.feasible(g):  # a repeat within the batch, or infeasible
-                self.study.tell(trial, [1.0, float(ctx.cost(g))])
+            if aid in keys:  # a repeat within the batch: told with its twin's result
+                self._twins.append((trial, aid))
+                continue
+            if not ctx.feasible(g):
+                worst = np.ones(ctx.n_obj)  # error 1.0 (and table metrics), true costs
+                worst[ctx.cost_index] = ctx.cost_matrix([g])[0]
+                self._tell(ctx, trial, worst, feasible=False)
                 continue
             keys.add(aid)
             out.append(tuple(int(v) for v in g))
-            self._trials.append(trial)
+            self._trials.append((trial, aid))
         return out
 
     def tell(self, ctx: Context, genomes, F) -> None:
-        for trial, f in zip(self._trials, F):
-            self.study.tell(trial, [float(v) for v in f])
-        self._trials = []
+        by_id = {}
+        for (trial, aid), f in zip(self._trials, F):
+            self._tell(ctx, trial, f)
+            by_id[aid] = f
+        for trial, aid in self._twins:
+            self._tell(ctx, trial, by_id[aid])
+        self._trials, self._twins = [], []
 
 
 def _mutants(space, genome: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -716,7 +774,7 @@ def make_algorithm(cfg: dict, *, seed: int, surrogate: dict) -> Algorithm:
     if name == "nsga2":
         return EvolutionNSGA2(seed=seed, **cfg)
     if name == "optuna":
-        return OptunaNSGA2(seed=seed, **cfg)
+        return OptunaSearch(seed=seed, **cfg)
     if name == "random":
         return RandomSearch(seed=seed, **cfg)
     if name == "evolution":

@@ -8,10 +8,11 @@ evaluated architecture of a search run and writes into ``OUT`` (default
 * ``weights.pt``: the state_dict of the exported model, so ``nas.load(spec, weights=...)``
   rebuilds exactly the exported network;
 * ``model.ts``: TorchScript (traced eval model);
-* ``model.onnx``: ONNX, opset 17, dynamic batch axis; checked with onnxruntime against
-  PyTorch on a random input (max abs difference <= 1e-4 x max |PyTorch output|: relative,
-  since an untrained net's outputs can be as small as 1e-7), and so is the TorchScript file
-  reloaded from disk; a failed check raises :class:`ExportCheckError`;
+* ``model.onnx``: ONNX (torch's dynamo exporter, opset 20), dynamic batch axis; checked
+  with onnxruntime against PyTorch on a random input (max abs difference <= 1e-4 x max
+  |PyTorch output|: relative, since an untrained net's outputs can be as small as 1e-7),
+  and so is the TorchScript file reloaded from disk; a failed check raises
+  :class:`ExportCheckError`;
 * ``train_command.txt``: the ``python -m nas.train`` command that trains it in full.
 
 Pick rules (``pick=``):
@@ -47,7 +48,8 @@ import pandas as pd
 from nas.report import Run, RunFolderError, front_of, knee_index, ok_rows, read_run
 from nas.spec import ArchSpec, SpecError
 
-ONNX_OPSET = 17
+# the dynamo exporter's default in torch 2.13 (it supports opset 18 and later)
+ONNX_OPSET = 20
 #: tolerance of the export checks, relative to max |reference output| (floored at
 #: MIN_SCALE only to keep the tolerance positive)
 RTOL = 1e-4
@@ -273,19 +275,22 @@ def _check(name: str, ref, out, rtol: float) -> float:
 
 
 def _onnx_export(net, x, path: Path) -> None:
+    """torch.onnx's dynamo exporter (torch.export + onnxscript), batch axis dynamic."""
+    import logging
+
     import torch
 
-    kw = dict(input_names=["input"], output_names=["logits"], opset_version=ONNX_OPSET)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
     try:
-        # The TorchScript-based exporter needs no onnxscript and supports a dynamic batch
-        # axis from a batch-1 example (dynamo export specialises size-1 dimensions).
-        torch.onnx.export(net, (x,), str(path), dynamo=False,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **kw)
-    except (TypeError, ImportError, RuntimeError) as legacy_error:
-        try:
-            torch.onnx.export(net, (x,), str(path), dynamo=True, **kw)
-        except Exception as e:
-            raise ExportCheckError(f"ONNX export failed: {legacy_error}; {e}") from e
+        torch.onnx.export(net, (x,), str(path), dynamo=True, input_names=["input"],
+                          output_names=["logits"], opset_version=ONNX_OPSET,
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    except Exception as e:  # noqa: BLE001 - any exporter failure means: no usable file
+        raise ExportCheckError(f"ONNX export failed: {str(e).strip().splitlines()[0]}") from e
+    finally:
+        quiet.setLevel(level)
 
 
 def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | None = 0,
@@ -328,7 +333,7 @@ def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | N
                        reference_scale=float(np.max(np.abs(ref))))
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit / legacy ONNX deprecation notices
+        warnings.simplefilter("ignore")  # torch.jit / torch.export deprecation notices
         with torch.no_grad():
             traced = torch.jit.trace(net, x, check_trace=False)
         torch.jit.save(traced, str(files["torchscript"]))
@@ -479,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m nas.export",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pick one architecture of a search run and export it: spec.json, "
-                    "weights.pt, model.ts (TorchScript), model.onnx (opset 17, checked "
+                    "weights.pt, model.ts (TorchScript), model.onnx (opset 20, checked "
                     "against PyTorch with onnxruntime) and train_command.txt.",
         epilog="examples:\n"
                "  python -m nas.export runs/2024-05-01/12-00-00 pick=knee\n"

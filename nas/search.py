@@ -579,7 +579,10 @@ class Search:
         if cfg.get("progress", True):
             print_summary(self)
         self.archive.close()
-        return {"run_dir": str(self.run_dir), "hypervolume": hv, "evaluations": len(df)}
+        ok = df[df["status"] == "ok"]
+        return {"run_dir": str(self.run_dir), "hypervolume": hv, "evaluations": len(df),
+                "accuracy": float(ok["accuracy"].max()) if len(ok) else 0.0,
+                "train_seconds": float(df["train_seconds"].fillna(0.0).sum())}
 
     # -- objectives ----------------------------------------------------------------------
     def objective_columns(self) -> list[str]:
@@ -734,11 +737,12 @@ def run_search(cfg: DictConfig, run_dir: str | os.PathLike) -> dict:
     return search.run()
 
 
-def _cleanup_hydra_dir(run_dir: Path) -> None:
-    """Remove a run folder that holds only Hydra's bookkeeping (a failed start)."""
+def cleanup_hydra_dir(run_dir: Path) -> None:
+    """Remove a run folder that holds only Hydra's bookkeeping (``.hydra/`` and the job's
+    log file): a run that failed before writing anything."""
     if not run_dir.is_dir():
         return
-    left = {p.name for p in run_dir.iterdir()} - {".hydra", "search.log"}
+    left = {p.name for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"}
     if not left:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -753,12 +757,12 @@ def main() -> None:
         try:
             out = run_search(cfg, run_dir)
         except (SearchError, ValueError) as e:
-            _cleanup_hydra_dir(run_dir)
+            cleanup_hydra_dir(run_dir)
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         if cfg.get("resume"):
-            _cleanup_hydra_dir(run_dir)
-        return float(out["hypervolume"])  # the objective an Optuna sweeper maximises
+            cleanup_hydra_dir(run_dir)
+        return float(out["hypervolume"])
 
     _app()
 

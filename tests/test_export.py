@@ -156,6 +156,20 @@ def test_export_checks_pass_on_other_block_kinds(tmp_path: Path, text: str):
     res = E.export(spec, tmp_path / "x", seed=1)
     tol = E.RTOL * max(E.MIN_SCALE, res.reference_scale)
     assert res.torchscript_max_diff <= tol and res.onnx_max_diff <= tol
+    # exported from a batch-1 example by the dynamo exporter, the batch axis stays dynamic
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(res.files["onnx"]))
+    assert {o.domain: o.version for o in model.opset_import}[""] == E.ONNX_OPSET
+    sess = ort.InferenceSession(str(res.files["onnx"]), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[0] == "batch"
+    net = nas.load(res.files["spec"], weights=res.files["weights"])
+    x = torch.randn(4, *spec.input)
+    with torch.inference_mode():
+        ref = net(x).numpy()
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=E.RTOL * np.abs(ref).max())
 
 
 def test_export_check_fails_loudly():

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+from nas.cost import totals
 from nas.search import CONF_DIR, EVALUATED_COLUMNS, SearchError, run_search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,69 @@ def test_comparators_run_on_the_same_budget(tmp_path, algorithm):
     ev = pd.read_csv(tmp_path / "evaluated.csv")
     assert len(ev) == 6 and ev["arch_id"].is_unique
     assert out["evaluations"] == 6
+
+
+@pytest.mark.parametrize(("sampler", "space"), [("nsga2", "mobile"), ("nsga3", "mobile"),
+                                              ("tpe", "mobile"), ("gp", "residual")])
+def test_optuna_comparator_samplers_ask_tell_with_constraints(sampler, space):
+    """Each Optuna sampler proposes new, feasible, distinct architectures; infeasible proposals
+    reach the sampler as constraint values (Trial.set_constraint), not as trained results;
+    a pickled comparator (the search's saved state) proposes what the live one proposes."""
+    import pickle
+
+    from nas.algorithms import CONSTRAINT, Context, make_algorithm
+    from search_spaces import get_space
+
+    kw = (dict(resolutions=[12, 16], width_mults=[0.25, 0.5]) if space == "mobile"
+          else dict(depths=[1, 2]))  # gp: 10 genes keep it fast
+    sp = get_space(space, num_classes=10, in_channels=1, **kw)
+    costs = {}
+
+    def cost(g):
+        g = tuple(int(v) for v in g)
+        if g not in costs:
+            costs[g] = float(totals(sp.decode(g))[0])
+        return costs[g]
+
+    limit = float(np.median([cost(g) for g in sp.sample(200, np.random.default_rng(0))]))
+    algo = make_algorithm({"name": "optuna", "sampler": sampler, "population_size": 6},
+                          seed=0, surrogate={})
+    rng = np.random.default_rng(1)
+    X, F = np.empty((0, sp.n_var), np.int64), np.empty((0, 2))
+
+    def ctx():
+        return Context(sp, cost, lambda g: cost(g) <= limit, X, F,
+                       {sp.arch_id(x) for x in X}, True)
+
+    # each GP ask fits a model per objective and constraint: keep its share small
+    batch, rounds = (2, 2) if sampler == "gp" else (3, 3)
+    for it in range(rounds):
+        c = ctx()
+        genomes = algo.initial(c, 6) if it == 0 else algo.ask(c, batch)
+        assert len(genomes) == (6 if it == 0 else batch)
+        ids = [sp.arch_id(g) for g in genomes]
+        assert len(set(ids)) == len(ids) and not set(ids) & c.seen
+        assert all(cost(g) <= limit for g in genomes)
+        f = np.array([[rng.uniform(0.05, 0.5), cost(g)] for g in genomes])
+        algo.tell(c, genomes, f)
+        X, F = np.vstack([X, np.array(genomes)]), np.vstack([F, f])
+    import optuna
+
+    trials = algo.study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert len(trials) >= len(X)
+    for t in trials:
+        g = sp.canonical([t.params[f"g{i}"] for i in range(sp.n_var)])
+        infeasible = cost(g) > limit
+        assert t.constraints == {CONSTRAINT: float(infeasible)}  # what the sampler reads
+    again = pickle.loads(pickle.dumps(algo))
+    assert again.ask(ctx(), batch - 1) == algo.ask(ctx(), batch - 1)
+
+
+def test_optuna_comparator_rejects_unknown_sampler():
+    from nas.algorithms import make_algorithm
+
+    with pytest.raises(ValueError, match=r"algorithm.sampler must be one of .*got 'cmaes'"):
+        make_algorithm({"name": "optuna", "sampler": "cmaes"}, seed=0, surrogate={})
 
 
 def test_constraint_is_respected(tmp_path):
@@ -302,18 +366,12 @@ def test_resume_path_that_is_not_a_run_folder(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Config composition: multirun sweeps and the Optuna sweeper
+# Config composition: multirun sweeps (Optuna studies of whole searches: tests/test_tune.py)
 # --------------------------------------------------------------------------------------------
 
 
-def test_multirun_and_optuna_sweeper_configs_compose():
+def test_multirun_configs_compose():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="search", overrides=["+space=residual",
-                                                       "+experiment=tune_proxy"],
-                      return_hydra_config=True)
-        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-        assert cfg.hydra.sweeper.direction == "maximize"
-        assert "train.lr" in cfg.hydra.sweeper.params
         cfg = compose(config_name="search", overrides=["+space=mobile", "+experiment=compare"],
                       return_hydra_config=True)
         assert cfg.hydra.sweeper.params.algorithm == "surrogate,nsga2,optuna,random"
