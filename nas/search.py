@@ -249,6 +249,9 @@ class Search:
         space_cfg.pop("name", None)
         self.space = instantiate(space_cfg, num_classes=dm.num_classes,
                                  in_channels=dm.in_channels, _convert_="all")
+        from nas.evaluate import check_evaluator
+
+        check_evaluator(cfg.evaluator, self.space)  # e.g. a supernet of another space config
         table = None
         if cfg.objectives.cost == "latency" or cfg.constraints.get("max_latency_ms"):
             from nas.latency import LatencyTable
@@ -294,7 +297,9 @@ class Search:
             error=(1.0 - float(result.accuracy)) if ok else None,
             status="ok" if ok else "failed",
             reason=None if ok else (result.reason or "no accuracy reported"),
-            fidelity=self.fidelity, seed=self.seed, iteration=iteration,
+            # An evaluator may add to the fidelity (evaluator=supernet: which checkpoint).
+            fidelity={**self.fidelity, **result.extra.get("fidelity", {})},
+            seed=self.seed, iteration=iteration,
             train_seconds=result.train_seconds, created=time.time(),
             extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
                                      "val_loss": result.val_loss,

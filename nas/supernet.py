@@ -37,9 +37,11 @@ training app (``python -m nas.supernet +space=mobile``) and the evaluator
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -390,6 +392,540 @@ def calibrate_bn(module: nn.Module, batches: Iterable[torch.Tensor],
     return n
 
 
+# --------------------------------------------------------------------------------------------
+# Scoring subnets: calibration and validation batches, inherited accuracy
+# --------------------------------------------------------------------------------------------
+
+
+def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Batch ``x`` at ``resolution`` pixels, resized as the data modules resize (bilinear,
+    antialiased when shrinking)."""
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                         align_corners=False, antialias=resolution < max(x.shape[-2:]))
+
+
+class SubnetData:
+    """The images that score a subnet: ``calib_batches`` training batches (no augmentation)
+    for BN recalibration and the whole validation split, normalised at the data's native
+    size and resized to each subnet's resolution on demand (cached per resolution).
+
+    Args:
+        data: ``make_datamodule`` kwargs with ``name`` (the search's data config).
+        train: the recipe; its batch size, ``train_fraction`` and ``val_fraction`` make the
+            same splits as the from-scratch proxy (the validation split is fixed by
+            ``data.split_seed``).
+        calib_batches: training batches for BN recalibration.
+        seed: picks which training batches calibrate.
+    """
+
+    def __init__(self, data: Mapping, train: Any, *, calib_batches: int, seed: int = 0) -> None:
+        from nas.data import make_datamodule
+        from nas.train import DATA_KEYS_SET_BY_TRAIN, TrainConfig, _plain
+
+        cfg = TrainConfig.from_any(train)
+        data = dict(_plain(data))
+        name = data.pop("name", None)
+        if not name:
+            raise ValueError("data config needs 'name', e.g. data=digits")
+        for k in DATA_KEYS_SET_BY_TRAIN:
+            data.pop(k, None)
+        if isinstance(calib_batches, bool) or not isinstance(calib_batches, int) or \
+                calib_batches < 1:
+            raise ValueError(f"calib_batches={calib_batches!r} is invalid; pass a positive "
+                             f"number of training batches for BN recalibration")
+        if cfg.val_fraction <= 0:
+            raise ValueError("scoring subnets needs a validation split: set "
+                             "train.val_fraction > 0")
+        self.dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
+                                  train_fraction=cfg.train_fraction,
+                                  val_fraction=cfg.val_fraction, seed=int(seed))
+        self.calib_batches = calib_batches
+        calib = []
+        for i, batch in enumerate(self.dm.train_dataloader()):
+            if i == calib_batches:
+                break
+            calib.append(self.dm.on_after_batch_transfer(batch)[0])
+        self._native = {"calib": [(x, None) for x in calib],
+                        "val": [self.dm.on_after_batch_transfer(b)
+                                for b in self.dm.val_dataloader()]}
+        self._cache: dict[tuple[str, int], list] = {}
+
+    def batches(self, split: str, resolution: int) -> list[tuple[torch.Tensor, Any]]:
+        key = (split, int(resolution))
+        if key not in self._cache:
+            self._cache[key] = [(resize(x, resolution).contiguous(), y)
+                                for x, y in self._native[split]]
+        return self._cache[key]
+
+    @torch.no_grad()
+    def score(self, net: nn.Module, resolution: int) -> dict[str, float]:
+        """Recalibrate ``net``'s BN statistics, then its validation accuracy and loss."""
+        n_cal = calibrate_bn(net, (x for x, _ in self.batches("calib", resolution)))
+        correct, loss, n = 0, 0.0, 0
+        for x, y in self.batches("val", resolution):
+            logits = net(x).float()
+            correct += int((logits.argmax(1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            n += int(y.shape[0])
+        return {"accuracy": correct / n, "val_loss": loss / n, "calib_images": n_cal,
+                "val_images": n}
+
+
+def subnet_net(supernet: MobileSupernet, genome: Any) -> nn.Module:
+    """The standalone network (``nas.build``) of a subnet with its inherited weights."""
+    spec, state = supernet.extract(genome)
+    net = B.build(spec)
+    net.load_state_dict(state)
+    return net
+
+
+# --------------------------------------------------------------------------------------------
+# Training: one LightningModule, the sandwich rule with in-place distillation
+# --------------------------------------------------------------------------------------------
+
+
+class SupernetModule(pl.LightningModule):
+    """Trains a supernet with ``nas.train``'s recipe (optimiser, schedule, weight decay
+    rules, label smoothing, precision).
+
+    Each step follows the sandwich rule (Yu et al., BigNAS 2020): the largest subnet, the
+    smallest and ``random_subnets`` random ones, each at its own input resolution; the
+    largest learns from the labels, the others (with ``distill``) from the largest's
+    detached predictions (in-place distillation, soft cross-entropy). Gradients of all of
+    them are summed before one optimiser step. Random subnets are drawn from
+    ``(seed, global_step)``, so a resumed run samples what the killed one would have.
+
+    Args:
+        space: the space name; ``space_config``: its constructor kwargs (``config()``).
+        width: the supernet's width multiplier (None: the largest choice).
+        train: the recipe (TrainConfig fields).
+        random_subnets, distill, sort_channels: see above and
+            :meth:`MobileSupernet.sort_channels` (each epoch after the first).
+        seed: initial weights and subnet sampling.
+    """
+
+    def __init__(self, *, space: str, space_config: Mapping, width: float | None = None,
+                 train: Any = None, random_subnets: int = 2, distill: bool = True,
+                 sort_channels: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        from nas.train import TrainConfig
+        from search_spaces import get_space
+
+        if isinstance(random_subnets, bool) or not isinstance(random_subnets, int) or \
+                random_subnets < 0:
+            raise ValueError(f"supernet.random_subnets={random_subnets!r} is invalid; pass "
+                             f"an integer >= 0")
+        self.cfg = TrainConfig.from_any(train)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.supernet = make_supernet(get_space(space, **dict(space_config)), width=width)
+        self.space = self.supernet.space
+        self.random_subnets, self.distill = random_subnets, bool(distill)
+        self.sort = bool(sort_channels)
+        self.seed = int(seed)
+        self.automatic_optimization = False
+        self.save_hyperparameters({
+            "space": self.space.name, "space_config": self.space.config(),
+            "width": self.supernet.width, "train": self.cfg.to_dict(),
+            "random_subnets": random_subnets, "distill": self.distill,
+            "sort_channels": self.sort, "seed": self.seed})
+
+    def forward(self, x: torch.Tensor, genome: Any) -> torch.Tensor:
+        return self.supernet(x, genome)
+
+    def sandwich(self, step: int) -> list[tuple[int, ...]]:
+        """The subnets of one step: largest, smallest, then the random ones."""
+        rng = np.random.default_rng([self.seed, int(step)])
+        return [self.supernet.largest(), self.supernet.smallest(),
+                *map(tuple, self.space.sample(self.random_subnets, rng))]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        from nas.train import CandidateFailed
+
+        x, y = batch
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        opt.zero_grad()
+        teacher = None
+        losses = []
+        for genome in self.sandwich(self.global_step):
+            res = self.space.values(genome)["resolution"]
+            logits = self.supernet(resize(x, res), genome).float()
+            if teacher is None or not self.distill:
+                loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+            else:
+                loss = -(teacher * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+            if teacher is None:
+                teacher = F.softmax(logits.detach(), dim=1)
+            self.manual_backward(loss)
+            losses.append(loss.detach())
+        if not all(torch.isfinite(v) for v in losses):
+            raise CandidateFailed(f"diverged: losses {[float(v) for v in losses]} at step "
+                                  f"{self.global_step}")
+        opt.step()
+        sched.step()
+        n = x.shape[0]
+        self.log("train/loss_largest", losses[0], on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/loss_smallest", losses[1], on_step=False, on_epoch=True, batch_size=n,
+                 prog_bar=True)
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout draws from torch's global generator: seeding it per epoch makes a run
+        # resumed from an epoch's checkpoint draw what the uninterrupted run drew.
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+        if self.sort and self.current_epoch > 0:
+            self.supernet.sort_channels(self.optimizers().optimizer)
+
+    def configure_optimizers(self):
+        from nas.train import make_optimizer
+
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        # Kernel maps start as identities: decay would pull them towards zero.
+        decay = [p for n, p in params if p.ndim > 1 and "kernel_maps" not in n]
+        rest = [p for n, p in params if not (p.ndim > 1 and "kernel_maps" not in n)]
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay},
+                  {"params": rest, "weight_decay": 0.0}]
+        return make_optimizer(groups, self.cfg, int(self.trainer.estimated_stepping_batches))
+
+
+class ScoreExtremes(pl.Callback):
+    """After every epoch, the inherited accuracy of the largest and smallest subnet
+    (BN recalibrated, on the validation split), logged as ``val/acc_largest`` and
+    ``val/acc_smallest``; ``last`` holds the latest."""
+
+    def __init__(self, data: SubnetData) -> None:
+        self.data = data
+        self.last: dict[str, float] = {}
+
+    def scores(self, module: SupernetModule) -> dict[str, float]:
+        sn = module.supernet
+        out = {}
+        for label, genome in (("largest", sn.largest()), ("smallest", sn.smallest())):
+            net = subnet_net(sn, genome).to(module.device)
+            res = sn.space.values(genome)["resolution"]
+            out[label] = self.data.score(net, res)["accuracy"]
+        return out
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: SupernetModule) -> None:
+        self.last = self.scores(module)
+        for label, acc in self.last.items():
+            module.log(f"val/acc_{label}", acc, prog_bar=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring with a trained supernet (evaluator=supernet, nas.export)
+# --------------------------------------------------------------------------------------------
+
+
+def load_supernet(path: Any) -> tuple[MobileSupernet, str]:
+    """The supernet of a ``python -m nas.supernet`` checkpoint and the sha256 of the file;
+    ValueError naming the file when it is missing, unreadable or not a supernet's."""
+    from pathlib import Path
+
+    p = Path(str(path)).expanduser()
+    if not p.is_file():
+        raise ValueError(f"supernet checkpoint {p}: no such file; pass the checkpoints/"
+                         f"last.ckpt of a `python -m nas.supernet` run")
+    try:
+        # The hyper-parameters are plain containers, so the safe loader reads them.
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"supernet checkpoint {p} is not a readable checkpoint (corrupt or "
+                         f"truncated? {type(e).__name__}); train it again with "
+                         f"`python -m nas.supernet`") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or not {"space", "space_config", "width"} <= set(hp) or \
+            not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{p} is not a supernet checkpoint (no space/space_config/width "
+                         f"hyper-parameters); pass one written by `python -m nas.supernet`")
+    if hp["space"] not in SUPERNETS:
+        raise ValueError(f"{p} is a supernet of the {hp['space']} space, which has no "
+                         f"supernet class here; spaces with one: {', '.join(sorted(SUPERNETS))}")
+    module = SupernetModule(**hp)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"supernet checkpoint {p} does not fit the supernet its own config "
+                         f"describes ({str(e).splitlines()[0]}); was it written by another "
+                         f"version of nas?") from None
+    sn = module.supernet.eval()
+    return sn, file_hash(p)
+
+
+def _override(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_override(x) for x in v) + "]"
+    return format(v, "g") if isinstance(v, float) else str(v)
+
+
+def check_space(supernet: MobileSupernet, space: Any, checkpoint: Any = "the checkpoint") -> None:
+    """ValueError unless ``space`` (a search's) is the supernet's space, config included;
+    the message names the first difference and the override that fixes it."""
+    if space.name not in SUPERNETS:
+        make_supernet(space)  # raises: this space has no supernet, listing those that do
+    if space.name != supernet.space.name:
+        raise ValueError(f"{checkpoint} is a supernet of the {supernet.space.name} space, but "
+                         f"the search's space is {space.name}; train one with `python -m "
+                         f"nas.supernet +space={space.name}` or search +space="
+                         f"{supernet.space.name}")
+    mine, theirs = supernet.space.config(), space.config()
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if a != b:
+            where = ("data" if key in ("num_classes", "in_channels") else "space")
+            hint = ("use the data set the supernet was trained on" if where == "data" else
+                    f"run the search with space.{key}={_override(a)}")
+            raise ValueError(f"{checkpoint} was trained for a {space.name} space config with "
+                             f"{key}={_override(a)}, the search's has {key}={_override(b)}; "
+                             f"{hint}")
+
+
+class InheritedScorer:
+    """Scores subnets of a trained supernet: extract, optionally fine-tune, recalibrate BN
+    on ``calib_batches`` training batches, measure on the validation split.
+
+    Args:
+        checkpoint: a ``python -m nas.supernet`` checkpoint.
+        data, train: the search's data config and recipe (batch size and splits; the
+            recipe's optimiser and schedule for fine-tuning).
+        calib_batches: training batches for BN recalibration.
+        finetune_steps: optimiser steps of fine-tuning before scoring (0: none).
+    """
+
+    def __init__(self, checkpoint: Any, *, data: Mapping, train: Any, calib_batches: int = 10,
+                 finetune_steps: int = 0) -> None:
+        from nas.train import TrainConfig
+
+        if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or \
+                finetune_steps < 0:
+            raise ValueError(f"finetune_steps={finetune_steps!r} is invalid; pass an integer "
+                             f">= 0 (0: score the inherited weights as they are)")
+        self.checkpoint = str(checkpoint)
+        self.supernet, self.sha256 = load_supernet(checkpoint)
+        self.train = TrainConfig.from_any(train)
+        self.data_cfg = dict(data)
+        self.data = SubnetData(data, self.train, calib_batches=calib_batches)
+        self.finetune_steps = finetune_steps
+        self.fidelity = {"evaluator": "supernet", "checkpoint_sha256": self.sha256[:16],
+                         "calib_batches": calib_batches, "finetune_steps": finetune_steps}
+
+    def check_space(self, space: Any) -> None:
+        check_space(self.supernet, space, self.checkpoint)
+
+    def network(self, genome: Any, *, seed: int = 0) -> tuple[S.ArchSpec, nn.Module, dict]:
+        """``(spec, net, score)``: the subnet with its inherited (fine-tuned, recalibrated)
+        weights in eval mode, and its validation score."""
+        genome = self.supernet.space.canonical(genome)
+        spec, state = self.supernet.extract(genome)
+        net = B.build(spec)
+        net.load_state_dict(state)
+        if self.finetune_steps:
+            net = self._finetune(spec, net, seed)
+        score = self.data.score(net, spec.input[1])
+        return spec, net, score
+
+    def _finetune(self, spec: S.ArchSpec, net: nn.Module, seed: int) -> nn.Module:
+        from dataclasses import replace
+
+        from nas.data import make_datamodule
+        from nas.train import ClassifierModule, _accelerator, _quiet
+
+        data = {k: v for k, v in self.data_cfg.items() if k != "name"}
+        for k in ("batch_size", "train_fraction", "val_fraction", "resolution", "seed"):
+            data.pop(k, None)
+        cfg = replace(self.train, epochs=1, warmup_epochs=0.0)
+        with _quiet(True):
+            pl.seed_everything(seed, workers=False, verbose=False)
+            dm = make_datamodule(self.data_cfg["name"], **data, batch_size=cfg.batch_size,
+                                 train_fraction=cfg.train_fraction,
+                                 val_fraction=cfg.val_fraction, resolution=spec.input[1],
+                                 seed=seed)
+            model = ClassifierModule(spec, train=cfg, seed=seed)
+            model.net.load_state_dict(net.state_dict())
+            trainer = pl.Trainer(max_steps=self.finetune_steps, max_epochs=-1,
+                                 accelerator=_accelerator(cfg), devices=1, logger=False,
+                                 enable_checkpointing=False, enable_progress_bar=False,
+                                 enable_model_summary=False, limit_val_batches=0,
+                                 num_sanity_val_steps=0)
+            trainer.fit(model, datamodule=dm)
+        return model.net.eval()
+
+    def score(self, genome: Any, *, seed: int = 0) -> dict:
+        """``{"accuracy", "val_loss", "seconds", ...}`` of one subnet."""
+        import time
+
+        from nas.train import _threads
+
+        t0 = time.perf_counter()
+        with _threads(self.train.num_threads):
+            _, _, score = self.network(genome, seed=seed)
+        return {**score, "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------------
+# The training app: python -m nas.supernet +space=mobile
+# --------------------------------------------------------------------------------------------
+
+CHECKPOINT = "checkpoints/last.ckpt"  # in the run folder
+
+
+class SupernetError(ValueError):
+    """A configuration or run-folder problem, reported as one clear line."""
+
+
+def run_supernet(cfg: Any, run_dir: Any) -> dict:
+    """Train (or, with ``cfg.resume``, continue) a supernet into ``run_dir``; the plain
+    function behind the CLI. Writes ``config.yaml``, ``checkpoints/last.ckpt`` (every epoch),
+    ``metrics.csv`` and ``summary.json``; returns the summary."""
+    import json
+    import time
+    import warnings
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from nas.data import make_datamodule
+    from nas.train import (
+        DATA_KEYS_SET_BY_TRAIN,
+        TrainConfig,
+        _accelerator,
+        _quiet,
+        _threads,
+        resolve_precision,
+    )
+
+    run_dir = Path(run_dir)
+    ckpt = None
+    if cfg.get("resume"):
+        run_dir = Path(str(cfg.resume)).expanduser()
+        if not (run_dir / "config.yaml").is_file():
+            raise SupernetError(f"resume={cfg.resume}: no config.yaml there; pass a run folder "
+                                f"written by `python -m nas.supernet`")
+        if not (run_dir / CHECKPOINT).is_file():
+            raise SupernetError(f"resume={cfg.resume}: no {CHECKPOINT} yet (killed before "
+                                f"its first epoch ended); start a fresh run")
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        ckpt = str(run_dir / CHECKPOINT)
+    elif cfg.get("space") is None:
+        raise SupernetError(f"no search space given: add +space=NAME, NAME one of "
+                            f"{', '.join(sorted(SUPERNETS))} (spaces with a supernet)")
+    elif (run_dir / CHECKPOINT).exists():
+        raise SupernetError(f"{run_dir} already holds a supernet; continue it with "
+                            f"resume={run_dir}")
+    train = TrainConfig.from_any(cfg.train)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    name = data.pop("name")
+    for k in DATA_KEYS_SET_BY_TRAIN:
+        data.pop(k, None)
+    opts = OmegaConf.to_container(cfg.supernet, resolve=True)
+    seed = int(cfg.seed)
+    with _threads(train.num_threads), _quiet(not cfg.get("progress", True)):
+        pl.seed_everything(seed, workers=False, verbose=False)
+        dm = make_datamodule(name, **data, batch_size=train.batch_size,
+                             train_fraction=train.train_fraction,
+                             val_fraction=train.val_fraction, seed=seed)
+        space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
+        space_cfg.pop("name", None)
+        space = instantiate(space_cfg, num_classes=dm.num_classes, in_channels=dm.in_channels,
+                            _convert_="all")
+        module = SupernetModule(space=space.name, space_config=space.config(),
+                                width=cfg.get("width"), train=train,
+                                random_subnets=opts["random_subnets"], distill=opts["distill"],
+                                sort_channels=opts["sort_channels"], seed=seed)
+        scorer = ScoreExtremes(SubnetData(cfg.data, train, calib_batches=opts["calib_batches"],
+                                          seed=seed))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        accelerator = _accelerator(train)
+        trainer = pl.Trainer(
+            max_epochs=train.epochs, accelerator=accelerator, devices=train.devices,
+            strategy=train.strategy,
+            precision=resolve_precision(train.precision, accelerator),
+            deterministic=train.deterministic,
+            logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
+            callbacks=[scorer, ModelCheckpoint(dirpath=run_dir / "checkpoints",
+                                               filename="last", save_top_k=1, monitor=None)],
+            enable_progress_bar=bool(cfg.get("progress", True)), enable_model_summary=False,
+            num_sanity_val_steps=0, limit_train_batches=train.limit_train_batches,
+            limit_val_batches=0, log_every_n_steps=10, default_root_dir=str(run_dir),
+            use_distributed_sampler=False)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            # Subnets are scored by ScoreExtremes (calibrated BN), not by a validation loop.
+            warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        seconds = time.perf_counter() - t0
+    scores = scorer.last or scorer.scores(module)
+    previous = {}
+    if (run_dir / "summary.json").exists():
+        previous = json.loads((run_dir / "summary.json").read_text())
+    summary = {
+        "space": space.name, "width": module.supernet.width, "data": name,
+        "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
+        "accuracy_largest": scores["largest"], "accuracy_smallest": scores["smallest"],
+        "train_seconds": seconds + float(previous.get("train_seconds", 0.0)),
+        "checkpoint": str(run_dir / CHECKPOINT),
+        "checkpoint_sha256": file_hash(run_dir / CHECKPOINT),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if cfg.get("progress", True):
+        _print_summary(summary, module)
+    return summary
+
+
+def _print_summary(summary: dict, module: SupernetModule) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nas.cost import human, totals
+
+    sn = module.supernet
+    t = Table(title=f"supernet {summary['space']} (width {summary['width']:g}) on "
+                    f"{summary['data']}: {summary['epochs']} epochs, {summary['steps']} steps, "
+                    f"{summary['train_seconds']:.0f} s")
+    for col in ("subnet", "MACs", "params", "val acc (inherited, BN recalibrated)"):
+        t.add_column(col, justify="right")
+    for label in ("largest", "smallest"):
+        genome = sn.largest() if label == "largest" else sn.smallest()
+        macs, params, _ = totals(sn.space.decode(genome))
+        t.add_row(label, human(macs), human(params), f"{100 * summary[f'accuracy_{label}']:.2f}%")
+    con = Console()
+    con.print(t)
+    con.print(f"checkpoint: {summary['checkpoint']}\nsearch with it: python -m nas.search "
+              f"+space={summary['space']} space.width_mults=[{summary['width']:g}] "
+              f"evaluator=supernet evaluator.checkpoint={summary['checkpoint']}")
+
+
+def main() -> None:
+    import sys
+    from pathlib import Path
+
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from nas.train import CandidateFailed, cli_errors, cli_message
+
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+
+    @hydra.main(config_path=conf, config_name="supernet", version_base="1.3")
+    def _app(cfg: Any) -> None:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            run_supernet(cfg, run_dir)
+        except CandidateFailed as e:
+            sys.exit(f"error: supernet training failed: {e}")
+        except cli_errors() as e:
+            sys.exit(cli_message(e))
+
+    _app()
+
+
 def file_hash(path: Any) -> str:
     """sha256 of a file's content (the checkpoint id recorded with every score)."""
     h = hashlib.sha256()
@@ -399,5 +935,10 @@ def file_hash(path: Any) -> str:
     return h.hexdigest()
 
 
-__all__ = ["SUPERNETS", "ElasticBN", "ElasticMBConv", "MobileSupernet", "calibrate_bn",
-           "extreme_genome", "file_hash", "make_supernet"]
+__all__ = ["SUPERNETS", "ElasticBN", "ElasticMBConv", "MobileSupernet", "ScoreExtremes",
+           "InheritedScorer", "SubnetData", "SupernetError", "SupernetModule", "calibrate_bn", "check_space", "extreme_genome",
+           "file_hash", "load_supernet", "make_supernet", "resize", "run_supernet", "subnet_net"]
+
+
+if __name__ == "__main__":
+    main()

@@ -183,3 +183,188 @@ def test_errors_name_the_problem():
         sn.extract([0, 0])
     with pytest.raises(ValueError, match="calibration got no batches"):
         calibrate_bn(build(sn.space.decode(sn.smallest())), [])
+
+
+# --------------------------------------------------------------------------------------------
+# Training, resume, evaluator=supernet, bad checkpoints
+# --------------------------------------------------------------------------------------------
+
+ROOT = CONF_DIR.parent
+# Synthetic 12x12 images and the small space: a few real optimiser steps in seconds.
+TINY_DATA = ["data=synthetic", "data.size=12", "data.n_train=160", "data.n_test=32",
+             "data.augment=false"]
+TINY_SPACE = ["+space=mobile", "space.widths=[16,24,32]", "space.strides=[1,2,2]",
+              "space.depths=[1,2,3]", "space.resolutions=[8,12]", "space.width_mults=[0.25,0.5]"]
+TINY_TRAIN = ["train.epochs=2", "train.batch_size=32", "train.limit_train_batches=3",
+              "supernet.calib_batches=2", "progress=false"]
+
+
+def supernet_cfg(*extra: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("supernet", overrides=[*TINY_DATA, *TINY_SPACE, *TINY_TRAIN, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from nas.supernet import run_supernet
+
+    run_dir = tmp_path_factory.mktemp("supernet")
+    summary = run_supernet(supernet_cfg(), run_dir)
+    return run_dir, summary
+
+
+def test_training_writes_a_checkpoint_and_summary(trained):
+    import json
+
+    from nas.supernet import file_hash, load_supernet
+
+    run_dir, summary = trained
+    assert summary["steps"] == 6 and summary["epochs"] == 2  # 3 batches x 2 epochs
+    assert 0.0 <= summary["accuracy_smallest"] <= 1.0
+    assert 0.0 <= summary["accuracy_largest"] <= 1.0
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert summary["checkpoint_sha256"] == file_hash(ckpt)
+    metrics = (run_dir / "metrics.csv").read_text()
+    assert "val/acc_largest" in metrics and "train/loss_smallest" in metrics
+    sn, sha = load_supernet(ckpt)
+    assert sha == file_hash(ckpt) and sn.width == 0.5
+    # The steps changed the weights: not the initial supernet of the same seed.
+    fresh = make_supernet(sn.space)
+    torch.manual_seed(0)
+    init = MobileSupernet(get_space("mobile", **sn.space.config()))
+    assert not torch.equal(sn.stages[0][0].expand.weight, init.stages[0][0].expand.weight)
+    assert fresh.space.config() == sn.space.config()
+
+
+def test_sandwich_samples_largest_smallest_and_seeded_random_subnets():
+    from nas.supernet import SupernetModule
+
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    m = SupernetModule(space="mobile", space_config=space.config(), random_subnets=2, seed=3)
+    a, b = m.sandwich(7), m.sandwich(7)
+    assert a == b and len(a) == 4
+    assert a[0] == m.supernet.largest() and a[1] == m.supernet.smallest()
+    assert m.sandwich(8)[2:] != a[2:]
+
+
+def test_resume_after_kill_continues_to_the_same_weights(tmp_path, trained):
+    """A run killed (SIGKILL) after its first epoch's checkpoint, resumed, ends with the
+    weights of the uninterrupted run (the module fixture)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nas.supernet import load_supernet, run_supernet
+
+    killed = tmp_path / "killed"
+    ckpt = killed / "checkpoints" / "last.ckpt"
+    args = [*TINY_DATA, *TINY_SPACE, *TINY_TRAIN]
+    proc = subprocess.Popen([sys.executable, "-m", "nas.supernet", *args,
+                             f"hydra.run.dir={killed}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    before = None
+    while before is None and time.time() < deadline and proc.poll() is None:
+        try:  # the first epoch's checkpoint, completely written
+            before = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except (FileNotFoundError, RuntimeError, EOFError):
+            time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert before is not None and before["global_step"] == 3  # killed in the second epoch
+    run_supernet(supernet_cfg(f"resume={killed}"), tmp_path / "unused")
+    after = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert after["global_step"] == 6 and after["epoch"] >= before["epoch"]
+    resumed, _ = load_supernet(ckpt)
+    full, _ = load_supernet(trained[0] / "checkpoints" / "last.ckpt")
+    for (name, a), (_, b) in zip(resumed.state_dict().items(), full.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
+    import pandas as pd
+
+    from nas.archive import Archive
+    from nas.search import run_search
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=[
+            *TINY_DATA, *TINY_SPACE, "space.width_mults=[0.5]", "train=fast",
+            "train.batch_size=32", "evaluator=supernet", f"evaluator.checkpoint={ckpt}",
+            "evaluator.calib_batches=2", "budget.evaluations=6", "budget.initial=4",
+            "budget.per_iteration=2", "baselines.names=[]", "progress=false",
+            "algorithm.generations=3", "algorithm.pop_size=12"])
+    run_search(cfg, tmp_path / "run")
+    ev = pd.read_csv(tmp_path / "run" / "evaluated.csv")
+    assert len(ev) == 6 and (ev["status"] == "ok").all()
+    archive = Archive(tmp_path / "run" / "archive.sqlite")
+    records = archive.records()
+    archive.close()
+    scorer = InheritedScorer(ckpt, data=OmegaConf.to_container(cfg.data, resolve=True),
+                             train=OmegaConf.to_container(cfg.train, resolve=True), calib_batches=2)
+    for r in records:
+        assert r.fidelity["evaluator"] == "supernet"
+        assert r.fidelity["checkpoint_sha256"] == trained[1]["checkpoint_sha256"][:16]
+        # The archived accuracy is the inherited weights' score, reproducibly.
+        assert r.accuracy == pytest.approx(scorer.score(r.genome)["accuracy"], abs=1e-9)
+
+
+def test_finetune_steps_change_the_score_path(trained):
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    data = {"name": "synthetic", "size": 12, "n_train": 160, "n_test": 32, "augment": False}
+    train = {"batch_size": 32, "val_fraction": 0.1, "lr": 0.05, "num_threads": 1}
+    plain = InheritedScorer(ckpt, data=data, train=train, calib_batches=2)
+    tuned = InheritedScorer(ckpt, data=data, train=train, calib_batches=2, finetune_steps=3)
+    g = plain.supernet.smallest()
+    spec, net, s0 = plain.network(g)
+    _, tuned_net, s1 = tuned.network(g)
+    w0 = dict(net.named_parameters())
+    moved = [n for n, p in tuned_net.named_parameters() if not torch.equal(p, w0[n])]
+    assert moved and s0["val_images"] == s1["val_images"]
+    assert tuned.fidelity["finetune_steps"] == 3
+
+
+def test_bad_checkpoints_and_spaces_name_the_problem(tmp_path, trained):
+    from nas.evaluate import check_evaluator
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    space = get_space("mobile", num_classes=10, in_channels=3,
+                      **{**SMALL, "width_mults": [0.5]})
+    check_evaluator({"backend": "supernet", "checkpoint": str(ckpt)}, space)  # fits
+    cases = [
+        (tmp_path / "nope.ckpt", space, r"nope.ckpt: no such file"),
+        (ckpt, get_space("mobile", num_classes=10, in_channels=3, **SMALL),
+         r"trained for a mobile space config with width_mults=\[0.5\], the search's has "
+         r"width_mults=\[0.25,0.5\]; run the search with space.width_mults=\[0.5\]"),
+        (ckpt, get_space("mobile", num_classes=10, in_channels=3,
+                         **{**SMALL, "width_mults": [0.5], "depths": [1, 2]}),
+         r"depths=\[\[1,2,3\],\[1,2,3\],\[1,2,3\]\], the search's has depths=\[\[1,2\]"),
+        (ckpt, get_space("mobile", num_classes=5, in_channels=3, **{**SMALL, "width_mults": [0.5]}),
+         r"num_classes=10, the search's has num_classes=5; use the data set"),
+        (ckpt, get_space("residual", num_classes=10, in_channels=3),
+         r"the residual space has no supernet; spaces with one: mobile"),
+        (ckpt, get_space("inception", num_classes=10, in_channels=3),
+         r"the inception space has no supernet; spaces with one: mobile"),
+    ]
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(ckpt.read_bytes()[:1000])
+    cases.append((corrupt, space, r"corrupt.ckpt is not a readable checkpoint"))
+    foreign = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"spec": "x"}}, foreign)
+    cases.append((foreign, space, r"plain.ckpt is not a supernet checkpoint"))
+    for path, sp, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            check_evaluator({"backend": "supernet", "checkpoint": str(path)}, sp)
+    from nas.evaluate import make_evaluator
+
+    with pytest.raises(ValueError, match=r"needs evaluator.checkpoint=PATH"):
+        make_evaluator({"backend": "supernet", "checkpoint": None},
+                       data={"name": "synthetic"}, train={})
