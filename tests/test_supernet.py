@@ -314,6 +314,19 @@ def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
         # The archived accuracy is the inherited weights' score, reproducibly.
         assert r.accuracy == pytest.approx(scorer.score(r.genome)["accuracy"], abs=1e-9)
 
+    # Export writes the picked subnet's inherited, recalibrated weights.
+    from nas.export import export_run, load, summary
+
+    res = export_run(tmp_path / "run", "knee", out=tmp_path / "export")
+    picked = next(r for r in records if r.arch_id == res.row["arch_id"])
+    assert res.inherited["accuracy"] == pytest.approx(picked.accuracy, abs=1e-9)
+    _, net, _ = scorer.network(picked.genome)
+    exported = load(tmp_path / "export", weights=tmp_path / "export" / "weights.pt")
+    for k, v in net.state_dict().items():
+        assert torch.equal(exported.state_dict()[k], v), k
+    text = summary(res)
+    assert "inherited from supernet" in text and "python -m nas.train" in text
+
 
 def test_finetune_steps_change_the_score_path(trained):
     from nas.supernet import InheritedScorer
