@@ -462,10 +462,11 @@ class SubnetData:
     @torch.no_grad()
     def score(self, net: nn.Module, resolution: int) -> dict[str, float]:
         """Recalibrate ``net``'s BN statistics, then its validation accuracy and loss."""
-        n_cal = calibrate_bn(net, (x for x, _ in self.batches("calib", resolution)))
+        dev = next(net.parameters()).device
+        n_cal = calibrate_bn(net, (x.to(dev) for x, _ in self.batches("calib", resolution)))
         correct, loss, n = 0, 0.0, 0
         for x, y in self.batches("val", resolution):
-            logits = net(x).float()
+            logits = net(x.to(dev)).float().cpu()
             correct += int((logits.argmax(1) == y).sum())
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             n += int(y.shape[0])
