@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -77,7 +77,13 @@ def _bn_tensors(bn: nn.BatchNorm2d, idx: slice | torch.Tensor) -> dict[str, torc
             "running_var": bn.running_var[idx], "num_batches_tracked": bn.num_batches_tracked}
 
 
-class ElasticMBConv(nn.Module):
+class Elastic(nn.Module):
+    """A supernet part that runs any layer of a family: ``forward(x, layer)``, and
+    ``subnet_tensors(layer, cin)`` lists the tensors of every Conv2d / BatchNorm2d / Linear
+    of ``nas.build`` of ``layer`` on ``cin`` input channels, in ``module.modules()`` order."""
+
+
+class ElasticMBConv(Elastic):
     """One block slot of a stage: the largest MBConv the slot can hold, run as any
     :class:`nas.spec.MBConv` of the same input/output channels and stride (see the module
     docstring). ``forward(x, block)`` computes what ``nas.build`` of ``block`` computes."""
@@ -148,7 +154,8 @@ class ElasticMBConv(nn.Module):
             out = out + x
         return out
 
-    def subnet_tensors(self, block: S.MBConv) -> list[tuple[type, dict[str, torch.Tensor]]]:
+    def subnet_tensors(self, block: S.MBConv,
+                       cin: int | None = None) -> list[tuple[type, dict[str, torch.Tensor]]]:
         """The tensors of every Conv2d / BatchNorm2d of ``nas.build`` of ``block``, in the
         order ``module.modules()`` visits them (the order ``MBConv.lower`` lays them out)."""
         hidden, squeeze = self.check(block)
@@ -194,7 +201,7 @@ class ElasticMBConv(nn.Module):
 
 
 def _modules_with_tensors(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +215,119 @@ def extreme_genome(space: Any, largest: bool) -> tuple[int, ...]:
     return space.canonical([g.choices.index(pick(g.choices)) for g in space.genes])
 
 
-class MobileSupernet(nn.Module):
+class Supernet(nn.Module):
+    """What every supernet shares: the space restricted to what the supernet holds
+    (``self.space``), the fixed front and back layers and one slot per block of each stage
+    of the largest network; running and extracting subnets. Subclasses build the slots
+    (:meth:`_slot`) and, where the back is elastic, the back (:meth:`_back_module`)."""
+
+    space_name: ClassVar[str] = ""
+
+    def _setup(self, space: Any, restrict: Mapping[str, Any]) -> None:
+        from search_spaces import get_space
+
+        if getattr(space, "name", None) != self.space_name:
+            raise ValueError(f"{type(self).__name__} needs a {self.space_name} space, got "
+                             f"{getattr(space, 'name', type(space).__name__)!r}")
+        self.restrict = dict(restrict)
+        self.space = get_space(space.name, **{**space.config(), **restrict})
+        sp = self.space
+        big = sp.values(extreme_genome(sp, largest=True))
+        front, stages, back = sp.parts(big)
+        # The weights must not depend on the resolution: every resolution choice must give
+        # the same trunk and stage layout (the space config keeps all choices one stem kind).
+        for r in sp.resolutions:
+            if sp.parts({**big, "resolution": r}) != (front, stages, back):
+                raise ValueError(f"{sp.name} space config: resolution {r} changes the trunk "
+                                 f"or the stages; a supernet needs one layout for every "
+                                 f"resolution choice")
+        self.front_layers, self.back_layers = tuple(front), tuple(back)
+        res = max(sp.resolutions)
+        shape: S.Shape = (sp.in_channels, res, res)
+        self.front = nn.ModuleList()
+        for layer in front:
+            self.front.append(B.module(layer, shape))
+            shape = S.out_shape(layer, shape)
+        self.stages = nn.ModuleList()
+        for i, blocks in enumerate(stages):
+            slots = nn.ModuleList()
+            for j, b in enumerate(blocks):
+                slots.append(self._slot(shape[0], b, i, j))
+                shape = S.out_shape(b, shape)
+            self.stages.append(slots)
+        self.back = nn.ModuleList()
+        for layer in back:
+            self.back.append(self._back_module(layer, shape))
+            shape = S.out_shape(layer, shape)
+        B.init_weights(self)
+
+    def _slot(self, cin: int, block: S.Layer, stage: int, index: int) -> Elastic:
+        raise NotImplementedError
+
+    def _back_module(self, layer: S.Layer, shape: S.Shape) -> nn.Module:
+        return B.module(layer, shape)
+
+    # Subnets ----------------------------------------------------------------------------------
+    def blocks(self, genome: Any) -> list[list[S.Layer]]:
+        """The blocks of each stage of a genome of :attr:`space`."""
+        values = self.space.values(self._check_genome(genome))
+        front, stages, back = self.space.parts(values)
+        if (tuple(front), tuple(back)) != (self.front_layers, self.back_layers):
+            raise ValueError("genome decodes to another trunk than this supernet's")
+        return stages
+
+    def _check_genome(self, genome: Any) -> tuple[int, ...]:
+        return self.space.canonical(genome)
+
+    def largest(self) -> tuple[int, ...]:
+        return extreme_genome(self.space, largest=True)
+
+    def smallest(self) -> tuple[int, ...]:
+        return extreme_genome(self.space, largest=False)
+
+    def _parts(self, genome: Any) -> list[tuple[nn.Module, S.Layer]]:
+        stages = self.blocks(genome)
+        out = list(zip(self.front, self.front_layers))
+        for slots, blocks in zip(self.stages, stages):
+            out += list(zip(slots, blocks))
+        return out + list(zip(self.back, self.back_layers))
+
+    def forward(self, x: torch.Tensor, genome: Any) -> torch.Tensor:
+        for m, layer in self._parts(genome):
+            x = m(x, layer) if isinstance(m, Elastic) else m(x)
+        return x
+
+    @torch.no_grad()
+    def extract(self, genome: Any) -> tuple[S.ArchSpec, dict[str, torch.Tensor]]:
+        """``(spec, state_dict)`` of a subnet: ``nas.build(spec)`` loaded with the state
+        dict computes what ``self(x, genome)`` computes (in eval mode)."""
+        genome = self._check_genome(genome)
+        spec = self.space.decode(genome)
+        net = B.build(spec)
+        parts = self._parts(genome)
+        mods = list(net.layers)
+        if len(parts) != len(mods):
+            raise RuntimeError("the subnet's layers do not match the supernet's parts")
+        shapes = [spec.input] + spec.shapes()
+        for i, ((src, layer), dst) in enumerate(zip(parts, mods)):
+            if not isinstance(src, Elastic):
+                dst.load_state_dict(src.state_dict())
+                continue
+            targets = _modules_with_tensors(dst)
+            tensors = src.subnet_tensors(layer, shapes[i][0])
+            if [type(m) for m in targets] != [t for t, _ in tensors]:
+                raise RuntimeError(f"nas.build of {layer.token()} no longer has the layers "
+                                   f"{type(src).__name__}.subnet_tensors lists; update both")
+            for m, (_, named) in zip(targets, tensors):
+                for name, t in named.items():
+                    getattr(m, name).copy_(t)
+        return spec, {k: v.clone() for k, v in net.state_dict().items()}
+
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Reorder shared channels by importance where the supernet supports it."""
+
+
+class MobileSupernet(Supernet):
     """Supernet of a :class:`search_spaces.mobile.MobileSpace` at one width multiplier.
 
     Args:
@@ -223,63 +342,22 @@ class MobileSupernet(nn.Module):
 
     def __init__(self, space: Any, width: float | None = None) -> None:
         super().__init__()
-        from search_spaces import get_space
-
-        if getattr(space, "name", None) != self.space_name:
-            raise ValueError(f"MobileSupernet needs a mobile space, got "
-                             f"{getattr(space, 'name', type(space).__name__)!r}")
-        widths = tuple(space.width_mults)
-        if width is None:
+        widths = tuple(getattr(space, "width_mults", ()))
+        if width is None and widths:
             width = max(widths)
-        if width not in widths:
+        if widths and width not in widths:
             raise ValueError(f"supernet width={width!r} is not a width multiplier choice of "
                              f"the space ({', '.join(f'{w:g}' for w in widths)}); pass one "
                              f"of them")
-        self.width = float(width)
-        self.space = get_space(space.name, **{**space.config(), "width_mults": [self.width]})
-        sp = self.space
-        big = sp.values(extreme_genome(sp, largest=True))
-        front, stages, back = sp.parts(big)
-        # The weights must not depend on the resolution: every resolution choice must give
-        # the same trunk and stage layout (the space config keeps all choices one stem kind).
-        for r in sp.resolutions:
-            f2, s2, b2 = sp.parts({**big, "resolution": r})
-            if (f2, s2, b2) != (front, stages, back):
-                raise ValueError(f"mobile space config: resolution {r} changes the trunk or "
-                                 f"the stages; a supernet needs one layout for every "
-                                 f"resolution choice")
-        self.front_layers, self.back_layers = tuple(front), tuple(back)
-        res = max(sp.resolutions)
-        shape: S.Shape = (sp.in_channels, res, res)
-        self.front = nn.ModuleList()
-        for layer in front:
-            self.front.append(B.module(layer, shape))
-            shape = S.out_shape(layer, shape)
-        self.stages = nn.ModuleList()
-        for blocks in stages:
-            slots = nn.ModuleList()
-            for b in blocks:
-                cin = shape[0]
-                slots.append(ElasticMBConv(
-                    cin, b, kernels=sp.kernels,
-                    hidden=max(int(round(cin * e)) for e in sp.expansions),
-                    squeeze=max([max(1, int(cin * r)) for r in sp.se if r > 0], default=0)))
-                shape = S.out_shape(b, shape)
-            self.stages.append(slots)
-        self.back = nn.ModuleList()
-        for layer in back:
-            self.back.append(B.module(layer, shape))
-            shape = S.out_shape(layer, shape)
-        B.init_weights(self)
+        self.width = None if width is None else float(width)
+        self._setup(space, {"width_mults": [self.width]})
 
-    # Subnets ----------------------------------------------------------------------------------
-    def blocks(self, genome: Any) -> list[list[S.MBConv]]:
-        """The MBConv blocks of each stage of a genome of :attr:`space`."""
-        values = self.space.values(self._check_genome(genome))
-        front, stages, back = self.space.parts(values)
-        if (tuple(front), tuple(back)) != (self.front_layers, self.back_layers):
-            raise ValueError("genome decodes to another trunk than this supernet's")
-        return stages
+    def _slot(self, cin: int, block: S.Layer, stage: int, index: int) -> Elastic:
+        sp = self.space
+        return ElasticMBConv(cin, block, kernels=sp.kernels,
+                             hidden=max(int(round(cin * e)) for e in sp.expansions),
+                             squeeze=max([max(1, int(cin * r)) for r in sp.se if r > 0],
+                                         default=0))
 
     def _check_genome(self, genome: Any) -> tuple[int, ...]:
         try:
@@ -290,51 +368,6 @@ class MobileSupernet(nn.Module):
                                  f"only (one supernet per width)") from None
             raise
 
-    def largest(self) -> tuple[int, ...]:
-        return extreme_genome(self.space, largest=True)
-
-    def smallest(self) -> tuple[int, ...]:
-        return extreme_genome(self.space, largest=False)
-
-    def forward(self, x: torch.Tensor, genome: Any) -> torch.Tensor:
-        stages = self.blocks(genome)
-        for m in self.front:
-            x = m(x)
-        for slots, blocks in zip(self.stages, stages):
-            for slot, b in zip(slots, blocks):
-                x = slot(x, b)
-        for m in self.back:
-            x = m(x)
-        return x
-
-    @torch.no_grad()
-    def extract(self, genome: Any) -> tuple[S.ArchSpec, dict[str, torch.Tensor]]:
-        """``(spec, state_dict)`` of a subnet: ``nas.build(spec)`` loaded with the state
-        dict computes what ``self(x, genome)`` computes (in eval mode)."""
-        genome = self._check_genome(genome)
-        spec = self.space.decode(genome)
-        net = B.build(spec)
-        stages = self.blocks(genome)
-        mods = list(net.layers)
-        nf, nb = len(self.front), len(self.back)
-        for src, dst in zip(list(self.front) + list(self.back), mods[:nf] + mods[-nb:]):
-            dst.load_state_dict(src.state_dict())
-        pos = nf
-        for slots, blocks in zip(self.stages, stages):
-            for slot, b in zip(slots, blocks):
-                targets = _modules_with_tensors(mods[pos])
-                tensors = slot.subnet_tensors(b)
-                if [type(m) for m in targets] != [t for t, _ in tensors]:
-                    raise RuntimeError(f"nas.build of {b.token()} no longer has the layers "
-                                       f"ElasticMBConv.subnet_tensors lists; update both")
-                for m, (_, named) in zip(targets, tensors):
-                    for name, t in named.items():
-                        getattr(m, name).copy_(t)
-                pos += 1
-        if pos != len(mods) - nb:
-            raise RuntimeError("extracted subnet has unused layers")
-        return spec, {k: v.clone() for k, v in net.state_dict().items()}
-
     def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         """:meth:`ElasticMBConv.sort_channels` on every slot that allows it."""
         for slots in self.stages:
@@ -343,12 +376,168 @@ class MobileSupernet(nn.Module):
                     slot.sort_channels(optimizer)
 
 
+class ElasticResBlock(Elastic):
+    """One block slot of a residual stage: the widest basic or bottleneck block the slot
+    holds, run as any block of that type with at most as many input, middle and output
+    channels (the first channels of every weight). ``forward(x, block)`` computes what
+    ``nas.build`` of ``block`` computes on ``x``'s channels."""
+
+    def __init__(self, cin: int, block: S.Layer, *, squeeze: int, project: bool) -> None:
+        super().__init__()
+        self.basic = isinstance(block, S.BasicBlock)
+        if not self.basic and block.g != 1:
+            raise ValueError(f"grouped bottlenecks ({block.token()}) have no supernet; use "
+                             f"the groups choice [1, 64]")
+        c, m = block.c, (block.c if self.basic else block.m)
+        self.cin, self.c, self.m, self.s, self.sc = cin, c, m, block.s, block.sc
+        self.squeeze = squeeze
+        dims = {"cin": cin, "mid": m, "c": c}
+        # (output dim, input dim, kernel, stride) of each conv of BasicBlock / Bottleneck.lower
+        self.plan = ((("c", "cin", 3, block.s), ("c", "c", 3, 1)) if self.basic else
+                     (("mid", "cin", 1, 1), ("mid", "mid", 3, block.s), ("c", "mid", 1, 1)))
+        self.convs = nn.ModuleList(nn.Conv2d(dims[i], dims[o], k, bias=False)
+                                   for o, i, k, _ in self.plan)
+        self.bns = nn.ModuleList(ElasticBN(dims[o]) for o, _, _, _ in self.plan)
+        self.se_reduce = nn.Conv2d(c, squeeze, 1) if squeeze else None
+        self.se_expand = nn.Conv2d(squeeze, c, 1) if squeeze else None
+        self.proj = nn.Conv2d(cin, c, 1, bias=False) if project else None
+        self.proj_bn = ElasticBN(c) if project else None
+
+    def sizes(self, block: S.Layer, cin: int) -> dict[str, int]:
+        c, m = block.c, (block.c if self.basic else block.m)
+        d = {"cin": cin, "mid": m, "c": c,
+             "squeeze": max(1, int(c * block.se)) if block.se > 0 else 0}
+        fits = (isinstance(block, S.BasicBlock) == self.basic and block.s == self.s
+                and block.sc == self.sc and getattr(block, "g", 1) == 1 and cin <= self.cin
+                and m <= self.m and c <= self.c and d["squeeze"] <= self.squeeze
+                and (self._identity(block, cin) or block.sc == "A" or self.proj is not None))
+        if not fits:
+            raise ValueError(f"block {block.token()} on {cin} channels does not fit the "
+                             f"supernet slot (up to {self.cin} in, {self.m} middle, {self.c} "
+                             f"out, stride {self.s})")
+        return d
+
+    def _identity(self, block: S.Layer, cin: int) -> bool:
+        return block.s == 1 and cin == block.c
+
+    def forward(self, x: torch.Tensor, block: S.Layer) -> torch.Tensor:
+        d = self.sizes(block, x.shape[1])
+        out = x
+        last = len(self.plan) - 1
+        for n, ((o, i, k, s), conv, bn) in enumerate(zip(self.plan, self.convs, self.bns)):
+            out = bn(F.conv2d(out, conv.weight[:d[o], :d[i]], None, s, k // 2))
+            if n < last:
+                out = F.relu(out)
+        if d["squeeze"]:
+            q, c = d["squeeze"], d["c"]
+            g = F.adaptive_avg_pool2d(out, 1)
+            g = F.relu(F.conv2d(g, self.se_reduce.weight[:q, :c], self.se_reduce.bias[:q]))
+            g = torch.sigmoid(F.conv2d(g, self.se_expand.weight[:c, :q],
+                                       self.se_expand.bias[:c]))
+            out = out * g
+        if self._identity(block, d["cin"]):
+            short = x
+        elif block.sc == "A":
+            short = B.PadShortcut(d["c"] - d["cin"], block.s)(x)
+        else:
+            short = self.proj_bn(F.conv2d(x, self.proj.weight[:d["c"], :d["cin"]], None,
+                                          block.s))
+        return F.relu(out + short)
+
+    def subnet_tensors(self, block: S.Layer, cin: int) -> list[tuple[type, dict]]:
+        d = self.sizes(block, cin)
+        out: list[tuple[type, dict]] = []
+        for (o, i, _, _), conv, bn in zip(self.plan, self.convs, self.bns):
+            out += [(nn.Conv2d, {"weight": conv.weight[:d[o], :d[i]]}),
+                    (nn.BatchNorm2d, _bn_tensors(bn, slice(0, d[o])))]
+        if d["squeeze"]:
+            q, c = d["squeeze"], d["c"]
+            out += [(nn.Conv2d, {"weight": self.se_reduce.weight[:q, :c],
+                                 "bias": self.se_reduce.bias[:q]}),
+                    (nn.Conv2d, {"weight": self.se_expand.weight[:c, :q],
+                                 "bias": self.se_expand.bias[:c]})]
+        if not self._identity(block, cin) and block.sc == "B":
+            out += [(nn.Conv2d, {"weight": self.proj.weight[:d["c"], :cin]}),
+                    (nn.BatchNorm2d, _bn_tensors(self.proj_bn, slice(0, d["c"])))]
+        return out
+
+
+class ElasticHead(Elastic):
+    """Classifier head (global pool, flatten, dropout, fc) on the first channels of its
+    widest input."""
+
+    def __init__(self, cin: int, head: S.Head) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cin, head.c)
+        self.p = head.p
+
+    def forward(self, x: torch.Tensor, head: S.Head) -> torch.Tensor:
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        if head.p > 0:
+            x = F.dropout(x, head.p, self.training)
+        return F.linear(x, self.fc.weight[:, :x.shape[1]], self.fc.bias)
+
+    def subnet_tensors(self, head: S.Head, cin: int) -> list[tuple[type, dict]]:
+        return [(nn.Linear, {"weight": self.fc.weight[:, :cin], "bias": self.fc.bias})]
+
+
+class ResidualSupernet(Supernet):
+    """Supernet of a :class:`search_spaces.residual.ResidualSpace` for one block type:
+    elastic depth (the first blocks of a stage) and width per stage (the first channels),
+    SE on or off, and the resolution. Basic and bottleneck blocks are separate supernets
+    (``block``, default the first of ``space.blocks``); a bottleneck supernet holds the
+    ungrouped ResNet bottleneck (groups choice ``[1, 64]``). Channels are not reordered by
+    importance: a stage's output channels are shared through its residual connections.
+
+    ``self.space`` is the space restricted to that block type (``blocks=[block]`` and, for
+    bottlenecks, ``groups=[[1, 64]]``)."""
+
+    space_name = "residual"
+
+    def __init__(self, space: Any, block: str | None = None) -> None:
+        super().__init__()
+        blocks = tuple(getattr(space, "blocks", ()))
+        block = blocks[0] if block is None and blocks else block
+        if block not in blocks:
+            raise ValueError(f"supernet block={block!r} is not a block choice of the space "
+                             f"({', '.join(blocks)}); pass one of them")
+        self.block = block
+        restrict: dict[str, Any] = {"blocks": [block]}
+        if block == "bottleneck":
+            if (1, 64) not in tuple(space.groups):
+                raise ValueError("a bottleneck supernet needs the groups choice [1, 64] "
+                                 "(grouped convolutions have no supernet)")
+            restrict["groups"] = [[1, 64]]
+        self._setup(space, restrict)
+
+    def _slot(self, cin: int, block: S.Layer, stage: int, index: int) -> Elastic:
+        sp = self.space
+        se = max(sp.se)
+        c = block.c
+        first_widths = {w * (1 if self.block == "basic" else 4) for w in sp.widths[stage]}
+        project = block.sc == "B" and index == 0 and (block.s != 1 or first_widths != {cin}
+                                                      or self._cin_choices(stage) != {cin})
+        return ElasticResBlock(cin, block, squeeze=max(1, int(c * se)) if se > 0 else 0,
+                               project=project)
+
+    def _cin_choices(self, stage: int) -> set[int]:
+        if stage == 0:
+            return {self.space.stem_width}
+        return {w * (1 if self.block == "basic" else 4) for w in self.space.widths[stage - 1]}
+
+    def _back_module(self, layer: S.Layer, shape: S.Shape) -> nn.Module:
+        if isinstance(layer, S.Head):
+            return ElasticHead(shape[0], layer)
+        return B.module(layer, shape)
+
+
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
 #: space name -> supernet class
-SUPERNETS: dict[str, type[nn.Module]] = {MobileSupernet.space_name: MobileSupernet}
+SUPERNETS: dict[str, type[Supernet]] = {cls.space_name: cls
+                                         for cls in (MobileSupernet, ResidualSupernet)}
 
 
 def make_supernet(space: Any, **kwargs: Any) -> nn.Module:
@@ -358,7 +547,14 @@ def make_supernet(space: Any, **kwargs: Any) -> nn.Module:
     if cls is None:
         raise ValueError(f"the {name} space has no supernet; spaces with one: "
                          f"{', '.join(sorted(SUPERNETS))}")
-    return cls(space, **kwargs)
+    import inspect
+
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "space"}
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    for k in given:
+        if k not in allowed:
+            raise ValueError(f"{name} supernets take {', '.join(sorted(allowed))}, not {k}")
+    return cls(space, **given)
 
 
 # --------------------------------------------------------------------------------------------
@@ -500,7 +696,8 @@ class SupernetModule(pl.LightningModule):
 
     Args:
         space: the space name; ``space_config``: its constructor kwargs (``config()``).
-        width: the supernet's width multiplier (None: the largest choice).
+        width: a mobile supernet's width multiplier (None: the largest choice).
+        block: a residual supernet's block type (None: the first choice).
         train: the recipe (TrainConfig fields).
         random_subnets, distill, sort_channels: see above and
             :meth:`MobileSupernet.sort_channels` (each epoch after the first).
@@ -508,8 +705,8 @@ class SupernetModule(pl.LightningModule):
     """
 
     def __init__(self, *, space: str, space_config: Mapping, width: float | None = None,
-                 train: Any = None, random_subnets: int = 2, distill: bool = True,
-                 sort_channels: bool = True, seed: int = 0) -> None:
+                 block: str | None = None, train: Any = None, random_subnets: int = 2,
+                 distill: bool = True, sort_channels: bool = True, seed: int = 0) -> None:
         super().__init__()
         from nas.train import TrainConfig
         from search_spaces import get_space
@@ -521,7 +718,8 @@ class SupernetModule(pl.LightningModule):
         self.cfg = TrainConfig.from_any(train)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.supernet = make_supernet(get_space(space, **dict(space_config)), width=width)
+            self.supernet = make_supernet(get_space(space, **dict(space_config)), width=width,
+                                          block=block)
         self.space = self.supernet.space
         self.random_subnets, self.distill = random_subnets, bool(distill)
         self.sort = bool(sort_channels)
@@ -529,7 +727,8 @@ class SupernetModule(pl.LightningModule):
         self.automatic_optimization = False
         self.save_hyperparameters({
             "space": self.space.name, "space_config": self.space.config(),
-            "width": self.supernet.width, "train": self.cfg.to_dict(),
+            "width": getattr(self.supernet, "width", None),
+            "block": getattr(self.supernet, "block", None), "train": self.cfg.to_dict(),
             "random_subnets": random_subnets, "distill": self.distill,
             "sort_channels": self.sort, "seed": self.seed})
 
@@ -835,7 +1034,7 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         space = instantiate(space_cfg, num_classes=dm.num_classes, in_channels=dm.in_channels,
                             _convert_="all")
         module = SupernetModule(space=space.name, space_config=space.config(),
-                                width=cfg.get("width"), train=train,
+                                width=cfg.get("width"), block=cfg.get("block"), train=train,
                                 random_subnets=opts["random_subnets"], distill=opts["distill"],
                                 sort_channels=opts["sort_channels"], seed=seed)
         scorer = ScoreExtremes(SubnetData(cfg.data, train, calib_batches=opts["calib_batches"],
@@ -867,7 +1066,7 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
     if (run_dir / "summary.json").exists():
         previous = json.loads((run_dir / "summary.json").read_text())
     summary = {
-        "space": space.name, "width": module.supernet.width, "data": name,
+        "space": space.name, "restrict": module.supernet.restrict, "data": name,
         "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
         "accuracy_largest": scores["largest"], "accuracy_smallest": scores["smallest"],
         "train_seconds": seconds + float(previous.get("train_seconds", 0.0)),
@@ -887,7 +1086,8 @@ def _print_summary(summary: dict, module: SupernetModule) -> None:
     from nas.cost import human, totals
 
     sn = module.supernet
-    t = Table(title=f"supernet {summary['space']} (width {summary['width']:g}) on "
+    held = " ".join(f"{k}={_override(v)}" for k, v in summary["restrict"].items())
+    t = Table(title=f"supernet {summary['space']} ({held}) on "
                     f"{summary['data']}: {summary['epochs']} epochs, {summary['steps']} steps, "
                     f"{summary['train_seconds']:.0f} s")
     for col in ("subnet", "MACs", "params", "val acc (inherited, BN recalibrated)"):
@@ -898,8 +1098,9 @@ def _print_summary(summary: dict, module: SupernetModule) -> None:
         t.add_row(label, human(macs), human(params), f"{100 * summary[f'accuracy_{label}']:.2f}%")
     con = Console()
     con.print(t)
+    space_args = " ".join(f"space.{k}={_override(v)}" for k, v in summary["restrict"].items())
     con.print(f"checkpoint: {summary['checkpoint']}\nsearch with it: python -m nas.search "
-              f"+space={summary['space']} space.width_mults=[{summary['width']:g}] "
+              f"+space={summary['space']} {space_args} "
               f"evaluator=supernet evaluator.checkpoint={summary['checkpoint']}")
 
 

@@ -95,6 +95,37 @@ def test_extract_matches_on_the_space_config():
     assert _check_extraction(sn, 8, seed=2) <= 1e-5
 
 
+# Residual: one supernet per block type; option-A (zero-pad) and option-B (projection)
+# shortcuts; small widths and 8-12 px inputs.
+RES_SMALL = {"widths": [[8, 12, 16], [16, 24], [24, 32]], "depths": [1, 2, 3],
+             "se": [0.0, 0.25], "stem_width": 8, "groups": [[1, 64], [2, 32]],
+             "resolutions": [8, 12]}
+
+
+@pytest.mark.parametrize("block,shortcut,n", [("basic", "A", 50), ("bottleneck", "B", 50),
+                                              ("basic", "B", 10), ("bottleneck", "A", 10)])
+def test_residual_extract_matches_supernet(block, shortcut, n):
+    torch.manual_seed(0)
+    widths = RES_SMALL["widths"] if block == "basic" else [[8, 16], [16, 24], [24, 32]]
+    space = get_space("residual", num_classes=10, in_channels=3,
+                      **{**RES_SMALL, "widths": widths, "shortcut": shortcut})
+    sn = make_supernet(space, block=block)
+    assert sn.space.blocks == (block,)
+    _randomise(sn)
+    assert _check_extraction(sn, n, seed=1) <= 1e-5
+
+
+def test_residual_supernet_errors():
+    space = get_space("residual", num_classes=10, in_channels=3, **{**RES_SMALL,
+                                                                    "groups": [[2, 32]]})
+    with pytest.raises(ValueError, match=r"needs the groups choice \[1, 64\]"):
+        make_supernet(space, block="bottleneck")
+    with pytest.raises(ValueError, match=r"block='dense' is not a block choice"):
+        make_supernet(space, block="dense")
+    with pytest.raises(ValueError, match=r"residual supernets take block, not width"):
+        make_supernet(space, width=0.5)
+
+
 def test_largest_and_smallest_are_the_extremes():
     space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space)
@@ -185,7 +216,7 @@ def test_errors_name_the_problem():
     for name in sorted(set(SPACES) - set(SUPERNETS)):
         space = get_space(name, num_classes=10, in_channels=3)
         with pytest.raises(ValueError, match=rf"the {name} space has no supernet; spaces "
-                                             rf"with one: mobile"):
+                                             rf"with one: mobile, residual"):
             make_supernet(space)
     space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
     with pytest.raises(ValueError, match=r"width=0.75 is not a width multiplier choice"):
@@ -379,9 +410,9 @@ def test_bad_checkpoints_and_spaces_name_the_problem(tmp_path, trained):
         (ckpt, get_space("mobile", num_classes=5, in_channels=3, **{**SMALL, "width_mults": [0.5]}),
          r"num_classes=10, the search's has num_classes=5; use the data set"),
         (ckpt, get_space("residual", num_classes=10, in_channels=3),
-         r"the residual space has no supernet; spaces with one: mobile"),
+         r"is a supernet of the mobile space, but the search's space is residual"),
         (ckpt, get_space("inception", num_classes=10, in_channels=3),
-         r"the inception space has no supernet; spaces with one: mobile"),
+         r"the inception space has no supernet; spaces with one: mobile, residual"),
     ]
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(ckpt.read_bytes()[:1000])
@@ -407,3 +438,18 @@ def test_evaluator_yaml_keys_are_backend_options():
     assert cfg.evaluator.backend == "supernet" and "supernet" in BACKENDS
     assert set(cfg.evaluator) - {"backend"} <= backend_options("supernet")
     assert OmegaConf.is_missing(cfg.evaluator, "checkpoint")  # required, no default
+
+
+def test_residual_supernet_trains(tmp_path):
+    from nas.supernet import load_supernet, run_supernet
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("supernet", overrides=[
+            *TINY_DATA, "+space=residual", "space.widths=[[8,12,16],[16,24],[24,32]]",
+            "space.depths=[1,2]", "space.stem_width=8", "space.resolutions=[8,12]",
+            "space.groups=[[1,64]]", "train.epochs=1", "train.batch_size=32",
+            "train.limit_train_batches=2", "supernet.calib_batches=1", "progress=false"])
+    summary = run_supernet(cfg, tmp_path / "res")
+    assert summary["steps"] == 2 and summary["restrict"] == {"blocks": ["basic"]}
+    sn, _ = load_supernet(tmp_path / "res" / "checkpoints" / "last.ckpt")
+    assert sn.block == "basic" and sn.space.name == "residual"
