@@ -3,7 +3,8 @@
 A supernet holds the weights of the largest network of a space; every other network of the
 space is a part of it (Cai et al., "Once-for-All", ICLR 2020; Lu et al., NSGANetV2, ECCV
 2020). It is derived from the space object itself: the supernet asks the space to decode
-genomes (``MobileSpace.parts``) and reads the blocks it gets, so no layout is written twice.
+genomes (``parts`` of the mobile and residual spaces) and reads the blocks it gets, so no
+layout is written twice.
 
 ``mobile`` (:class:`MobileSupernet`), per block slot of each stage:
 
@@ -22,12 +23,18 @@ genomes (``MobileSpace.parts``) and reads the blocks it gets, so no layout is wr
 * **resolution**: the weights do not depend on the input size; training feeds each sampled
   subnet its own resolution.
 
-The **width multiplier is fixed per supernet** (``width``, default the largest choice of
+``residual`` (:class:`ResidualSupernet`), one supernet per block type (basic or the
+ungrouped bottleneck): elastic depth (the first blocks of a stage) and width per stage (the
+first channels of every conv, BN, SE and of the classifier's input), SE on or off, the
+resolution; option-A (zero-pad) and option-B (projection) shortcuts as the subnet has them.
+
+The **mobile width multiplier is fixed per supernet** (``width``, default the largest choice of
 the space config): it changes every stage's output channels, residual shapes and the trunk,
 so Once-for-All too trains one supernet per width. A supernet's space is the space config
-with ``width_mults=[width]``; a search scored by it uses that config.
+with ``width_mults=[width]`` (a residual one's, ``blocks=[block]``); a search scored by it
+uses that config.
 
-:meth:`MobileSupernet.extract` returns a subnet's ``(ArchSpec, state_dict)``: ``nas.build``
+:meth:`Supernet.extract` returns a subnet's ``(ArchSpec, state_dict)``: ``nas.build``
 of that spec loaded with that state_dict computes what the supernet computes for the subnet
 (tested to 1e-5 on random genomes, in eval mode after the same BN calibration). The
 training app (``python -m nas.supernet +space=mobile``) and the evaluator
