@@ -1049,6 +1049,11 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         if ckpt is None:
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        elif (run_dir / "metrics.csv").exists():
+            # Lightning's CSV logger deletes an existing metrics.csv: keep the rows of the
+            # interrupted run as a part, merged back when this run completes.
+            n = len(list(run_dir.glob("metrics.part*.csv")))
+            (run_dir / "metrics.csv").rename(run_dir / f"metrics.part{n}.csv")
         accelerator = _accelerator(train)
         trainer = pl.Trainer(
             max_epochs=train.epochs, accelerator=accelerator, devices=train.devices,
@@ -1068,6 +1073,7 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
             warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
         seconds = time.perf_counter() - t0
+    _merge_metrics(run_dir)
     scores = scorer.last or scorer.scores(module)
     previous = {}
     if (run_dir / "summary.json").exists():
@@ -1084,6 +1090,20 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
     if cfg.get("progress", True):
         _print_summary(summary, module)
     return summary
+
+
+def _merge_metrics(run_dir: Any) -> None:
+    """metrics.csv = the rows of every interrupted part, then this run's."""
+    import pandas as pd
+
+    parts = sorted(run_dir.glob("metrics.part*.csv"), key=lambda p: int(p.stem[12:]))
+    if not parts:
+        return
+    frames = [pd.read_csv(p) for p in parts + [run_dir / "metrics.csv"]
+              if p.exists() and p.stat().st_size > 0]
+    pd.concat(frames, ignore_index=True).to_csv(run_dir / "metrics.csv", index=False)
+    for p in parts:
+        p.unlink()
 
 
 def _print_summary(summary: dict, module: SupernetModule) -> None:

@@ -326,6 +326,11 @@ def test_resume_after_kill_continues_to_the_same_weights(tmp_path, trained):
     run_supernet(supernet_cfg(f"resume={killed}"), tmp_path / "unused")
     after = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert after["global_step"] == 6 and after["epoch"] >= before["epoch"]
+    import pandas as pd
+
+    metrics = pd.read_csv(killed / "metrics.csv")  # both epochs, across the kill
+    assert metrics["epoch"].dropna().astype(int).tolist() == [0, 1]
+    assert not list(killed.glob("metrics.part*.csv"))
     resumed, _ = load_supernet(ckpt)
     full, _ = load_supernet(trained[0] / "checkpoints" / "last.ckpt")
     for (name, a), (_, b) in zip(resumed.state_dict().items(), full.state_dict().items()):
