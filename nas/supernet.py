@@ -1132,6 +1132,7 @@ def _print_summary(summary: dict, module: SupernetModule) -> None:
 
 
 def main() -> None:
+    import shutil
     import sys
     from pathlib import Path
 
@@ -1150,6 +1151,10 @@ def main() -> None:
         except CandidateFailed as e:
             sys.exit(f"error: supernet training failed: {e}")
         except cli_errors() as e:
+            # A failed start leaves only Hydra's bookkeeping: remove that folder.
+            if run_dir.is_dir() and not ({p.name for p in run_dir.iterdir()}
+                                         - {".hydra", "supernet.log"}):
+                shutil.rmtree(run_dir, ignore_errors=True)
             sys.exit(cli_message(e))
 
     _app()

@@ -458,3 +458,16 @@ def test_residual_supernet_trains(tmp_path):
     assert summary["steps"] == 2 and summary["restrict"] == {"blocks": ["basic"]}
     sn, _ = load_supernet(tmp_path / "res" / "checkpoints" / "last.ckpt")
     assert sn.block == "basic" and sn.space.name == "residual"
+
+
+def test_cli_names_the_spaces_with_a_supernet(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "nas.supernet", "+space=inception",
+                        f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == ("error: the inception space has no supernet; "
+                                                 "spaces with one: mobile, residual")
+    assert not (tmp_path / "r").exists()  # nothing but Hydra's bookkeeping was left: removed
