@@ -1024,6 +1024,12 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
     elif (run_dir / CHECKPOINT).exists():
         raise SupernetError(f"{run_dir} already holds a supernet; continue it with "
                             f"resume={run_dir}")
+    from hydra.utils import get_class
+
+    space_name = getattr(get_class(cfg.space._target_), "name", None)
+    if space_name not in SUPERNETS:  # before any data is loaded
+        raise SupernetError(f"the {space_name} space has no supernet; spaces with one: "
+                            f"{', '.join(sorted(SUPERNETS))}")
     train = TrainConfig.from_any(cfg.train)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     name = data.pop("name")
