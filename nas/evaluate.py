@@ -11,6 +11,8 @@ archive results as they arrive. Three backends, chosen in config (conf/evaluator
 * `RayEvaluator`: one Ray task per candidate on a local or existing Ray cluster.
 * `TableEvaluator`: no training: each candidate's genome is looked up in a table of known
   results (`nas.table`, e.g. NAS-Bench-201 from ``analog-nasbench``).
+* `SupernetEvaluator`: no training; weights inherited from a trained supernet
+  (`nas.supernet`), BN recalibrated, scored on the validation split.
 
 A candidate never takes the others down: divergence, out-of-memory, time-outs, crashed
 workers and any exception become ``Result(status="failed", reason=...)``. Specs travel to
@@ -39,7 +41,7 @@ from nas.train import TrainConfig, _plain
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("local", "pool", "ray", "table")
+BACKENDS = ("local", "pool", "ray", "table", "supernet")
 _REASON_MAX = 500  # characters of a failure reason kept (tracebacks live in the logs)
 
 
@@ -584,6 +586,88 @@ class TableEvaluator(Evaluator):
         seconds = row.get(self.table.seconds) if self.table.seconds else None
         return Result(arch_id=arch_id, status="ok", accuracy=acc / self.scale,
                       train_seconds=seconds, extra={"metrics": row})
+# Supernet: inherited weights
+# --------------------------------------------------------------------------------------------
+
+
+class SupernetEvaluator(LocalEvaluator):
+    """Scores candidates with weights inherited from a trained supernet (`nas.supernet`):
+    the subnet is extracted, optionally fine-tuned for ``finetune_steps`` steps, its BN
+    statistics are recalibrated on ``calib_batches`` training batches, and its accuracy is
+    measured on the validation split (the same split the from-scratch proxy uses). Each
+    result's ``extra["fidelity"]`` names the checkpoint by the sha256 of its content.
+
+    Candidates that are not genomes of the supernet's space (the baselines) are trained
+    from scratch with the recipe, in this process, as `LocalEvaluator` does.
+
+    Args:
+        checkpoint: ``checkpoints/last.ckpt`` of a ``python -m nas.supernet`` run.
+        calib_batches: training batches (of ``train.batch_size``) for BN recalibration.
+        finetune_steps: optimiser steps of the recipe before scoring (0: none).
+        **common: see `Evaluator`.
+    """
+
+    def __init__(self, *, checkpoint: str | None = None, calib_batches: int = 10,
+                 finetune_steps: int = 0, **common: Any) -> None:
+        super().__init__(**common)
+        if not checkpoint:
+            raise ValueError("evaluator=supernet needs evaluator.checkpoint=PATH, the "
+                             "checkpoints/last.ckpt of a `python -m nas.supernet` run")
+        from nas.supernet import InheritedScorer
+
+        self.scorer = InheritedScorer(checkpoint, data=self.data, train=self.train,
+                                      calib_batches=calib_batches,
+                                      finetune_steps=finetune_steps)
+
+    def check_space(self, space: Any) -> None:
+        """ValueError unless ``space`` is the supernet's space with the same config."""
+        self.scorer.check_space(space)
+
+    def _task(self, c: Candidate) -> dict:
+        task = super()._task(c)
+        task["genome"] = None if c.genome is None else [int(g) for g in c.genome]
+        task["space"] = c.space
+        return task
+
+    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+        space = self.scorer.supernet.space
+        for i, task in enumerate(tasks):
+            if task.get("genome") is None or task.get("space") != space.name:
+                done(i, Result(**run_candidate(task)))
+                continue
+            if space.arch_id(task["genome"]) != task["arch_id"]:
+                raise ValueError(f"candidate {task['arch_id']} is not a genome of the "
+                                 f"supernet's {space.name} space config (another config "
+                                 f"made its id); search with the checkpoint's space config")
+            t0 = time.perf_counter()
+            try:
+                s = self.scorer.score(task["genome"], seed=int(task["seed"]))
+                result = Result(arch_id=task["arch_id"], status="ok", accuracy=s["accuracy"],
+                                val_loss=s["val_loss"], train_seconds=s["seconds"],
+                                extra={"fidelity": dict(self.scorer.fidelity),
+                                       "calib_images": s["calib_images"],
+                                       "val_images": s["val_images"]})
+            except Exception as e:  # noqa: BLE001 - every failure becomes a failed result
+                log.debug("candidate %s failed:\n%s", task["arch_id"], traceback.format_exc())
+                result = Result.failed(task["arch_id"], failure_reason(e))
+            result.extra["wall_seconds"] = time.perf_counter() - t0
+            done(i, result)
+
+
+def check_evaluator(cfg: Mapping, space: Any) -> None:
+    """Raise ValueError when the evaluator config cannot score genomes of ``space`` (a
+    search calls this before it writes anything): for ``supernet``, a missing, corrupt or
+    foreign checkpoint, or one of another space or space config."""
+    opts = dict(_plain(cfg))
+    if opts.get("backend") != "supernet":
+        return
+    from nas.supernet import check_space, load_supernet
+
+    if not opts.get("checkpoint"):
+        raise ValueError("evaluator=supernet needs evaluator.checkpoint=PATH, the "
+                         "checkpoints/last.ckpt of a `python -m nas.supernet` run")
+    supernet, _ = load_supernet(opts["checkpoint"])
+    check_space(supernet, space, opts["checkpoint"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,7 +677,8 @@ class TableEvaluator(Evaluator):
 
 def _backend_classes() -> dict[str, type[Evaluator]]:
     return {"local": LocalEvaluator, "pool": PoolEvaluator, "ray": RayEvaluator,
-            "table": TableEvaluator}
+            "table": TableEvaluator,
+            "supernet": SupernetEvaluator}
 
 
 def backend_options(backend: str) -> set[str]:
@@ -608,7 +693,7 @@ def backend_options(backend: str) -> set[str]:
 
 
 def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping) -> Evaluator:
-    """The evaluator named by ``cfg.backend`` (local | pool | ray) with the rest of ``cfg``
+    """The evaluator named by ``cfg.backend`` (local | pool | ray | supernet) with the rest of ``cfg``
     as its options (see conf/evaluator/*.yaml)."""
     opts = dict(_plain(cfg))
     backend = opts.pop("backend", None)
@@ -624,4 +709,5 @@ def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping)
 
 
 __all__ = ["BACKENDS", "Candidate", "Evaluator", "LocalEvaluator", "PoolEvaluator",
-           "RayEvaluator", "Result", "TableEvaluator", "backend_options", "failure_reason", "make_evaluator", "run_candidate"]
+           "RayEvaluator", "Result", "SupernetEvaluator", "TableEvaluator", "backend_options",
+           "check_evaluator", "failure_reason", "make_evaluator", "run_candidate"]

@@ -28,6 +28,13 @@ Pick rules (``pick=``):
 The search does not keep weights of its candidates, so unless ``weights=`` names a
 checkpoint the exported model carries the initial weights of the candidate's seed: it is
 the deployable *architecture*; ``train_command.txt`` trains it.
+
+A run scored by a supernet (``evaluator=supernet``) is the exception: its candidates have
+trained weights, inherited from the supernet. Unless ``weights=`` is given, the export
+extracts the picked subnet from the run's checkpoint (which must still hash as the archive
+recorded), fine-tunes and recalibrates it as the evaluator did, writes those weights and
+prints the exported model's validation accuracy; ``train_command.txt`` still trains the
+architecture stand-alone.
 """
 
 from __future__ import annotations
@@ -257,6 +264,8 @@ class ExportResult:
     reference_scale: float = float("nan")
     train_command: str = ""
     row: dict = field(default_factory=dict)
+    #: for a supernet-scored run: checkpoint, its sha256, the exported weights' score
+    inherited: dict = field(default_factory=dict)
 
 
 def _check(name: str, ref, out, rtol: float) -> float:
@@ -294,7 +303,7 @@ def _onnx_export(net, x, path: Path) -> None:
 
 
 def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | None = 0,
-           weights: str | Path | None = None, rtol: float = RTOL,
+           weights: str | Path | dict | None = None, rtol: float = RTOL,
            train_command: str | None = None) -> ExportResult:
     """Write spec.json, weights.pt, model.ts and model.onnx for ``spec`` and check them.
 
@@ -303,7 +312,8 @@ def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | N
         out_dir: output folder (created).
         batch: batch size of the example input (the ONNX batch axis stays dynamic).
         seed: seed of the initial weights (ignored when ``weights`` is given).
-        weights: optional state_dict / Lightning checkpoint to export trained weights.
+        weights: optional state_dict file / Lightning checkpoint to export trained
+            weights, or a state_dict itself.
         rtol: check tolerance relative to max |PyTorch output| (floored at MIN_SCALE).
         train_command: written to ``train_command.txt`` when given.
     Raises:
@@ -320,7 +330,11 @@ def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | N
     files = {"spec": out / "spec.json", "weights": out / "weights.pt",
              "torchscript": out / "model.ts", "onnx": out / "model.onnx"}
     files["spec"].write_text(spec.to_json(indent=1) + "\n")
-    if weights is not None:
+    if isinstance(weights, dict):
+        net = build(spec)
+        net.load_state_dict(weights)
+        net.eval()
+    elif weights is not None:
         net = load(files["spec"], weights=weights)
     else:
         net = build(spec, seed=seed).eval()
@@ -398,6 +412,43 @@ def train_command(spec_path: Path, data: str, seed: int) -> str:
             f"data={' '.join(shlex.quote(x) for x in data.split())} train=full seed={seed}")
 
 
+def inherited_weights(run: Run, row: pd.Series) -> tuple[dict, dict] | None:
+    """``(state_dict, info)`` of a supernet-scored run's row: the subnet's weights as the
+    evaluator scored them, ``info`` with the checkpoint, its sha256 and the score; None
+    for a run that did not use ``evaluator=supernet`` or a row without a genome."""
+    ev = run.config.get("evaluator") or {}
+    genome = row.get("genome")
+    if not isinstance(ev, dict) or ev.get("backend") != "supernet" or \
+            not isinstance(genome, str) or not genome:
+        return None
+    from nas.archive import Archive
+    from nas.supernet import InheritedScorer
+
+    scorer = InheritedScorer(ev.get("checkpoint"), data=run.config["data"],
+                             train=run.config["train"],
+                             calib_batches=int(ev.get("calib_batches", 10)),
+                             finetune_steps=int(ev.get("finetune_steps", 0)))
+    if (run.path / "archive.sqlite").is_file():
+        archive = Archive(run.path / "archive.sqlite")
+        try:
+            rec = archive.get(str(row["arch_id"]))
+        finally:
+            archive.close()
+        want = (rec.fidelity or {}).get("checkpoint_sha256") if rec is not None else None
+        if want and want != scorer.sha256[:len(want)]:
+            raise PickError(f"supernet checkpoint {ev.get('checkpoint')} has changed since the "
+                            f"search scored {row['arch_id']} (sha256 {scorer.sha256[:16]}, the "
+                            f"archive recorded {want}); restore that checkpoint or pass "
+                            f"weights=...")
+    space = scorer.supernet.space
+    spec, net, score = scorer.network(space.parse_genome(genome), seed=_seed_of(row, run))
+    if spec.to_string() != str(row["spec"]):
+        raise PickError(f"genome {genome} of {row['arch_id']} decodes to another network in "
+                        f"the checkpoint's space; was the checkpoint replaced?")
+    info = {"checkpoint": str(ev.get("checkpoint")), "sha256": scorer.sha256, **score}
+    return net.state_dict(), info
+
+
 def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
                batch: int = 1, weights: str | Path | None = None) -> ExportResult:
     """Pick an architecture of a run folder and export it (see the module docstring)."""
@@ -419,7 +470,12 @@ def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
         else:
             data = "DATA"
     cmd = train_command((out_dir / "spec.json").resolve(), data or "DATA", seed)
+    inherited = inherited_weights(run, row) if weights is None else None
+    if inherited is not None:
+        weights = inherited[0]
     res = export(spec, out_dir, batch=batch, seed=seed, weights=weights, train_command=cmd)
+    if inherited is not None:
+        res.inherited = inherited[1]
     res.row = {k: (None if isinstance(v, float) and math.isnan(v) else v)
                for k, v in row.to_dict().items()}
     res.row["data_known"] = data is not None
@@ -444,6 +500,12 @@ def summary(res: ExportResult) -> str:
              f"(|outputs| up to {res.reference_scale:.3g}; tolerance {RTOL:g} x that)"]
     for key, path in res.files.items():
         lines.append(f"  {key:<13} {path}")
+    if res.inherited:
+        i = res.inherited
+        lines.append(f"  weights   inherited from supernet {i['checkpoint']} (sha256 "
+                     f"{i['sha256'][:16]}), BN recalibrated on {i['calib_images']} training "
+                     f"images: validation accuracy {100 * i['accuracy']:.2f}% on "
+                     f"{i['val_images']} images")
     lines.append(f"  load with  nas.load({str(res.files['spec'])!r}, "
                  f"weights={str(res.files['weights'])!r})")
     lines.append(f"  train with {res.train_command}")
@@ -517,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = export_run(args.run_dir, args.pick, out=args.out, batch=batch,
                          weights=args.weights)
-    except (PickError, RunFolderError, SpecError, FileNotFoundError) as e:
+    except (PickError, RunFolderError, SpecError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ExportCheckError as e:
@@ -527,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["load", "select", "parse_number", "export", "export_run", "summary",
+__all__ = ["load", "select", "parse_number", "export", "export_run", "inherited_weights", "summary",
            "train_command", "ExportResult", "PickError", "ExportCheckError", "main"]
 
 if __name__ == "__main__":

@@ -348,6 +348,9 @@ class Search:
                            in_channels=ev_cfg.get("in_channels"))
             except TableError as e:
                 raise SearchError(str(e)) from None
+        from nas.evaluate import check_evaluator
+
+        check_evaluator(cfg.evaluator, self.space)  # e.g. a supernet of another space config
         self.cost_names = [o for o in self.objectives[1:] if o in COSTS]
         self.metric_names = [o for o in self.objectives[1:] if o not in COSTS]
         table = None
@@ -416,7 +419,9 @@ class Search:
             error=(1.0 - float(result.accuracy)) if ok else None,
             status="ok" if ok else "failed",
             reason=None if ok else (result.reason or "no accuracy reported"),
-            fidelity=self.fidelity, seed=self.seed, iteration=iteration,
+            # An evaluator may add to the fidelity (evaluator=supernet: which checkpoint).
+            fidelity={**self.fidelity, **result.extra.get("fidelity", {})},
+            seed=self.seed, iteration=iteration,
             train_seconds=result.train_seconds, created=time.time(),
             extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
                                      "val_loss": result.val_loss,

@@ -284,23 +284,28 @@ class ClassifierModule(pl.LightningModule):
 
     # Optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
-        cfg = self.cfg
-        groups = param_groups(self, cfg.weight_decay)
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                                  nesterov=cfg.momentum > 0)
-        else:
-            opt = torch.optim.AdamW(groups, lr=cfg.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = int(round(cfg.warmup_epochs / cfg.epochs * total))
-        if cfg.schedule == "onecycle":
-            pct = cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.25
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg.lr, total_steps=total + 1, pct_start=pct,
-                cycle_momentum=cfg.optimizer == "sgd" and cfg.momentum > 0)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_with_warmup(warm, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return make_optimizer(param_groups(self, self.cfg.weight_decay), self.cfg,
+                              int(self.trainer.estimated_stepping_batches))
+
+
+def make_optimizer(groups: list[dict], cfg: TrainConfig, total_steps: int) -> dict:
+    """The recipe's optimiser and per-step schedule over ``total_steps``, as Lightning's
+    ``configure_optimizers`` returns them (shared by every LightningModule of the package)."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                              nesterov=cfg.momentum > 0)
+    else:
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    total = max(1, int(total_steps))
+    warm = int(round(cfg.warmup_epochs / cfg.epochs * total))
+    if cfg.schedule == "onecycle":
+        pct = cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs else 0.25
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=total + 1, pct_start=pct,
+            cycle_momentum=cfg.optimizer == "sgd" and cfg.momentum > 0)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_with_warmup(warm, total))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -139,15 +139,24 @@ class MobileSpace(SearchSpace):
     def _stage_widths(self, width: float) -> list[int]:
         return [make_divisible(c * width) for c in self.widths]
 
-    def _build(self, v: dict[str, Any]) -> list[Layer]:
+    def parts(self, values: dict[str, Any]) -> tuple[tuple[Layer, ...],
+                                                      list[list[MBConv]], tuple[Layer, ...]]:
+        """The network of decoded gene ``values`` (:meth:`values`) in three parts: the fixed
+        front (stem + first block), the MBConv blocks of each stage, the fixed back (last
+        conv + head). ``decode`` concatenates them; ``nas.supernet`` reads the same parts."""
+        v = values
         head, tail = _trunk(self.num_classes, v["resolution"], self.in_channels, v["width"])
-        layers: list[Layer] = list(head)
+        stages = []
         for i, (c, s) in enumerate(zip(self._stage_widths(v["width"]), self.strides), 1):
-            for j in range(1, v[f"stage{i}.depth"] + 1):
-                layers.append(MBConv(c=c, k=v[f"stage{i}.block{j}.kernel"],
-                                     e=v[f"stage{i}.block{j}.expand"], s=s if j == 1 else 1,
-                                     se=v[f"stage{i}.se"]))
-        return layers + list(tail)
+            stages.append([MBConv(c=c, k=v[f"stage{i}.block{j}.kernel"],
+                                  e=v[f"stage{i}.block{j}.expand"], s=s if j == 1 else 1,
+                                  se=v[f"stage{i}.se"])
+                           for j in range(1, v[f"stage{i}.depth"] + 1)])
+        return head, stages, tail
+
+    def _build(self, v: dict[str, Any]) -> list[Layer]:
+        head, stages, tail = self.parts(v)
+        return [*head, *(b for blocks in stages for b in blocks), *tail]
 
     def _encode(self, spec: ArchSpec) -> list[int]:
         layers = spec.layers

@@ -163,17 +163,28 @@ class ResidualSpace(SearchSpace):
                                     f"use shortcut 'B' or non-overlapping width choices")
             prev = (f"widths[{i}]", max(ws))
 
-    def _build(self, v: dict[str, Any]) -> list[Layer]:
+    def parts(self, values: dict[str, Any]) -> tuple[tuple[Layer, ...], list[list[Layer]],
+                                                      tuple[Layer, ...]]:
+        """The network of decoded gene ``values`` (:meth:`values`) in three parts: the stem,
+        the blocks of each stage, the head. ``decode`` concatenates them; ``nas.supernet``
+        reads the same parts."""
+        v = values
         g, bw = v.get("groups", (1, 64))
         n = len(self.widths)
-        stages = resnet_stages(_STAGE_BLOCK[v["block"]],
-                               tuple(v[f"stage{i}.depth"] for i in range(1, n + 1)),
+        depths = tuple(v[f"stage{i}.depth"] for i in range(1, n + 1))
+        blocks = resnet_stages(_STAGE_BLOCK[v["block"]], depths,
                                tuple(v[f"stage{i}.width"] for i in range(1, n + 1)),
                                groups=g, base_width=bw, se=v["se"])
         if self.shortcut != "B":
-            stages = [dataclasses.replace(b, sc=self.shortcut) for b in stages]
-        return [*resnet_stem(v["resolution"], self.stem_width), *stages,
-                Head(c=self.num_classes)]
+            blocks = [dataclasses.replace(b, sc=self.shortcut) for b in blocks]
+        ends = [sum(depths[:i + 1]) for i in range(n)]
+        stages = [blocks[e - d:e] for d, e in zip(depths, ends)]
+        return (tuple(resnet_stem(v["resolution"], self.stem_width)), stages,
+                (Head(c=self.num_classes),))
+
+    def _build(self, v: dict[str, Any]) -> list[Layer]:
+        stem, stages, head = self.parts(v)
+        return [*stem, *(b for blocks in stages for b in blocks), *head]
 
     def _encode(self, spec: ArchSpec) -> list[int]:
         res = spec.input[1]

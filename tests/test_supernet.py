@@ -1,0 +1,473 @@
+"""Supernets: extraction equivalence, channel sorting, BN calibration, registry errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from nas.build import build
+from nas.search import CONF_DIR
+from nas.supernet import SUPERNETS, MobileSupernet, calibrate_bn, make_supernet
+from search_spaces import SPACES, get_space
+
+# A small mobile config (three stages, 8-12 px) keeps 50 extractions within seconds; the
+# space's own config (conf/space/mobile.yaml with the digits preset) is checked as well.
+SMALL = {"widths": [16, 24, 32], "strides": [1, 2, 2], "depths": [1, 2, 3],
+         "width_mults": [0.25, 0.5], "resolutions": [8, 12]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small networks on a shared 2-core machine run fastest (and steadiest) on one thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _randomise(net: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics/affines and kernel maps, so every tensor matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "kernel_maps" in name:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0, 0.2, generator=g)
+
+
+def _space_from_conf() -> object:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=["+space=mobile"])
+    space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
+    return instantiate(space_cfg, num_classes=10, in_channels=1, _convert_="all")
+
+
+def _check_extraction(sn: MobileSupernet, n: int, seed: int) -> float:
+    sn.eval()
+    genomes = [sn.largest(), sn.smallest()] + list(sn.space.sample(n - 2, np.random.default_rng(seed)))
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for genome in genomes:
+        spec, state = sn.extract(genome)
+        assert spec == sn.space.decode(genome)
+        net = build(spec)
+        net.load_state_dict(state)
+        net.eval()
+        x = torch.randn(3, sn.space.in_channels, spec.input[1], spec.input[2], generator=g)
+        with torch.no_grad():
+            ref = sn(x, genome)
+            got = net(x)
+        assert ref.abs().max() > 1e-3  # a real signal, not a vanishing one
+        worst = max(worst, float((got - ref).abs().max()))
+    return worst
+
+
+def test_extract_matches_supernet_on_50_genomes():
+    torch.manual_seed(0)
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    sn = make_supernet(space, width=0.25)
+    _randomise(sn)
+    assert _check_extraction(sn, 50, seed=1) <= 1e-5
+
+
+def test_extract_matches_at_another_width():
+    torch.manual_seed(0)
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    sn = make_supernet(space, width=0.5)
+    _randomise(sn, seed=1)
+    assert _check_extraction(sn, 10, seed=4) <= 1e-5
+
+
+def test_extract_matches_on_the_space_config():
+    torch.manual_seed(0)
+    sn = make_supernet(_space_from_conf())
+    _randomise(sn, seed=3)
+    assert sn.width == 0.5  # the largest of the digits preset's width multipliers
+    assert _check_extraction(sn, 8, seed=2) <= 1e-5
+
+
+# Residual: one supernet per block type; option-A (zero-pad) and option-B (projection)
+# shortcuts; small widths and 8-12 px inputs.
+RES_SMALL = {"widths": [[8, 12, 16], [16, 24], [24, 32]], "depths": [1, 2, 3],
+             "se": [0.0, 0.25], "stem_width": 8, "groups": [[1, 64], [2, 32]],
+             "resolutions": [8, 12]}
+
+
+@pytest.mark.parametrize("block,shortcut,n", [("basic", "A", 50), ("bottleneck", "B", 50),
+                                              ("basic", "B", 10), ("bottleneck", "A", 10)])
+def test_residual_extract_matches_supernet(block, shortcut, n):
+    torch.manual_seed(0)
+    widths = RES_SMALL["widths"] if block == "basic" else [[8, 16], [16, 24], [24, 32]]
+    space = get_space("residual", num_classes=10, in_channels=3,
+                      **{**RES_SMALL, "widths": widths, "shortcut": shortcut})
+    sn = make_supernet(space, block=block)
+    assert sn.space.blocks == (block,)
+    _randomise(sn)
+    assert _check_extraction(sn, n, seed=1) <= 1e-5
+
+
+def test_residual_supernet_errors():
+    space = get_space("residual", num_classes=10, in_channels=3, **{**RES_SMALL,
+                                                                    "groups": [[2, 32]]})
+    with pytest.raises(ValueError, match=r"needs the groups choice \[1, 64\]"):
+        make_supernet(space, block="bottleneck")
+    with pytest.raises(ValueError, match=r"block='dense' is not a block choice"):
+        make_supernet(space, block="dense")
+    with pytest.raises(ValueError, match=r"residual supernets take block, not width"):
+        make_supernet(space, width=0.5)
+
+
+def test_largest_and_smallest_are_the_extremes():
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    sn = make_supernet(space)
+    big, small = sn.space.values(sn.largest()), sn.space.values(sn.smallest())
+    assert big["resolution"] == 12 and small["resolution"] == 8
+    assert big["stage3.depth"] == 3 and small["stage3.depth"] == 1
+    assert big["stage3.block3.kernel"] == 7 and small["stage2.block1.kernel"] == 3
+    assert big["stage1.block1.expand"] == 6 and small["stage1.block1.expand"] == 3
+    assert big["stage2.se"] == 0.25 and small["stage2.se"] == 0
+    # Largest subnet = every supernet weight in use.
+    _, state = sn.extract(sn.largest())
+    n_sub = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    n_maps = sum(p.numel() for n, p in sn.named_parameters() if "kernel_maps" in n)
+    n_bn = sum(b.numel() for n, b in sn.named_buffers() if "running" in n)
+    assert n_sub == sum(p.numel() for p in sn.parameters()) - n_maps + n_bn
+
+
+def test_kernel_transformation_changes_small_kernels_only():
+    torch.manual_seed(0)
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    sn = make_supernet(space)
+    slot = sn.stages[1][0]
+    # Identity maps at initialisation: a small kernel is the centre of the largest.
+    assert torch.equal(slot.dw_weight(3, 8), slot.dw.weight[:8, :, 2:5, 2:5])
+    with torch.no_grad():
+        slot.kernel_maps["5to3"].mul_(2.0)
+    assert torch.allclose(slot.dw_weight(3, 8), 2 * slot.dw.weight[:8, :, 2:5, 2:5])
+    assert torch.equal(slot.dw_weight(7, 8), slot.dw.weight[:8])
+
+
+def test_sort_channels_keeps_the_largest_subnet_and_orders_by_importance():
+    torch.manual_seed(0)
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    sn = make_supernet(space)
+    _randomise(sn)
+    sn.eval()
+    x = torch.randn(2, 3, 12, 12)
+    params = [p for p in sn.parameters()]
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    sn(x, sn.largest()).sum().backward()
+    opt.step()
+    slot = sn.stages[2][1]
+    buf_before = opt.state[slot.project.weight]["momentum_buffer"].clone()
+    with torch.no_grad():
+        before = sn(x, sn.largest())
+        some = sn.space.sample(1, np.random.default_rng(0))[0]
+        before_some = sn(x, some)
+    sn.sort_channels(opt)
+    with torch.no_grad():
+        after = sn(x, sn.largest())
+        after_some = sn(x, some)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert not torch.allclose(before_some, after_some, atol=1e-5)  # subnets share new channels
+    imp = slot.project.weight.abs().sum(dim=(0, 2, 3))
+    assert torch.all(imp[:-1] >= imp[1:])
+    # The momentum buffer moved with its weights.
+    buf = opt.state[slot.project.weight]["momentum_buffer"]
+    assert torch.allclose(torch.sort(buf.abs().sum(dim=(0, 2, 3)))[0],
+                          torch.sort(buf_before.abs().sum(dim=(0, 2, 3)))[0])
+
+
+def test_calibration_then_extraction_matches_calibrating_the_extracted_net():
+    torch.manual_seed(0)
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    sn = make_supernet(space)
+    _randomise(sn)
+    genome = sn.space.sample(1, np.random.default_rng(5))[0]
+    res = sn.space.values(genome)["resolution"]
+    batches = [torch.randn(8, 3, res, res) for _ in range(3)]
+    # Extract with stale statistics, then calibrate the standalone net ...
+    spec, state = sn.extract(genome)
+    net = build(spec)
+    net.load_state_dict(state)
+    assert calibrate_bn(net, batches) == 24
+    # ... or calibrate the supernet set to the subnet, then extract: the same network.
+    calibrate_bn(sn, batches, forward=lambda x: sn(x, genome))
+    _, state2 = sn.extract(genome)
+    net2 = build(spec)
+    net2.load_state_dict(state2)
+    net2.eval()
+    x = torch.randn(4, 3, res, res)
+    with torch.no_grad():
+        assert float((net(x) - net2(x)).abs().max()) <= 1e-5
+        assert float((net(x) - sn(x, genome)).abs().max()) <= 1e-5
+
+
+def test_errors_name_the_problem():
+    for name in sorted(set(SPACES) - set(SUPERNETS)):
+        space = get_space(name, num_classes=10, in_channels=3)
+        with pytest.raises(ValueError, match=rf"the {name} space has no supernet; spaces "
+                                             rf"with one: mobile, residual"):
+            make_supernet(space)
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    with pytest.raises(ValueError, match=r"width=0.75 is not a width multiplier choice"):
+        make_supernet(space, width=0.75)
+    sn = make_supernet(space, width=0.5)
+    other = list(sn.largest())
+    other[space.gene("width").position] = 1  # a width choice the supernet's space lacks
+    with pytest.raises(ValueError, match=r"width multiplier 0.5 only"):
+        sn.extract(other)
+    with pytest.raises(ValueError, match=r"expected 1 channel|genes"):
+        sn.extract([0, 0])
+    with pytest.raises(ValueError, match="calibration got no batches"):
+        calibrate_bn(build(sn.space.decode(sn.smallest())), [])
+
+
+# --------------------------------------------------------------------------------------------
+# Training, resume, evaluator=supernet, bad checkpoints
+# --------------------------------------------------------------------------------------------
+
+ROOT = CONF_DIR.parent
+# Synthetic 12x12 images and the small space: a few real optimiser steps in seconds.
+TINY_DATA = ["data=synthetic", "data.size=12", "data.n_train=160", "data.n_test=32",
+             "data.augment=false"]
+TINY_SPACE = ["+space=mobile", "space.widths=[16,24,32]", "space.strides=[1,2,2]",
+              "space.depths=[1,2,3]", "space.resolutions=[8,12]", "space.width_mults=[0.25,0.5]"]
+TINY_TRAIN = ["train.epochs=2", "train.batch_size=32", "train.limit_train_batches=3",
+              "supernet.calib_batches=2", "progress=false"]
+
+
+def supernet_cfg(*extra: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("supernet", overrides=[*TINY_DATA, *TINY_SPACE, *TINY_TRAIN, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from nas.supernet import run_supernet
+
+    run_dir = tmp_path_factory.mktemp("supernet")
+    summary = run_supernet(supernet_cfg(), run_dir)
+    return run_dir, summary
+
+
+def test_training_writes_a_checkpoint_and_summary(trained):
+    import json
+
+    from nas.supernet import file_hash, load_supernet
+
+    run_dir, summary = trained
+    assert summary["steps"] == 6 and summary["epochs"] == 2  # 3 batches x 2 epochs
+    assert 0.0 <= summary["accuracy_smallest"] <= 1.0
+    assert 0.0 <= summary["accuracy_largest"] <= 1.0
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert summary["checkpoint_sha256"] == file_hash(ckpt)
+    metrics = (run_dir / "metrics.csv").read_text()
+    assert "val/acc_largest" in metrics and "train/loss_smallest" in metrics
+    sn, sha = load_supernet(ckpt)
+    assert sha == file_hash(ckpt) and sn.width == 0.5
+    # The steps changed the weights: not the initial supernet of the same seed.
+    fresh = make_supernet(sn.space)
+    torch.manual_seed(0)
+    init = MobileSupernet(get_space("mobile", **sn.space.config()))
+    assert not torch.equal(sn.stages[0][0].expand.weight, init.stages[0][0].expand.weight)
+    assert fresh.space.config() == sn.space.config()
+
+
+def test_sandwich_samples_largest_smallest_and_seeded_random_subnets():
+    from nas.supernet import SupernetModule
+
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    m = SupernetModule(space="mobile", space_config=space.config(), random_subnets=2, seed=3)
+    a, b = m.sandwich(7), m.sandwich(7)
+    assert a == b and len(a) == 4
+    assert a[0] == m.supernet.largest() and a[1] == m.supernet.smallest()
+    assert m.sandwich(8)[2:] != a[2:]
+
+
+def test_resume_after_kill_continues_to_the_same_weights(tmp_path, trained):
+    """A run killed (SIGKILL) after its first epoch's checkpoint, resumed, ends with the
+    weights of the uninterrupted run (the module fixture)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nas.supernet import load_supernet, run_supernet
+
+    killed = tmp_path / "killed"
+    ckpt = killed / "checkpoints" / "last.ckpt"
+    args = [*TINY_DATA, *TINY_SPACE, *TINY_TRAIN]
+    proc = subprocess.Popen([sys.executable, "-m", "nas.supernet", *args,
+                             f"hydra.run.dir={killed}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    before = None
+    while before is None and time.time() < deadline and proc.poll() is None:
+        try:  # the first epoch's checkpoint, completely written
+            before = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except (FileNotFoundError, RuntimeError, EOFError):
+            time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert before is not None and before["global_step"] == 3  # killed in the second epoch
+    run_supernet(supernet_cfg(f"resume={killed}"), tmp_path / "unused")
+    after = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert after["global_step"] == 6 and after["epoch"] >= before["epoch"]
+    import pandas as pd
+
+    metrics = pd.read_csv(killed / "metrics.csv")  # both epochs, across the kill
+    assert metrics["epoch"].dropna().astype(int).tolist() == [0, 1]
+    assert not list(killed.glob("metrics.part*.csv"))
+    resumed, _ = load_supernet(ckpt)
+    full, _ = load_supernet(trained[0] / "checkpoints" / "last.ckpt")
+    for (name, a), (_, b) in zip(resumed.state_dict().items(), full.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
+    import pandas as pd
+
+    from nas.archive import Archive
+    from nas.search import run_search
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=[
+            *TINY_DATA, *TINY_SPACE, "space.width_mults=[0.5]", "train=fast",
+            "train.batch_size=32", "evaluator=supernet", f"evaluator.checkpoint={ckpt}",
+            "evaluator.calib_batches=2", "budget.evaluations=6", "budget.initial=4",
+            "budget.per_iteration=2", "baselines.names=[]", "progress=false",
+            "algorithm.generations=3", "algorithm.pop_size=12"])
+    run_search(cfg, tmp_path / "run")
+    ev = pd.read_csv(tmp_path / "run" / "evaluated.csv")
+    assert len(ev) == 6 and (ev["status"] == "ok").all()
+    archive = Archive(tmp_path / "run" / "archive.sqlite")
+    records = archive.records()
+    archive.close()
+    scorer = InheritedScorer(ckpt, data=OmegaConf.to_container(cfg.data, resolve=True),
+                             train=OmegaConf.to_container(cfg.train, resolve=True), calib_batches=2)
+    for r in records:
+        assert r.fidelity["evaluator"] == "supernet"
+        assert r.fidelity["checkpoint_sha256"] == trained[1]["checkpoint_sha256"][:16]
+        # The archived accuracy is the inherited weights' score, reproducibly.
+        assert r.accuracy == pytest.approx(scorer.score(r.genome)["accuracy"], abs=1e-9)
+
+    # Export writes the picked subnet's inherited, recalibrated weights.
+    from nas.export import export_run, load, summary
+
+    res = export_run(tmp_path / "run", "knee", out=tmp_path / "export")
+    picked = next(r for r in records if r.arch_id == res.row["arch_id"])
+    assert res.inherited["accuracy"] == pytest.approx(picked.accuracy, abs=1e-9)
+    _, net, _ = scorer.network(picked.genome)
+    exported = load(tmp_path / "export", weights=tmp_path / "export" / "weights.pt")
+    for k, v in net.state_dict().items():
+        assert torch.equal(exported.state_dict()[k], v), k
+    text = summary(res)
+    assert "inherited from supernet" in text and "python -m nas.train" in text
+
+
+def test_finetune_steps_change_the_score_path(trained):
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    data = {"name": "synthetic", "size": 12, "n_train": 160, "n_test": 32, "augment": False}
+    train = {"batch_size": 32, "val_fraction": 0.1, "lr": 0.05, "num_threads": 1}
+    plain = InheritedScorer(ckpt, data=data, train=train, calib_batches=2)
+    tuned = InheritedScorer(ckpt, data=data, train=train, calib_batches=2, finetune_steps=3)
+    g = plain.supernet.smallest()
+    spec, net, s0 = plain.network(g)
+    _, tuned_net, s1 = tuned.network(g)
+    w0 = dict(net.named_parameters())
+    moved = [n for n, p in tuned_net.named_parameters() if not torch.equal(p, w0[n])]
+    assert moved and s0["val_images"] == s1["val_images"]
+    assert tuned.fidelity["finetune_steps"] == 3
+
+
+def test_bad_checkpoints_and_spaces_name_the_problem(tmp_path, trained):
+    from nas.evaluate import check_evaluator
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    space = get_space("mobile", num_classes=10, in_channels=3,
+                      **{**SMALL, "width_mults": [0.5]})
+    check_evaluator({"backend": "supernet", "checkpoint": str(ckpt)}, space)  # fits
+    cases = [
+        (tmp_path / "nope.ckpt", space, r"nope.ckpt: no such file"),
+        (ckpt, get_space("mobile", num_classes=10, in_channels=3, **SMALL),
+         r"trained for a mobile space config with width_mults=\[0.5\], the search's has "
+         r"width_mults=\[0.25,0.5\]; run the search with space.width_mults=\[0.5\]"),
+        (ckpt, get_space("mobile", num_classes=10, in_channels=3,
+                         **{**SMALL, "width_mults": [0.5], "depths": [1, 2]}),
+         r"depths=\[\[1,2,3\],\[1,2,3\],\[1,2,3\]\], the search's has depths=\[\[1,2\]"),
+        (ckpt, get_space("mobile", num_classes=5, in_channels=3, **{**SMALL, "width_mults": [0.5]}),
+         r"num_classes=10, the search's has num_classes=5; use the data set"),
+        (ckpt, get_space("residual", num_classes=10, in_channels=3),
+         r"is a supernet of the mobile space, but the search's space is residual"),
+        (ckpt, get_space("inception", num_classes=10, in_channels=3),
+         r"the inception space has no supernet; spaces with one: mobile, residual"),
+    ]
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(ckpt.read_bytes()[:1000])
+    cases.append((corrupt, space, r"corrupt.ckpt is not a readable checkpoint"))
+    foreign = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"spec": "x"}}, foreign)
+    cases.append((foreign, space, r"plain.ckpt is not a supernet checkpoint"))
+    for path, sp, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            check_evaluator({"backend": "supernet", "checkpoint": str(path)}, sp)
+    from nas.evaluate import make_evaluator
+
+    with pytest.raises(ValueError, match=r"needs evaluator.checkpoint=PATH"):
+        make_evaluator({"backend": "supernet", "checkpoint": None},
+                       data={"name": "synthetic"}, train={})
+
+
+def test_evaluator_yaml_keys_are_backend_options():
+    from nas.evaluate import BACKENDS, backend_options
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=["+space=mobile", "evaluator=supernet"])
+    assert cfg.evaluator.backend == "supernet" and "supernet" in BACKENDS
+    assert set(cfg.evaluator) - {"backend"} <= backend_options("supernet")
+    assert OmegaConf.is_missing(cfg.evaluator, "checkpoint")  # required, no default
+
+
+def test_residual_supernet_trains(tmp_path):
+    from nas.supernet import load_supernet, run_supernet
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("supernet", overrides=[
+            *TINY_DATA, "+space=residual", "space.widths=[[8,12,16],[16,24],[24,32]]",
+            "space.depths=[1,2]", "space.stem_width=8", "space.resolutions=[8,12]",
+            "space.groups=[[1,64]]", "train.epochs=1", "train.batch_size=32",
+            "train.limit_train_batches=2", "supernet.calib_batches=1", "progress=false"])
+    summary = run_supernet(cfg, tmp_path / "res")
+    assert summary["steps"] == 2 and summary["restrict"] == {"blocks": ["basic"]}
+    sn, _ = load_supernet(tmp_path / "res" / "checkpoints" / "last.ckpt")
+    assert sn.block == "basic" and sn.space.name == "residual"
+
+
+def test_cli_names_the_spaces_with_a_supernet(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "nas.supernet", "+space=inception",
+                        f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == ("error: the inception space has no supernet; "
+                                                 "spaces with one: mobile, residual")
+    assert not (tmp_path / "r").exists()  # nothing but Hydra's bookkeeping was left: removed
