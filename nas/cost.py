@@ -90,7 +90,7 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
     t = type(layer)
     n_out = math.prod(out)
     if t is S.Conv:
-        per_out = (inp[0] // layer.g) * layer.k * layer.k
+        per_out = (inp[0] // layer.g) * layer.k * (layer.k if layer.kw is None else layer.kw)
         params = layer.c * per_out + (layer.c if layer.bias else 0)
         return n_out * per_out, params, n_out, 0
     if t is S.Linear:
@@ -101,8 +101,10 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
         return 0, 0, n_out, n_out * layer.k * layer.k
     if t is S.GAP or t is S.AdaptiveAvgPool:
         return 0, 0, n_out, math.prod(inp)
-    if t is S.Flatten or t is S.Identity:
+    if t is S.Flatten or t is S.Identity or t is S.ChannelSplit:
         return 0, 0, 0, 0
+    if t is S.Act and layer.fn == "prelu":
+        return 0, inp[0], n_out, 0  # one learned slope per channel
     # Activations, LRN, dropout, option-A shortcut, add / concat / gate outputs.
     return 0, 0, n_out, 0
 
@@ -115,6 +117,12 @@ def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
     if t is S.Seq:
         for sub in layer.layers:
             shape = _accumulate(sub, shape, acc)
+        return shape
+    if t is S.Aux:
+        # Inference never runs the auxiliary head: its parameters count, nothing else.
+        side = [0, 0, 0, 0]
+        _accumulate(layer.branch, shape, side)
+        acc[1] += side[1]
         return shape
     if t is S.Add or t is S.Concat or t is S.Gate:
         for b in (layer.branches if t is not S.Gate else (layer.branch,)):
