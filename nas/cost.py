@@ -216,8 +216,9 @@ def table_text(c: Cost, *, batch: int = 1, title: str = "") -> str:
 
 
 def resolve_spec(text: str, *, resolution: int | None = None, classes: int | None = None,
-                 in_channels: int | None = None) -> S.ArchSpec:
-    """A baseline name, a path to a spec JSON file, inline JSON, or a spec string."""
+                 in_channels: int | None = None, head: str | None = None) -> S.ArchSpec:
+    """A baseline name, a path to a spec JSON file, inline JSON, or a spec string
+    (``head`` selects a baseline's classifier form, e.g. ``"conv"`` for VGG)."""
     from pathlib import Path
 
     from search_spaces import baselines
@@ -233,11 +234,12 @@ def resolve_spec(text: str, *, resolution: int | None = None, classes: int | Non
         spec = S.ArchSpec.from_string(text)
     else:
         kw = {k: v for k, v in (("resolution", resolution), ("num_classes", classes),
-                                ("in_channels", in_channels)) if v is not None}
+                                ("in_channels", in_channels), ("head", head)) if v is not None}
         return baselines.get(text, **kw)
-    if resolution is not None or classes is not None or in_channels is not None:
-        raise SystemExit("error: --resolution/--classes/--channels apply to baseline names; a "
-                         "spec fixes its own input shape and classes")
+    if (resolution is not None or classes is not None or in_channels is not None
+            or head is not None):
+        raise SystemExit("error: --resolution/--classes/--channels/--head apply to baseline "
+                         "names; a spec fixes its own input shape, classes and head")
     return spec
 
 
@@ -254,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, help="input resolution for a baseline name")
     p.add_argument("--classes", type=int, help="number of classes for a baseline name")
     p.add_argument("--channels", type=int, help="input channels for a baseline name")
+    p.add_argument("--head", choices=("fc", "conv"), help="classifier of AlexNet / ZFNet / "
+                   "VGG: fc (default) or conv (fully connected layers as convolutions, so "
+                   "the net runs on larger inputs, e.g. --resolution 448)")
     p.add_argument("--batch", type=int, default=1, help="batch size for the memory column")
     p.add_argument("--json", action="store_true",
                    help='print {"layers": [...], "total": {...}} instead of the table')
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--batch must be >= 1, got {args.batch}")
     try:
         spec = resolve_spec(args.arch, resolution=args.resolution, classes=args.classes,
-                            in_channels=args.channels)
+                            in_channels=args.channels, head=args.head)
     except (ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
