@@ -299,7 +299,10 @@ class Search:
             extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
                                      "val_loss": result.val_loss,
                                      "images_per_second": result.images_per_second,
-                                     "name": info.get("name")}.items() if v is not None})
+                                     "name": info.get("name"),
+                                     # layers reused from train.init (transfer learning)
+                                     "init_layers": result.extra.get("init_layers"),
+                                     }.items() if v is not None})
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self, items: list[tuple[dict, Any]], *, space: str, iteration: int) -> None:

@@ -126,3 +126,31 @@ def test_train_cli_init_and_freeze(pretrained, tmp_path):
     assert record["train_config"]["freeze"] == "all-but-head"
     assert record["init_reset_layers"] == [3]
     assert json.loads((tmp_path / "run" / "result.json").read_text())["init_layers"] == 3
+
+
+def test_search_candidates_start_from_the_shared_stem(tmp_path):
+    """A search with train.init and init_match=prefix: every candidate reuses at least the
+    mobile space's fixed stem and first block, and the archive records how many layers."""
+    import numpy as np
+
+    from nas.archive import Archive
+    from nas.search import CONF_DIR, run_search
+    from search_spaces import get_space
+
+    space = get_space("mobile", num_classes=10, in_channels=3, width_mults=[1.0],
+                      resolutions=[16])
+    spec = space.decode(space.sample(1, np.random.default_rng(0))[0])
+    source = train_spec(spec, data={"name": "synthetic", "n_train": 128, "n_test": 32,
+                                    "size": 16}, train=FAST, seed=0, run_dir=tmp_path / "src")
+    overrides = [
+        "+space=mobile", "data=synthetic", "data.n_train=128", "data.n_test=32", "data.size=16",
+        "train=fast", "train.batch_size=64", "train.limit_train_batches=2",
+        "budget.evaluations=3", "budget.initial=3", "baselines.names=[]", "progress=false",
+        "algorithm=random", "space.resolutions=[16]", "space.width_mults=[1.0]",
+        f"train.init={source['checkpoint']}", "train.init_match=prefix"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=overrides)
+    run_search(cfg, tmp_path / "run")
+    records = Archive(tmp_path / "run" / "archive.sqlite").records()
+    assert len(records) == 3 and all(r.status == "ok" for r in records)
+    assert all(r.extra["init_layers"] >= 2 for r in records)
