@@ -51,6 +51,24 @@ class ConcatBranches(AddBranches):
         return torch.cat([b(x) for b in self.branches], dim=1)
 
 
+class JoinBranches(AddBranches):
+    """Mean of branch outputs with local drop-path while training (FractalNet)."""
+
+    def __init__(self, branches: list[nn.Module], drop: float):
+        super().__init__(branches)
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [b(x) for b in self.branches]
+        if not (self.training and self.drop > 0):
+            return torch.stack(outs).mean(0)
+        keep = torch.rand(len(outs)) >= self.drop
+        if not keep.any():
+            keep[torch.randint(len(outs), ())] = True
+        kept = [o for o, k in zip(outs, keep.tolist()) if k]
+        return torch.stack(kept).mean(0)
+
+
 class Gate(nn.Module):
     """``x * branch(x)``: squeeze-and-excitation."""
 
@@ -186,6 +204,8 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
         return ConcatBranches([module(b, shape) for b in layer.branches])
     if t is S.Gate:
         return Gate(module(layer.branch, shape))
+    if t is S.Join:
+        return JoinBranches([module(b, shape) for b in layer.branches], layer.drop)
     if isinstance(layer, S.Block):
         return module(S.lowered(layer, shape), shape)
     raise S.SpecError(f"no module for layer {layer!r}")

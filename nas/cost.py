@@ -124,7 +124,7 @@ def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
         _accumulate(layer.branch, shape, side)
         acc[1] += side[1]
         return shape
-    if t is S.Add or t is S.Concat or t is S.Gate:
+    if t is S.Add or t is S.Concat or t is S.Gate or t is S.Join:
         for b in (layer.branches if t is not S.Gate else (layer.branch,)):
             _accumulate(b, shape, acc)
         out = S.out_shape(layer, shape)

@@ -19,7 +19,7 @@ def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
     kind = _pick(rng, ["cba", "ir", "ir", "basic", "bottle", "incep", "dense", "trans", "dws",
                        "preact", "maxpool", "avgpool", "conv", "act", "lrn", "dropout", "seq",
                        "add", "concat", "gate", "bneck", "shuf2", "shuf1", "prebottle",
-                       "shuffle", "split", "scale", "aux", "convkw"])
+                       "shuffle", "split", "scale", "aux", "convkw", "join", "fractal"])
     s = 2 if (small >= 8 and rng.random() < 0.3) else 1
     if kind == "cba":
         g = _pick(rng, [g for g in (1, 2, 4) if c % g == 0])
@@ -95,6 +95,13 @@ def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
         return S.Add((S.Seq((S.Conv(c=c, k=3), S.Scale(v=0.2))), S.Identity()))
     if kind == "aux":
         return S.Aux(S.Head(c=int(rng.integers(2, 10))))
+    if kind == "join":
+        w = _pick(rng, widths)
+        return S.Join((S.Conv(c=w, k=3), S.Seq((S.Conv(c=w, k=1), S.BN()))),
+                      drop=_pick(rng, [0.0, 0.5]))
+    if kind == "fractal":
+        return S.FractalBlock(c=_pick(rng, widths), cols=_pick(rng, [1, 2, 3]),
+                              p=_pick(rng, [0.0, 0.1]))
     if kind == "convkw":
         k = _pick(rng, [3, 5, 7])
         if rng.random() < 0.5:

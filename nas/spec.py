@@ -473,6 +473,28 @@ class Gate(Layer):
 
 
 @dataclass(frozen=True)
+class Join(_Branches):
+    """Element-wise mean of branches, FractalNet's join (Larsson et al. 2017, section 2).
+    While training, each branch is dropped with probability ``drop`` and the mean taken
+    over the rest, keeping at least one (local drop-path, section 3.1)."""
+
+    type: ClassVar[str] = "join"
+    drop: float = _f(0.0, kind=float, lo=0.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        Layer.__post_init__(self)
+
+    def validate(self) -> None:
+        if self.drop >= 1.0:
+            raise SpecError(f"join.drop must be < 1, got {self.drop}")
+
+    def token(self) -> str:
+        head = "join" if self.drop == 0 else f"join_drop{_fmt(self.drop)}"
+        return f"{head}[" + " | ".join(x.token() for x in self.branches) + "]"
+
+
+@dataclass(frozen=True)
 class Aux(Layer):
     """Auxiliary classifier: passes its input through unchanged; while training, ``branch``
     (a classifier head) also runs on it and its logits join the loss (Szegedy et al. 2015,
@@ -891,8 +913,33 @@ class PreActBottleneck(Block):
         return Add((Seq(body), short))
 
 
-ZOO_LAYERS: tuple[type[Layer], ...] = (ChannelShuffle, ChannelSplit, Scale, Aux, Bneck,
-                                       ShuffleV2Unit, ShuffleV1Unit, PreActBottleneck)
+@dataclass(frozen=True)
+class FractalBlock(Block):
+    """FractalNet block (Larsson et al. 2017, Fig. 1 and eq. 1) with ``cols`` columns and
+    ``c`` output channels: f_1 = conv unit, f_{C+1}(z) = join(conv unit(z), f_C(f_C(z))),
+    the conv unit being 3x3 conv-BN-ReLU (then dropout ``p`` when > 0). Joins are the binary
+    joins of eq. 1, each with local drop-path ``drop``; the paper's figure merges the joins
+    that meet at one depth into one mean over the columns (equal column weights instead of
+    halving per nesting level), which has the same parameters and MACs."""
+
+    type: ClassVar[str] = "fractal"
+    c: int = _f(kind=int, lo=1)
+    cols: int = _f(3, kind=int, lo=1)
+    drop: float = _f(0.15, kind=float, lo=0.0)
+    p: float = _f(0.0, kind=float, lo=0.0)
+
+    def lower(self, shape: Shape) -> Layer:
+        _need_map(self, shape)
+        unit: Layer = Seq(_cba(self.c, 3) + ((Dropout(self.p),) if self.p > 0 else ()))
+        f = unit
+        for _ in range(self.cols - 1):
+            f = Join((unit, Seq((f, f))), drop=self.drop)
+        return f
+
+
+ZOO_LAYERS: tuple[type[Layer], ...] = (ChannelShuffle, ChannelSplit, Scale, Aux, Join, Bneck,
+                                       ShuffleV2Unit, ShuffleV1Unit, PreActBottleneck,
+                                       FractalBlock)
 
 
 # --------------------------------------------------------------------------------------------
@@ -977,14 +1024,14 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
             except SpecError as e:
                 raise SpecError(f"[{i}] {e}") from None
         return shape
-    if t is Add or t is Concat:
+    if t is Add or t is Concat or t is Join:
         outs = []
         for i, b in enumerate(layer.branches):
             try:
                 outs.append(_out_shape(b, shape))
             except SpecError as e:
                 raise SpecError(f"{layer.type} branch {i}: {e}") from None
-        if t is Add:
+        if t is Add or t is Join:
             if any(o != outs[0] for o in outs):
                 raise SpecError(f"add: branch output shapes differ {outs}; a residual "
                                 f"connection needs equal shapes (use a projection shortcut)")
@@ -1103,7 +1150,7 @@ def layer_from_token(token: str) -> Layer:
     return layer_from_dict({"type": cls.type, **kwargs}, where=where)
 
 
-_OPEN_RE = re.compile(r"^(seq|add|concat|gate|aux)\[")
+_OPEN_RE = re.compile(r"^(seq|add|concat|gate|aux|join(?:_drop[0-9.e-]+)?)\[")
 _CLOSE_RE = re.compile(r"^(.*?)(\]*)(?:\*(\w*))?$")
 
 
@@ -1120,6 +1167,9 @@ def _combinator(kind: str, branches: list[list[Layer]], where: str) -> Layer:
         if len(branches) != 1:
             raise SpecError(f"{where}: {kind}[...] has exactly one branch")
         return (Gate if kind == "gate" else Aux)(branches[0][0])
+    if kind.startswith("join"):
+        drop = _parse_value(Join, "drop", kind[len("join_drop"):], where) if "_" in kind else 0.0
+        return Join(tuple(b[0] for b in branches), drop=drop)
     return (Add if kind == "add" else Concat)(tuple(b[0] for b in branches))
 
 

@@ -123,3 +123,34 @@ def test_large_later_nets_forward_at_their_imagenet_resolution(name, one_thread)
     with torch.no_grad():
         y = build(spec, seed=0).eval()(torch.randn(1, *spec.input))
     assert y.shape == (1, 10) and torch.isfinite(y).all()
+
+
+def test_join_means_branches_and_drops_paths_only_while_training():
+    spec = S.ArchSpec.from_string("1x1x1 join_drop0.5[scale_v1 | scale_v2 | scale_v4]")
+    join = build(spec).layers[0]
+    x = torch.ones(1, 1, 1, 1)
+    assert join.eval()(x).item() == pytest.approx(7 / 3)
+    join.train()
+    torch.manual_seed(0)
+    seen = {round(join(x).item(), 4) for _ in range(200)}
+    # every non-empty subset's mean can appear; the empty one never does
+    subsets = {1.0, 2.0, 4.0, 1.5, 2.5, 3.0, 7 / 3}
+    assert seen <= {round(v, 4) for v in subsets} and len(seen) >= 5
+
+
+def test_fractal_block_has_the_papers_columns():
+    # C columns: 2^C - 1 conv units, the deepest column 2^(C-1) long (Larsson 2017, Fig. 1)
+    spec = S.ArchSpec.from_string("3x8x8 fractal_c4_cols3_drop0")
+    convs = [m for m in build(spec).modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 7
+
+    def depth(layer: S.Layer) -> int:
+        if isinstance(layer, S.Conv):
+            return 1
+        if isinstance(layer, S.Seq):
+            return sum(depth(x) for x in layer.layers)
+        if isinstance(layer, S.Join):
+            return max(depth(b) for b in layer.branches)
+        return 0
+
+    assert depth(S.lowered(spec.layers[0], spec.input)) == 4
