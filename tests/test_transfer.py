@@ -154,3 +154,17 @@ def test_search_candidates_start_from_the_shared_stem(tmp_path):
     records = Archive(tmp_path / "run" / "archive.sqlite").records()
     assert len(records) == 3 and all(r.status == "ok" for r in records)
     assert all(r.extra["init_layers"] >= 2 for r in records)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_auxiliary_head_loss_joins_the_training_loss():
+    import torch.nn.functional as F
+
+    spec = ArchSpec.from_string("3x8x8 cba_c8 aux[head_c3] head_c3")
+    model = ClassifierModule(spec, train={"aux_weight": 0.4}, seed=0).train()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(0)
+    loss = model.training_step((x, y), 0)
+    main = F.cross_entropy(model(x), y)
+    aux = F.cross_entropy(model.net.aux_outputs()[0], y)
+    assert torch.allclose(loss, main + 0.4 * aux)
