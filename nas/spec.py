@@ -752,47 +752,9 @@ class Inception(Block):
         return Seq((Add((proj, Identity())), Act("relu")))
 
 
-@dataclass(frozen=True)
-class DenseLayer(Block):
-    """DenseNet layer (Huang et al. 2017): concat(x, conv3x3(g) o BN-ReLU o conv1x1(b*g) o
-    BN-ReLU (x)); growth ``g``, bottleneck factor ``b``."""
-
-    type: ClassVar[str] = "dense"
-    g: int = _f(kind=int, lo=1)
-    b: int = _f(4, kind=int, lo=1)
-
-    def lower(self, shape: Shape) -> Layer:
-        body = (BN(), Act("relu"), Conv(c=self.b * self.g, k=1), BN(), Act("relu"),
-                Conv(c=self.g, k=3))
-        return Concat((Identity(), Seq(body)))
-
-
-@dataclass(frozen=True)
-class Transition(Block):
-    """DenseNet transition: BN -> ReLU -> 1x1 conv -> 2x2 average pool."""
-
-    type: ClassVar[str] = "trans"
-    c: int = _f(kind=int, lo=1)
-
-    def lower(self, shape: Shape) -> Layer:
-        return Seq((BN(), Act("relu"), Conv(c=self.c, k=1), AvgPool(k=2, s=2)))
-
-
-@dataclass(frozen=True)
-class Head(Block):
-    """Classifier head: global average pool -> flatten -> (dropout) -> fc(c)."""
-
-    type: ClassVar[str] = "head"
-    c: int = _f(kind=int, lo=1)
-    p: float = _f(0.0, kind=float, lo=0.0)
-
-    def lower(self, shape: Shape) -> Layer:
-        mid: tuple[Layer, ...] = (Dropout(self.p),) if self.p > 0 else ()
-        return Seq((GAP(), Flatten()) + mid + (Linear(c=self.c),))
-
-
 # --------------------------------------------------------------------------------------------
-# Blocks of the later classic nets (MobileNetV3, ShuffleNet V1/V2, pre-activation ResNets)
+# Blocks of the later classic nets (MobileNetV3, ShuffleNet V1/V2, pre-activation ResNets,
+# FractalNet); their primitives and combinators are in the sections above
 # --------------------------------------------------------------------------------------------
 
 
@@ -943,6 +905,50 @@ ZOO_LAYERS: tuple[type[Layer], ...] = (ChannelShuffle, ChannelSplit, Scale, Aux,
 
 
 # --------------------------------------------------------------------------------------------
+# Blocks (continued): DenseNet, classifier head
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DenseLayer(Block):
+    """DenseNet layer (Huang et al. 2017): concat(x, conv3x3(g) o BN-ReLU o conv1x1(b*g) o
+    BN-ReLU (x)); growth ``g``, bottleneck factor ``b``."""
+
+    type: ClassVar[str] = "dense"
+    g: int = _f(kind=int, lo=1)
+    b: int = _f(4, kind=int, lo=1)
+
+    def lower(self, shape: Shape) -> Layer:
+        body = (BN(), Act("relu"), Conv(c=self.b * self.g, k=1), BN(), Act("relu"),
+                Conv(c=self.g, k=3))
+        return Concat((Identity(), Seq(body)))
+
+
+@dataclass(frozen=True)
+class Transition(Block):
+    """DenseNet transition: BN -> ReLU -> 1x1 conv -> 2x2 average pool."""
+
+    type: ClassVar[str] = "trans"
+    c: int = _f(kind=int, lo=1)
+
+    def lower(self, shape: Shape) -> Layer:
+        return Seq((BN(), Act("relu"), Conv(c=self.c, k=1), AvgPool(k=2, s=2)))
+
+
+@dataclass(frozen=True)
+class Head(Block):
+    """Classifier head: global average pool -> flatten -> (dropout) -> fc(c)."""
+
+    type: ClassVar[str] = "head"
+    c: int = _f(kind=int, lo=1)
+    p: float = _f(0.0, kind=float, lo=0.0)
+
+    def lower(self, shape: Shape) -> Layer:
+        mid: tuple[Layer, ...] = (Dropout(self.p),) if self.p > 0 else ()
+        return Seq((GAP(), Flatten()) + mid + (Linear(c=self.c),))
+
+
+# --------------------------------------------------------------------------------------------
 # Registry, shape inference
 # --------------------------------------------------------------------------------------------
 
@@ -952,10 +958,14 @@ LAYER_TYPES: dict[str, type[Layer]] = {
                 Linear, Identity, PadShortcut, Seq, Add, Concat, Gate, ConvBNAct, MBConv,
                 DWSeparable, BasicBlock, Bottleneck, PreActBlock, Inception, DenseLayer,
                 Transition, Head)
-    + ZOO_LAYERS
 }
 for _cls in LAYER_TYPES.values():
     _cls.__hash__ = Layer.__hash__  # @dataclass(frozen=True) added an uncached one
+
+# The layers of the later classic nets (defined in their own sections above).
+for _cls in ZOO_LAYERS:
+    LAYER_TYPES[_cls.type] = _cls
+    _cls.__hash__ = Layer.__hash__
 
 
 @lru_cache(maxsize=65536)
