@@ -91,6 +91,20 @@ class Scale(nn.Module):
         return x * self.value
 
 
+class ChannelShuffle(nn.Module):
+    """Channel shuffle (ShuffleNet) as view -> transpose -> flatten. ``nn.ChannelShuffle``
+    computes the same but its ``aten::channel_shuffle`` has no ONNX export."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2)
+        return x.reshape(n, c, h, w)
+
+
 class ChannelSplit(nn.Module):
     """Part ``index`` of ``parts`` equal channel chunks (a view)."""
 
@@ -165,7 +179,7 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
             return nn.PReLU(shape[0])  # channel-wise slopes (He et al. 2015)
         return _ACTS[layer.fn]()
     if t is S.ChannelShuffle:
-        return nn.ChannelShuffle(layer.g)
+        return ChannelShuffle(layer.g)
     if t is S.ChannelSplit:
         return ChannelSplit(layer.n, layer.i)
     if t is S.Scale:

@@ -41,6 +41,7 @@ def test_channel_shuffle_and_split():
     x = torch.arange(6.0).view(1, 6, 1, 1)
     shuffled = _net("6x1x1 shuffle_g2").layers[0](x).flatten().tolist()
     assert shuffled == [0, 3, 1, 4, 2, 5]  # (2, 3) -> transpose -> (3, 2)
+    assert torch.equal(_net("6x1x1 shuffle_g3").layers[0](x), nn.ChannelShuffle(3)(x))
     second = _net("6x1x1 split_n3_i1").layers[0](x).flatten().tolist()
     assert second == [2, 3]
     with pytest.raises(S.SpecError, match="not divisible by 4"):
