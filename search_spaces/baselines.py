@@ -8,6 +8,13 @@ resolution is reported by shape inference with the failing layer.
 
 Sources are cited per builder; channel lists are the papers' (or torchvision's, where the
 docstring says so).
+
+Not here, because they do not fit: NSGA-Net's published CIFAR-10 networks (Lu et al. 2019)
+are macro bit-string phases of residual/dense nodes or NASNet-style micro cells, and
+NSGANetV2's subnets (Lu et al. 2020) use the Once-for-All MobileNetV3 trunk (hard-swish in
+the later stages, SE in fixed stages, 16-24-40-80-112-160 channels); neither is a genome of
+the ``mobile`` space, whose trunk is MobileNetV2's (ReLU6, 16-24-32-64-96-160-320), so
+writing them as one would change the networks.
 """
 
 from __future__ import annotations
