@@ -3,12 +3,14 @@
 Definitions (per sample unless a batch is given):
 
 * **MACs**: multiply-accumulates of convolutions and fully connected layers, bias excluded:
-  ``C_out * H_out * W_out * (C_in / groups) * k * k`` per conv, ``F_in * F_out`` per fc.
+  ``C_out * H_out * W_out * (C_in / groups) * k_h * k_w`` per conv, ``F_in * F_out`` per fc.
+  Auxiliary classifiers (``aux[...]``) run only while training and add no MACs.
   This is exactly half of what ``torch.utils.flop_counter.FlopCounterMode`` reports for a
   forward pass of the built model, and what torchvision's model tables call "GFLOPS".
 * **FLOPs** = 2 x MACs (the FlopCounterMode convention).
 * **params**: trainable parameters, exactly ``sum(p.numel() for p in model.parameters())``
-  (BN contributes its weight and bias; running statistics are buffers).
+  (BN contributes its weight and bias; running statistics are buffers; PReLU one slope per
+  channel; auxiliary classifiers count).
 * **activations**: elements of every tensor the forward pass creates (outputs of conv, BN,
   activations, pooling, dropout, fc, add, concat and gate); views (flatten, identity) and
   the input are not counted.
