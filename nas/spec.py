@@ -3,11 +3,14 @@
 A spec is an input shape plus an ordered tuple of typed, frozen layer specs. Layers come in
 three kinds:
 
-* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, ...), which
-  ``nas.build`` turns into one ``nn.Module`` each and ``nas.cost`` prices with a formula;
-* **combinators** (``seq``, ``add``, ``concat``, ``gate``), which wire sub-layers together;
+* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, channel
+  shuffle / split, scale, ...), which ``nas.build`` turns into one ``nn.Module`` each and
+  ``nas.cost`` prices with a formula;
+* **combinators** (``seq``, ``add``, ``concat``, ``gate``, ``join``, ``aux``), which wire
+  sub-layers together;
 * **blocks** (MBConv ``ir``, residual ``basic`` / ``bottle`` / ``preact``, ``incep``,
-  ``dense``, ``trans``, ``dws``, ``cba``, ``head``), which *lower* to primitives and
+  ``dense``, ``trans``, ``dws``, ``cba``, ``head``, and those of the later classic nets:
+  ``bneck``, ``shuf1``, ``shuf2``, ``prebottle``, ``fractal``), which *lower* to primitives and
   combinators given their input shape. Blocks never build modules or compute costs
   themselves, so the builder and the cost model cannot drift apart.
 
