@@ -604,15 +604,18 @@ def data_info(data: Mapping) -> DataInfo:
     return DataInfo(name, dm.num_classes, dm.in_channels, dm.resolution)
 
 
-def baseline_spec(name: str, info: DataInfo, resolution: int | None = None) -> ArchSpec:
+def baseline_spec(name: str, info: DataInfo, resolution: int | None = None, *,
+                  head: str | None = None) -> ArchSpec:
     """Baseline ``name`` for a data set: its classes and channels, at ``resolution`` (None:
-    the data's native resolution, or the net's own where its layers do not fit that)."""
+    the data's native resolution, or the net's own where its layers do not fit that);
+    ``head`` picks the classifier form of the nets that have one (``"conv"``)."""
     from search_spaces import baselines as zoo
 
     res = resolution or info.resolution
+    kw = {} if head is None else {"head": head}
     try:
         return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
-                       resolution=res)
+                       resolution=res, **kw)
     except SpecError:
         if resolution is not None:
             raise
@@ -620,18 +623,22 @@ def baseline_spec(name: str, info: DataInfo, resolution: int | None = None) -> A
         log.info("%s does not fit %dx%d inputs; using its own resolution %d", name, res, res,
                  own)
         return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
-                       resolution=own)
+                       resolution=own, **kw)
 
 
 def resolve_arch(arch: str, info: DataInfo, resolution: int | None = None, *,
-                 space: Mapping | None = None) -> ArchSpec:
+                 space: Mapping | None = None, head: str | None = None) -> ArchSpec:
     """``arch`` as a spec: a spec JSON file, ``space:genome`` (dash-separated integers), or a
     baseline name (built for the data set, see `baseline_spec`).
 
     ``space`` is an optional space config (``_target_`` plus layout, as conf/space/*.yaml)
-    for genomes of a space configured differently from its defaults.
+    for genomes of a space configured differently from its defaults. ``head`` applies to
+    baseline names only (see `baseline_spec`).
     """
     arch = str(arch).strip()
+    if head is not None and (":" in arch or arch.endswith(".json") or Path(arch).is_file()):
+        raise ValueError(f"head={head!r} applies to baseline names (vgg16, alexnet, ...), not "
+                         f"to arch={arch!r}; a spec fixes its own classifier")
     path = Path(arch).expanduser()
     if arch.endswith(".json") or path.is_file():
         if not path.is_file():
@@ -654,7 +661,7 @@ def resolve_arch(arch: str, info: DataInfo, resolution: int | None = None, *,
 
             obj = get_space(space_name, **kw)
         return obj.decode(obj.parse_genome(genome_text))
-    return baseline_spec(arch, info, resolution)
+    return baseline_spec(arch, info, resolution, head=head)
 
 
 def cli_errors() -> tuple[type[BaseException], ...]:
@@ -705,7 +712,8 @@ def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
     if transfer:
         train = dataclasses.replace(train, **transfer)
     info = data_info(data)
-    spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"))
+    spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"),
+                        head=cfg.get("head"))
     (run_dir / "spec.json").write_text(spec.to_json(indent=1))
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     result = train_spec(spec, data=data, train=train, seed=int(cfg.seed), test=bool(cfg.test),

@@ -250,3 +250,13 @@ def test_baselines_accept_the_later_classic_nets(tmp_path):
     assert list(rows.index) == names and set(rows["status"]) == {"skipped"}
     assert rows.loc["inception_v3", "spec"].startswith("3x299x299 ")
     assert rows.loc["fractalnet", "params"] == 33_724_618
+
+
+def test_train_cli_builds_the_convolutional_classifier():
+    from nas.train import DataInfo, resolve_arch
+
+    info = DataInfo("synthetic", num_classes=4, in_channels=3, resolution=64)
+    spec = resolve_arch("vgg11", info, 448, head="conv")
+    assert spec.name == "vgg11_convhead" and spec.num_classes == 4 and spec.input[1] == 448
+    with pytest.raises(ValueError, match="head='conv' applies to baseline names"):
+        resolve_arch("mobile:1-2-3", info, head="conv")

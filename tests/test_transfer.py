@@ -168,3 +168,4 @@ def test_auxiliary_head_loss_joins_the_training_loss():
     main = F.cross_entropy(model(x), y)
     aux = F.cross_entropy(model.net.aux_outputs()[0], y)
     assert torch.allclose(loss, main + 0.4 * aux)
+
