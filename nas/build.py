@@ -14,9 +14,19 @@ from torch import nn
 
 from nas import spec as S
 
+
+class ScaledTanh(nn.Module):
+    """LeNet-5's squashing function ``A tanh(S x)``, A = 1.7159, S = 2/3 (LeCun et al. 1998,
+    appendix A): f(1) = 1 and f(-1) = -1, gain near 1 around the origin."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+
+
 _ACTS = {
     "relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "silu": nn.SiLU,
     "sigmoid": nn.Sigmoid, "hsigmoid": nn.Hardsigmoid, "gelu": nn.GELU, "tanh": nn.Tanh,
+    "lrelu": nn.LeakyReLU, "elu": nn.ELU, "stanh": ScaledTanh,
 }
 
 
@@ -39,6 +49,24 @@ class ConcatBranches(AddBranches):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class JoinBranches(AddBranches):
+    """Mean of branch outputs with local drop-path while training (FractalNet)."""
+
+    def __init__(self, branches: list[nn.Module], drop: float):
+        super().__init__(branches)
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [b(x) for b in self.branches]
+        if not (self.training and self.drop > 0):
+            return torch.stack(outs).mean(0)
+        keep = torch.rand(len(outs)) >= self.drop
+        if not keep.any():
+            keep[torch.randint(len(outs), ())] = True
+        kept = [o for o, k in zip(outs, keep.tolist()) if k]
+        return torch.stack(kept).mean(0)
 
 
 class Gate(nn.Module):
@@ -84,6 +112,57 @@ class DagCell(nn.Module):
         return nodes[-1] if nodes[-1] is not None else x.mul(0.0)
 
 
+class Scale(nn.Module):
+    """Multiply by a constant (residual scaling)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.value
+
+
+class ChannelShuffle(nn.Module):
+    """Channel shuffle (ShuffleNet) as view -> transpose -> flatten. ``nn.ChannelShuffle``
+    computes the same but its ``aten::channel_shuffle`` has no ONNX export."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2)
+        return x.reshape(n, c, h, w)
+
+
+class ChannelSplit(nn.Module):
+    """Part ``index`` of ``parts`` equal channel chunks (a view)."""
+
+    def __init__(self, parts: int, index: int):
+        super().__init__()
+        self.parts = parts
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.chunk(self.parts, dim=1)[self.index]
+
+
+class AuxHead(nn.Module):
+    """Identity on the main path; in training mode also runs ``branch`` and keeps its
+    output in ``self.out`` for :meth:`Net.aux_outputs` (auxiliary classifiers)."""
+
+    def __init__(self, branch: nn.Module):
+        super().__init__()
+        self.branch = branch
+        self.out: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.out = self.branch(x) if self.training else None
+        return x
+
+
 class PadShortcut(nn.Module):
     """Option-A shortcut (He et al. 2016): stride-subsample and zero-pad channels."""
 
@@ -113,17 +192,32 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def aux_outputs(self) -> list[torch.Tensor]:
+        """Outputs of the auxiliary heads from the last training-mode forward pass (empty in
+        eval mode or for nets without ``aux`` layers)."""
+        return [m.out for m in self.modules() if isinstance(m, AuxHead) and m.out is not None]
+
 
 def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
     """The module for one layer spec given its input shape."""
     t = type(layer)
     if t is S.Conv:
-        return nn.Conv2d(shape[0], layer.c, layer.k, stride=layer.s, padding=layer.padding,
-                         dilation=layer.d, groups=layer.g, bias=layer.bias)
+        return nn.Conv2d(shape[0], layer.c, layer.kernel, stride=layer.s,
+                         padding=layer.padding_hw, dilation=layer.d, groups=layer.g, bias=layer.bias)
     if t is S.BN:
         return nn.BatchNorm2d(shape[0], eps=layer.eps)
     if t is S.Act:
+        if layer.fn == "prelu":
+            return nn.PReLU(shape[0])  # channel-wise slopes (He et al. 2015)
         return _ACTS[layer.fn]()
+    if t is S.ChannelShuffle:
+        return ChannelShuffle(layer.g)
+    if t is S.ChannelSplit:
+        return ChannelSplit(layer.n, layer.i)
+    if t is S.Scale:
+        return Scale(layer.v)
+    if t is S.Aux:
+        return AuxHead(module(layer.branch, shape))
     if t is S.MaxPool:
         return nn.MaxPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil)
     if t is S.AvgPool:
@@ -162,6 +256,8 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
     if t is S.Dag:
         return DagCell([None if type(e) is S.Zero else module(e, shape) for e in layer.edges],
                        layer.pairs)
+    if t is S.Join:
+        return JoinBranches([module(b, shape) for b in layer.branches], layer.drop)
     if isinstance(layer, S.Block):
         return module(S.lowered(layer, shape), shape)
     raise S.SpecError(f"no module for layer {layer!r}")

@@ -3,12 +3,14 @@
 Definitions (per sample unless a batch is given):
 
 * **MACs**: multiply-accumulates of convolutions and fully connected layers, bias excluded:
-  ``C_out * H_out * W_out * (C_in / groups) * k * k`` per conv, ``F_in * F_out`` per fc.
+  ``C_out * H_out * W_out * (C_in / groups) * k_h * k_w`` per conv, ``F_in * F_out`` per fc.
+  Auxiliary classifiers (``aux[...]``) run only while training and add no MACs.
   This is exactly half of what ``torch.utils.flop_counter.FlopCounterMode`` reports for a
   forward pass of the built model, and what torchvision's model tables call "GFLOPS".
 * **FLOPs** = 2 x MACs (the FlopCounterMode convention).
 * **params**: trainable parameters, exactly ``sum(p.numel() for p in model.parameters())``
-  (BN contributes its weight and bias; running statistics are buffers).
+  (BN contributes its weight and bias; running statistics are buffers; PReLU one slope per
+  channel; auxiliary classifiers count).
 * **activations**: elements of every tensor the forward pass creates (outputs of conv, BN,
   activations, pooling, dropout, fc, add, concat and gate); views (flatten, identity) and
   the input are not counted.
@@ -90,7 +92,7 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
     t = type(layer)
     n_out = math.prod(out)
     if t is S.Conv:
-        per_out = (inp[0] // layer.g) * layer.k * layer.k
+        per_out = (inp[0] // layer.g) * layer.k * (layer.k if layer.kw is None else layer.kw)
         params = layer.c * per_out + (layer.c if layer.bias else 0)
         return n_out * per_out, params, n_out, 0
     if t is S.Linear:
@@ -101,8 +103,10 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
         return 0, 0, n_out, n_out * layer.k * layer.k
     if t is S.GAP or t is S.AdaptiveAvgPool:
         return 0, 0, n_out, math.prod(inp)
-    if t is S.Flatten or t is S.Identity:
+    if t is S.Flatten or t is S.Identity or t is S.ChannelSplit:
         return 0, 0, 0, 0
+    if t is S.Act and layer.fn == "prelu":
+        return 0, inp[0], n_out, 0  # one learned slope per channel
     # Activations, LRN, dropout, option-A shortcut, add / concat / gate outputs.
     return 0, 0, n_out, 0
 
@@ -125,7 +129,13 @@ def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
                 n_in[j] = n_in.get(j, 0) + 1
         acc[2] += math.prod(shape) * sum(1 for v in n_in.values() if v > 1)
         return tuple(shape)
-    if t is S.Add or t is S.Concat or t is S.Gate:
+    if t is S.Aux:
+        # Inference never runs the auxiliary head: its parameters count, nothing else.
+        side = [0, 0, 0, 0]
+        _accumulate(layer.branch, shape, side)
+        acc[1] += side[1]
+        return shape
+    if t is S.Add or t is S.Concat or t is S.Gate or t is S.Join:
         for b in (layer.branches if t is not S.Gate else (layer.branch,)):
             _accumulate(b, shape, acc)
         out = S.out_shape(layer, shape)
@@ -217,8 +227,9 @@ def table_text(c: Cost, *, batch: int = 1, title: str = "") -> str:
 
 
 def resolve_spec(text: str, *, resolution: int | None = None, classes: int | None = None,
-                 in_channels: int | None = None) -> S.ArchSpec:
-    """A baseline name, a path to a spec JSON file, inline JSON, or a spec string."""
+                 in_channels: int | None = None, head: str | None = None) -> S.ArchSpec:
+    """A baseline name, a path to a spec JSON file, inline JSON, or a spec string
+    (``head`` selects a baseline's classifier form, e.g. ``"conv"`` for VGG)."""
     from pathlib import Path
 
     from search_spaces import baselines
@@ -234,11 +245,12 @@ def resolve_spec(text: str, *, resolution: int | None = None, classes: int | Non
         spec = S.ArchSpec.from_string(text)
     else:
         kw = {k: v for k, v in (("resolution", resolution), ("num_classes", classes),
-                                ("in_channels", in_channels)) if v is not None}
+                                ("in_channels", in_channels), ("head", head)) if v is not None}
         return baselines.get(text, **kw)
-    if resolution is not None or classes is not None or in_channels is not None:
-        raise SystemExit("error: --resolution/--classes/--channels apply to baseline names; a "
-                         "spec fixes its own input shape and classes")
+    if (resolution is not None or classes is not None or in_channels is not None
+            or head is not None):
+        raise SystemExit("error: --resolution/--classes/--channels/--head apply to baseline "
+                         "names; a spec fixes its own input shape, classes and head")
     return spec
 
 
@@ -255,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, help="input resolution for a baseline name")
     p.add_argument("--classes", type=int, help="number of classes for a baseline name")
     p.add_argument("--channels", type=int, help="input channels for a baseline name")
+    p.add_argument("--head", choices=("fc", "conv"), help="classifier of AlexNet / ZFNet / "
+                   "VGG: fc (default) or conv (fully connected layers as convolutions, so "
+                   "the net runs on larger inputs, e.g. --resolution 448)")
     p.add_argument("--batch", type=int, default=1, help="batch size for the memory column")
     p.add_argument("--json", action="store_true",
                    help='print {"layers": [...], "total": {...}} instead of the table')
@@ -271,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--batch must be >= 1, got {args.batch}")
     try:
         spec = resolve_spec(args.arch, resolution=args.resolution, classes=args.classes,
-                            in_channels=args.channels)
+                            in_channels=args.channels, head=args.head)
     except (ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

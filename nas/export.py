@@ -77,6 +77,27 @@ def _read_spec(path: str | Path) -> ArchSpec:
     return ArchSpec.from_json(p.read_text())
 
 
+def read_weights(path: str | Path) -> dict:
+    """The tensors saved in ``path``: a state_dict file (``weights.pt`` of an export; an
+    export folder reads its ``weights.pt``), a Lightning checkpoint (its ``state_dict``,
+    keys still carrying the wrapper's prefix) or a pickled module."""
+    import torch
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "weights.pt"
+    if not p.is_file():
+        raise FileNotFoundError(f"weights file {p} does not exist; pass a nas.train checkpoint "
+                                f"(runs/.../checkpoints/last.ckpt) or an export's weights.pt")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:
+        # A Lightning checkpoint pickles its hyper-parameters (configs, specs), which the
+        # safe loader refuses; only load checkpoints you trust.
+        obj = torch.load(p, map_location="cpu", weights_only=False)
+    return _state_dict_of(obj)
+
+
 def _state_dict_of(obj: Any) -> dict:
     """The tensors of a state_dict, a Lightning checkpoint or a whole pickled module."""
     import torch
@@ -120,19 +141,12 @@ def load(path: str | Path, *, weights: str | Path | None = None,
     Returns:
         ``nas.build.Net`` (a ``torch.nn.Module``) in eval mode.
     """
-    import torch
 
     from nas.build import build
 
     net = build(_read_spec(path), seed=seed)
     if weights is not None:
-        try:
-            obj = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception:
-            # A Lightning checkpoint pickles its hyper-parameters (configs, specs), which the
-            # safe loader refuses; only load checkpoints you trust.
-            obj = torch.load(weights, map_location="cpu", weights_only=False)
-        net.load_state_dict(_fit_state_dict(_state_dict_of(obj), net.state_dict()))
+        net.load_state_dict(_fit_state_dict(read_weights(weights), net.state_dict()))
     return net.eval()
 
 

@@ -18,7 +18,8 @@ def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
     widths = [8, 12, 16, 24, 32]
     kind = _pick(rng, ["cba", "ir", "ir", "basic", "bottle", "incep", "dense", "trans", "dws",
                        "preact", "maxpool", "avgpool", "conv", "act", "lrn", "dropout", "seq",
-                       "add", "concat", "gate"])
+                       "add", "concat", "gate", "bneck", "shuf2", "shuf1", "prebottle",
+                       "shuffle", "split", "scale", "aux", "convkw", "join", "fractal"])
     s = 2 if (small >= 8 and rng.random() < 0.3) else 1
     if kind == "cba":
         g = _pick(rng, [g for g in (1, 2, 4) if c % g == 0])
@@ -72,6 +73,40 @@ def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
                                                                                      p=1)))
     if kind == "gate":
         return S.squeeze_excite(c, max(1, c // 4))
+    if kind == "bneck":
+        return S.Bneck(c=_pick(rng, [c] + widths), x=_pick(rng, [c, 2 * c, 3 * c]),
+                       k=_pick(rng, [3, 5]), s=s, se=bool(rng.random() < 0.5),
+                       a=_pick(rng, ["relu", "hswish"]))
+    if kind == "shuf2":
+        return S.ShuffleV2Unit(c=c if c % 2 == 0 and s == 1 else _pick(rng, widths), s=s)
+    if kind == "shuf1":
+        g = _pick(rng, [1, 2, 4])
+        if s == 1:
+            return S.ShuffleV1Unit(c=c, g=g if c % (4 * g) == 0 else 1, s=1)
+        return S.ShuffleV1Unit(c=c + 8 * g, g=g, s=2, g1=bool(c % g == 0))
+    if kind == "prebottle":
+        return S.PreActBottleneck(c=_pick(rng, [c] + widths), m=_pick(rng, [4, 8]), s=s)
+    if kind == "shuffle" and c % 2 == 0:
+        return S.ChannelShuffle(g=2)
+    if kind == "split" and c % 2 == 0:
+        return S.Concat((S.ChannelSplit(n=2, i=1), S.Seq((S.ChannelSplit(n=2, i=0),
+                                                           S.Conv(c=_pick(rng, widths), k=1)))))
+    if kind == "scale":
+        return S.Add((S.Seq((S.Conv(c=c, k=3), S.Scale(v=0.2))), S.Identity()))
+    if kind == "aux":
+        return S.Aux(S.Head(c=int(rng.integers(2, 10))))
+    if kind == "join":
+        w = _pick(rng, widths)
+        return S.Join((S.Conv(c=w, k=3), S.Seq((S.Conv(c=w, k=1), S.BN()))),
+                      drop=_pick(rng, [0.0, 0.5]))
+    if kind == "fractal":
+        return S.FractalBlock(c=_pick(rng, widths), cols=_pick(rng, [1, 2, 3]),
+                              p=_pick(rng, [0.0, 0.1]))
+    if kind == "convkw":
+        k = _pick(rng, [3, 5, 7])
+        if rng.random() < 0.5:
+            return S.ConvBNAct(c=_pick(rng, widths), k=1, kw=k, eps=1e-3)
+        return S.Conv(c=_pick(rng, widths), k=k, kw=1, s=s)
     return S.BN()
 
 

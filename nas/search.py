@@ -427,6 +427,8 @@ class Search:
                                      "val_loss": result.val_loss,
                                      "images_per_second": result.images_per_second,
                                      "name": info.get("name"),
+                                     # layers reused from train.init (transfer learning)
+                                     "init_layers": result.extra.get("init_layers"),
                                      **self._metric_values(result)}.items() if v is not None})
 
     def _metric_values(self, result) -> dict[str, float]:

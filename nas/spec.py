@@ -3,13 +3,15 @@
 A spec is an input shape plus an ordered tuple of typed, frozen layer specs. Layers come in
 three kinds:
 
-* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, zero, ...), which
-  ``nas.build`` turns into one ``nn.Module`` each and ``nas.cost`` prices with a formula;
-* **combinators** (``seq``, ``add``, ``concat``, ``gate``, ``dag``), which wire sub-layers
-  together;
+* **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, channel
+  shuffle / split, scale, zero, ...), which ``nas.build`` turns into one ``nn.Module`` each
+  and ``nas.cost`` prices with a formula;
+* **combinators** (``seq``, ``add``, ``concat``, ``gate``, ``join``, ``aux``, ``dag``), which
+  wire sub-layers together;
 * **blocks** (MBConv ``ir``, residual ``basic`` / ``bottle`` / ``preact``, ``incep``,
-  ``dense``, ``trans``, ``dws``, ``cba``, ``head``, NAS-Bench-201's ``nb201`` / ``nb201r``),
-  which *lower* to primitives and
+  ``dense``, ``trans``, ``dws``, ``cba``, ``head``, those of the later classic nets:
+  ``bneck``, ``shuf1``, ``shuf2``, ``prebottle``, ``fractal``, and NAS-Bench-201's ``nb201`` /
+  ``nb201r``), which *lower* to primitives and
   combinators given their input shape. Blocks never build modules or compute costs
   themselves, so the builder and the cost model cannot drift apart.
 
@@ -25,9 +27,10 @@ The first token is the input shape ``CxHxW``. Every other token is ``type`` foll
 ``_<key><value>`` for each field that differs from its default (keys are field names, matched
 longest first; booleans are ``0``/``1``). ``incep`` writes its six branch widths positionally,
 dash-separated. ``*N`` repeats a token N times. Combinators print as ``type[a b | c d]`` with
-``|`` between branches; they round-trip through JSON, the string form of plain tokens parses
-back too. ``nb201`` (the NAS-Bench-201 cell) carries the benchmark's arch string verbatim after
-its type: ``nb201_|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|...|``.
+``|`` between branches (``gate[...]``, ``aux[...]`` hold one); specs round-trip through
+JSON and through the string form, combinators included. ``nb201`` (the NAS-Bench-201 cell)
+carries the benchmark's arch string verbatim after its type:
+``nb201_|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|...|``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from typing import Any, ClassVar
 
 Shape = tuple[int, ...]
 
-ACTIVATIONS = ("relu", "relu6", "hswish", "silu", "sigmoid", "hsigmoid", "gelu", "tanh")
+ACTIVATIONS = ("relu", "relu6", "hswish", "silu", "sigmoid", "hsigmoid", "gelu", "tanh",
+               "lrelu", "elu", "prelu", "stanh")
+#: activations with learned parameters: ``prelu`` has one slope per channel (He et al. 2015)
+LEARNED_ACTIVATIONS = ("prelu",)
 
 
 class SpecError(ValueError):
@@ -223,7 +229,9 @@ def _check_nonempty(layer: Layer, shape: Shape, out: Shape) -> Shape:
 
 @dataclass(frozen=True)
 class Conv(Layer):
-    """2-D convolution; ``p=None`` means 'same' padding ``d*(k-1)//2``."""
+    """2-D convolution; ``p=None`` means 'same' padding ``d*(k-1)//2``. ``kw`` makes the
+    kernel ``k`` high and ``kw`` wide (factorised 1x7 / 7x1 convolutions, Szegedy et al.
+    2016); ``None`` is a square ``k x k`` kernel. Padding ``p`` applies to both sides."""
 
     type: ClassVar[str] = "conv"
     c: int = _f(kind=int, lo=1)
@@ -233,10 +241,24 @@ class Conv(Layer):
     d: int = _f(1, kind=int, lo=1)
     g: int = _f(1, kind=int, lo=1)
     bias: bool = _f(False, kind=bool)
+    kw: int | None = _f(None, kind=int, lo=1)
 
     @property
     def padding(self) -> int:
         return self.d * (self.k - 1) // 2 if self.p is None else self.p
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """(height, width) of the kernel."""
+        return (self.k, self.k if self.kw is None else self.kw)
+
+    @property
+    def padding_hw(self) -> tuple[int, int]:
+        """(height, width) padding: 'same' per dimension when ``p`` is None."""
+        if self.p is not None:
+            return (self.p, self.p)
+        kh, kw = self.kernel
+        return (self.d * (kh - 1) // 2, self.d * (kw - 1) // 2)
 
     def validate(self) -> None:
         if self.c % self.g:
@@ -352,6 +374,38 @@ class PadShortcut(Layer):
     type: ClassVar[str] = "pad"
     c: int = _f(kind=int, lo=1)
     s: int = _f(1, kind=int, lo=1)
+
+
+@dataclass(frozen=True)
+class ChannelShuffle(Layer):
+    """Channel shuffle with ``g`` groups (Zhang et al. 2018, ShuffleNet): view the channels
+    as (g, C/g), transpose, flatten, so grouped convolutions exchange information."""
+
+    type: ClassVar[str] = "shuffle"
+    g: int = _f(kind=int, lo=1)
+
+
+@dataclass(frozen=True)
+class ChannelSplit(Layer):
+    """Part ``i`` of ``n`` equal channel parts (a view, like ``torch.chunk``): ShuffleNetV2's
+    channel split (Ma et al. 2018) when used as the branches of a ``concat``."""
+
+    type: ClassVar[str] = "split"
+    n: int = _f(2, kind=int, lo=1)
+    i: int = _f(0, kind=int, lo=0)
+
+    def validate(self) -> None:
+        if self.i >= self.n:
+            raise SpecError(f"{self.token()}: part index i={self.i} must be < n={self.n}")
+
+
+@dataclass(frozen=True)
+class Scale(Layer):
+    """Multiply by a constant ``v``: residual scaling of Inception-ResNet (Szegedy et al.
+    2017, section 3.3), LeNet-5-style fixed gains. No parameters, no MACs."""
+
+    type: ClassVar[str] = "scale"
+    v: float = _f(kind=float)
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,6 +530,52 @@ class Dag(Layer):
         return "dag[" + " | ".join(x.token() for x in self.edges) + "]"
 
 
+@dataclass(frozen=True)
+class Join(_Branches):
+    """Element-wise mean of branches, FractalNet's join (Larsson et al. 2017, section 2).
+    While training, each branch is dropped with probability ``drop`` and the mean taken
+    over the rest, keeping at least one (local drop-path, section 3.1)."""
+
+    type: ClassVar[str] = "join"
+    drop: float = _f(0.0, kind=float, lo=0.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        Layer.__post_init__(self)
+
+    def validate(self) -> None:
+        if self.drop >= 1.0:
+            raise SpecError(f"join.drop must be < 1, got {self.drop}")
+
+    def token(self) -> str:
+        head = "join" if self.drop == 0 else f"join_drop{_fmt(self.drop)}"
+        return f"{head}[" + " | ".join(x.token() for x in self.branches) + "]"
+
+
+@dataclass(frozen=True)
+class Aux(Layer):
+    """Auxiliary classifier: passes its input through unchanged; while training, ``branch``
+    (a classifier head) also runs on it and its logits join the loss (Szegedy et al. 2015,
+    2016). Its parameters count; its MACs do not, since inference never runs it."""
+
+    type: ClassVar[str] = "aux"
+    kind: ClassVar[str] = "combinator"
+    branch: Layer = field(default_factory=Identity)
+
+    def __post_init__(self) -> None:
+        b = self.branch
+        if isinstance(b, dict):
+            object.__setattr__(self, "branch", layer_from_dict(b, where="aux.branch"))
+        elif not isinstance(b, Layer):
+            raise SpecError(f"aux.branch: expected a layer, got {b!r}")
+
+    def token(self) -> str:
+        return f"aux[{self.branch.token()}]"
+
+    def to_dict(self) -> dict:
+        return {"type": "aux", "branch": self.branch.to_dict()}
+
+
 def _children_to_json(v: tuple) -> list:
     return [x.to_dict() for x in v]
 
@@ -511,9 +611,15 @@ class ConvBNAct(Block):
     s: int = _f(1, kind=int, lo=1)
     g: int = _f(1, kind=int, lo=1)
     a: str = _f("relu", kind=str, choices=ACTIVATIONS + ("",))
+    kw: int | None = _f(None, kind=int, lo=1)
+    p: int | None = _f(None, kind=int, lo=0)
+    eps: float = _f(1e-5, kind=float, lo=0.0)
 
     def lower(self, shape: Shape) -> Layer:
-        return Seq(_cba(self.c, self.k, self.s, self.g, self.a or None))
+        if self.kw is None and self.p is None and self.eps == 1e-5:
+            return Seq(_cba(self.c, self.k, self.s, self.g, self.a or None))
+        conv = Conv(c=self.c, k=self.k, s=self.s, g=self.g, kw=self.kw, p=self.p)
+        return Seq((conv, BN(eps=self.eps)) + ((Act(self.a),) if self.a else ()))
 
 
 @dataclass(frozen=True)
@@ -569,6 +675,9 @@ def _shortcut(cin: int, c: int, s: int, sc: str) -> Layer:
         return Identity()
     if sc == "A":
         return PadShortcut(c=c, s=s)
+    if sc == "D" and s > 1:
+        # ResNet-D (He et al. 2019, "Bag of Tricks", Fig. 2c): average-pool, then 1x1 conv
+        return Seq((AvgPool(k=s, s=s, ceil=True), Conv(c=c, k=1), BN()))
     return Seq((Conv(c=c, k=1, s=s), BN()))
 
 
@@ -577,7 +686,8 @@ class BasicBlock(Block):
     """ResNet basic block (He et al. 2016): two 3x3 convs, post-activation.
 
     ``sc`` picks the shortcut when the shape changes: ``B`` a 1x1 conv + BN projection,
-    ``A`` parameter-free subsampling with zero-padded channels (the paper's CIFAR nets).
+    ``A`` parameter-free subsampling with zero-padded channels (the paper's CIFAR nets),
+    ``D`` a 2x2 average pool before a stride-1 projection (ResNet-D, He et al. 2019).
     ``se`` is the SE squeeze ratio relative to the output channels (SENet: 1/16).
     """
 
@@ -585,7 +695,7 @@ class BasicBlock(Block):
     c: int = _f(kind=int, lo=1)
     s: int = _f(1, kind=int, lo=1)
     se: float = _f(0.0, kind=float, lo=0.0)
-    sc: str = _f("B", kind=str, choices=("A", "B"))
+    sc: str = _f("B", kind=str, choices=("A", "B", "D"))
 
     def lower(self, shape: Shape) -> Layer:
         cin = _need_map(self, shape)[0]
@@ -601,7 +711,8 @@ class Bottleneck(Block):
     """ResNet bottleneck (ResNet v1.5: stride on the 3x3), grouped for ResNeXt (Xie 2017).
 
     ``m`` is the width of the 1x1-3x3 middle, ``c`` the output width, ``g`` the groups of
-    the 3x3; ``se`` as in :class:`BasicBlock`.
+    the 3x3; ``se`` and ``sc`` as in :class:`BasicBlock`. ``s1=1`` puts the stride on the
+    first 1x1 instead (the original ResNet, "ResNet-A" in He et al. 2019).
     """
 
     type: ClassVar[str] = "bottle"
@@ -610,7 +721,8 @@ class Bottleneck(Block):
     s: int = _f(1, kind=int, lo=1)
     g: int = _f(1, kind=int, lo=1)
     se: float = _f(0.0, kind=float, lo=0.0)
-    sc: str = _f("B", kind=str, choices=("A", "B"))
+    sc: str = _f("B", kind=str, choices=("A", "B", "D"))
+    s1: bool = _f(False, kind=bool)
 
     def validate(self) -> None:
         if self.m % self.g:
@@ -619,7 +731,8 @@ class Bottleneck(Block):
 
     def lower(self, shape: Shape) -> Layer:
         cin = _need_map(self, shape)[0]
-        body = list(_cba(self.m, 1) + _cba(self.m, 3, self.s, g=self.g)
+        s1, s3 = (self.s, 1) if self.s1 else (1, self.s)
+        body = list(_cba(self.m, 1, s1) + _cba(self.m, 3, s3, g=self.g)
                     + _cba(self.c, 1, act=None))
         if self.se > 0:
             body.append(squeeze_excite(self.c, max(1, int(self.c * self.se))))
@@ -695,6 +808,163 @@ class Inception(Block):
             return cat
         proj = Seq((cat, Conv(c=cin, k=1), BN(eps=eps)))
         return Seq((Add((proj, Identity())), Act("relu")))
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks of the later classic nets (MobileNetV3, ShuffleNet V1/V2, pre-activation ResNets,
+# FractalNet); their primitives and combinators are in the sections above
+# --------------------------------------------------------------------------------------------
+
+
+def _dw(c: int, k: int, s: int, act: str | None) -> tuple[Layer, ...]:
+    return _cba(c, k, s, g=c, act=act)
+
+
+@dataclass(frozen=True)
+class Bneck(Block):
+    """MobileNetV3 bottleneck (Howard et al. 2019, Table 1): 1x1 expansion to ``x`` channels
+    (skipped when ``x`` equals the input width), depthwise kxk, optional SE with a
+    hard-sigmoid gate squeezing to ``make_divisible(x / 4)``, linear 1x1 projection; residual
+    when stride 1 and the widths match (torchvision's layout)."""
+
+    type: ClassVar[str] = "bneck"
+    c: int = _f(kind=int, lo=1)
+    x: int = _f(kind=int, lo=1)
+    k: int = _f(3, kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    se: bool = _f(False, kind=bool)
+    a: str = _f("relu", kind=str, choices=ACTIVATIONS)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        body: list[Layer] = []
+        if self.x != cin:
+            body += _cba(self.x, 1, act=self.a)
+        body += _dw(self.x, self.k, self.s, self.a)
+        if self.se:
+            v = self.x // 4  # torchvision: _make_divisible(x // 4, 8)
+            sq = max(8, (v + 4) // 8 * 8)
+            if sq < 0.9 * v:
+                sq += 8
+            body.append(Gate(Seq((GAP(), Conv(c=sq, k=1, bias=True), Act("relu"),
+                                  Conv(c=self.x, k=1, bias=True), Act("hsigmoid")))))
+        body += _cba(self.c, 1, act=None)
+        main = Seq(tuple(body))
+        return Add((main, Identity())) if self.s == 1 and cin == self.c else main
+
+
+@dataclass(frozen=True)
+class ShuffleV2Unit(Block):
+    """ShuffleNet V2 unit (Ma et al. 2018, Fig. 3c/d) with ``c`` output channels. Stride 1:
+    channel split in halves, one half through 1x1-dw3x3-1x1, concat, shuffle (2 groups).
+    Stride 2: no split; a dw3x3-1x1 branch and the 1x1-dw3x3-1x1 branch, concat, shuffle."""
+
+    type: ClassVar[str] = "shuf2"
+    c: int = _f(kind=int, lo=2)
+    s: int = _f(1, kind=int, lo=1)
+
+    def validate(self) -> None:
+        if self.c % 2:
+            raise SpecError(f"{self.token()}: output channels must be even, got {self.c}")
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        half = self.c // 2
+        main = _cba(half, 1) + _dw(half, 3, self.s, None) + _cba(half, 1)
+        if self.s == 1:
+            if cin != self.c:
+                raise SpecError(f"{self.token()}: a stride-1 unit keeps the width; input has "
+                                f"{cin} channels (use s=2 to change it)")
+            cat = Concat((ChannelSplit(n=2, i=0), Seq((ChannelSplit(n=2, i=1),) + main)))
+        else:
+            cat = Concat((Seq(_dw(cin, 3, self.s, None) + _cba(half, 1)), Seq(main)))
+        return Seq((cat, ChannelShuffle(g=2)))
+
+
+@dataclass(frozen=True)
+class ShuffleV1Unit(Block):
+    """ShuffleNet unit (Zhang et al. 2018, Fig. 2b/c): 1x1 group conv (``g`` groups; one
+    group when ``g1=0``, the paper's first unit) to ``c / 4`` channels, BN-ReLU, channel
+    shuffle, dw3x3 (stride ``s``), BN, 1x1 group conv, BN. Stride 1: add the input, ReLU.
+    Stride 2: concat with a 3x3/2 average pool of the input (the branch gives ``c - C_in``
+    channels), ReLU. Bottleneck width ``c / 4`` as the paper and its reference code."""
+
+    type: ClassVar[str] = "shuf1"
+    c: int = _f(kind=int, lo=1)
+    g: int = _f(3, kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+    g1: bool = _f(True, kind=bool)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        mid = self.c // 4
+        out = self.c - cin if self.s > 1 else self.c
+        if out < 1 or mid < 1:
+            raise SpecError(f"{self.token()}: output width {self.c} leaves no channels for the "
+                            f"branch on a {cin}-channel input")
+        main = (_cba(mid, 1, g=self.g if self.g1 else 1)
+                + ((ChannelShuffle(g=self.g),) if self.g > 1 else ())
+                + _dw(mid, 3, self.s, None) + _cba(out, 1, g=self.g, act=None))
+        if self.s == 1:
+            if cin != self.c:
+                raise SpecError(f"{self.token()}: a stride-1 unit keeps the width; input has "
+                                f"{cin} channels (use s=2 to change it)")
+            return Seq((Add((Seq(main), Identity())), Act("relu")))
+        return Seq((Concat((AvgPool(k=3, s=self.s, p=1), Seq(main))), Act("relu")))
+
+
+@dataclass(frozen=True)
+class PreActBottleneck(Block):
+    """Pre-activation bottleneck (He et al. 2016, "Identity Mappings", Fig. 1b / 4e):
+    BN-ReLU-1x1(m)-BN-ReLU-3x3(m, stride s)-BN-ReLU-1x1(c), plus the input (identity) or a
+    1x1 projection of it when the shape changes; no activation after the addition."""
+
+    type: ClassVar[str] = "prebottle"
+    c: int = _f(kind=int, lo=1)
+    m: int = _f(kind=int, lo=1)
+    s: int = _f(1, kind=int, lo=1)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        body = (BN(), Act("relu"), Conv(c=self.m, k=1), BN(), Act("relu"),
+                Conv(c=self.m, k=3, s=self.s), BN(), Act("relu"), Conv(c=self.c, k=1))
+        short: Layer = (Identity() if self.s == 1 and cin == self.c
+                        else Conv(c=self.c, k=1, s=self.s))
+        return Add((Seq(body), short))
+
+
+@dataclass(frozen=True)
+class FractalBlock(Block):
+    """FractalNet block (Larsson et al. 2017, Fig. 1 and eq. 1) with ``cols`` columns and
+    ``c`` output channels: f_1 = conv unit, f_{C+1}(z) = join(conv unit(z), f_C(f_C(z))),
+    the conv unit being 3x3 conv-BN-ReLU (then dropout ``p`` when > 0). Joins are the binary
+    joins of eq. 1, each with local drop-path ``drop``; the paper's figure merges the joins
+    that meet at one depth into one mean over the columns (equal column weights instead of
+    halving per nesting level), which has the same parameters and MACs."""
+
+    type: ClassVar[str] = "fractal"
+    c: int = _f(kind=int, lo=1)
+    cols: int = _f(3, kind=int, lo=1)
+    drop: float = _f(0.15, kind=float, lo=0.0)
+    p: float = _f(0.0, kind=float, lo=0.0)
+
+    def lower(self, shape: Shape) -> Layer:
+        _need_map(self, shape)
+        unit: Layer = Seq(_cba(self.c, 3) + ((Dropout(self.p),) if self.p > 0 else ()))
+        f = unit
+        for _ in range(self.cols - 1):
+            f = Join((unit, Seq((f, f))), drop=self.drop)
+        return f
+
+
+ZOO_LAYERS: tuple[type[Layer], ...] = (ChannelShuffle, ChannelSplit, Scale, Aux, Join, Bneck,
+                                       ShuffleV2Unit, ShuffleV1Unit, PreActBottleneck,
+                                       FractalBlock)
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks (continued): DenseNet, classifier head
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -874,6 +1144,11 @@ LAYER_TYPES: dict[str, type[Layer]] = {
 for _cls in LAYER_TYPES.values():
     _cls.__hash__ = Layer.__hash__  # @dataclass(frozen=True) added an uncached one
 
+# The layers of the later classic nets (defined in their own sections above).
+for _cls in ZOO_LAYERS:
+    LAYER_TYPES[_cls.type] = _cls
+    _cls.__hash__ = Layer.__hash__
+
 
 @lru_cache(maxsize=65536)
 def lowered(layer: Layer, shape: Shape) -> Layer:
@@ -894,9 +1169,9 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
         if c % layer.g:
             raise SpecError(f"{layer.token()}: input channels {c} not divisible by groups "
                             f"{layer.g}")
-        p = layer.padding
-        out = (layer.c, _spatial(layer, h, layer.k, layer.s, p, layer.d),
-               _spatial(layer, w, layer.k, layer.s, p, layer.d))
+        (kh, kw), (ph, pw) = layer.kernel, layer.padding_hw
+        out = (layer.c, _spatial(layer, h, kh, layer.s, ph, layer.d),
+               _spatial(layer, w, kw, layer.s, pw, layer.d))
         return _check_nonempty(layer, shape, out)
     if t is BN or t is Act or t is Dropout or t is Identity or t is LRN or t is Zero:
         if t is not Act and t is not Dropout and t is not Identity and t is not Zero:
@@ -912,6 +1187,14 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
         return _check_nonempty(layer, shape, out)
     if t is GAP:
         return (_need_map(layer, shape)[0], 1, 1)
+    if t is Scale:
+        return shape
+    if t is ChannelShuffle or t is ChannelSplit:
+        c = _need_map(layer, shape)[0]
+        parts = layer.g if t is ChannelShuffle else layer.n
+        if c % parts:
+            raise SpecError(f"{layer.token()}: input channels {c} not divisible by {parts}")
+        return shape if t is ChannelShuffle else (c // parts,) + tuple(shape[1:])
     if t is AdaptiveAvgPool:
         return (_need_map(layer, shape)[0], layer.o, layer.o)
     if t is Flatten:
@@ -933,14 +1216,14 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
             except SpecError as e:
                 raise SpecError(f"[{i}] {e}") from None
         return shape
-    if t is Add or t is Concat:
+    if t is Add or t is Concat or t is Join:
         outs = []
         for i, b in enumerate(layer.branches):
             try:
                 outs.append(_out_shape(b, shape))
             except SpecError as e:
                 raise SpecError(f"{layer.type} branch {i}: {e}") from None
-        if t is Add:
+        if t is Add or t is Join:
             if any(o != outs[0] for o in outs):
                 raise SpecError(f"add: branch output shapes differ {outs}; a residual "
                                 f"connection needs equal shapes (use a projection shortcut)")
@@ -959,6 +1242,12 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
             if o != tuple(shape):
                 raise SpecError(f"dag edge {i}->{j} maps {tuple(shape)} to {o}; every edge of a "
                                 f"cell must keep its input's shape")
+        return shape
+    if t is Aux:
+        try:
+            _out_shape(layer.branch, shape)
+        except SpecError as e:
+            raise SpecError(f"aux branch: {e}") from None
         return shape
     if t is Gate:
         g = _out_shape(layer.branch, shape)
@@ -1065,6 +1354,70 @@ def layer_from_token(token: str) -> Layer:
             raise SpecError(f"{where}: cannot read {part!r}; fields of {cls.type!r}: "
                             f"{sorted(keys)}")
     return layer_from_dict({"type": cls.type, **kwargs}, where=where)
+
+
+_OPEN_RE = re.compile(r"^(seq|add|concat|gate|aux|dag|join(?:_drop[0-9.e-]+)?)\[")
+_CLOSE_RE = re.compile(r"^(.*?)(\]*)(?:\*(\w*))?$")
+
+
+def _combinator(kind: str, branches: list[list[Layer]], where: str) -> Layer:
+    if kind == "seq":
+        if len(branches) != 1:
+            raise SpecError(f"{where}: 'seq[...]' takes no '|'")
+        return Seq(tuple(branches[0]))
+    for b in branches:
+        if len(b) != 1:
+            raise SpecError(f"{where}: every branch of {kind}[...] is one layer (wrap several "
+                            f"in seq[...]), got {len(b)}")
+    if kind in ("gate", "aux"):
+        if len(branches) != 1:
+            raise SpecError(f"{where}: {kind}[...] has exactly one branch")
+        return (Gate if kind == "gate" else Aux)(branches[0][0])
+    if kind == "dag":
+        return Dag(tuple(b[0] for b in branches))
+    if kind.startswith("join"):
+        drop = _parse_value(Join, "drop", kind[len("join_drop"):], where) if "_" in kind else 0.0
+        return Join(tuple(b[0] for b in branches), drop=drop)
+    return (Add if kind == "add" else Concat)(tuple(b[0] for b in branches))
+
+
+def layers_from_words(words: Sequence[str]) -> list[Layer]:
+    """Parse the whitespace-separated words of a spec string (after the input shape) into
+    layers: plain tokens, ``tok*N`` repeats, and combinators ``type[a b | c]`` nested to any
+    depth (the form :meth:`Layer.token` prints)."""
+    # A stack of open combinators: (kind, branches); the bottom entry is the spec itself.
+    stack: list[tuple[str, list[list[Layer]]]] = [("", [[]])]
+    for word in words:
+        where = f"word {word!r}"
+        if word == "|":
+            if len(stack) == 1:
+                raise SpecError(f"{where}: '|' outside a combinator")
+            stack[-1][1].append([])
+            continue
+        m = _OPEN_RE.match(word)
+        while m:
+            stack.append((m.group(1), [[]]))
+            word = word[m.end():]
+            m = _OPEN_RE.match(word)
+        core, closes, rep = _CLOSE_RE.match(word).groups()
+        if core:
+            stack[-1][1][-1].append(layer_from_token(core))
+        for _ in closes:
+            if len(stack) == 1:
+                raise SpecError(f"{where}: unbalanced ']'")
+            kind, branches = stack.pop()
+            stack[-1][1][-1].append(_combinator(kind, branches, where))
+        if rep is not None:
+            if not rep.isdigit() or int(rep) < 1:
+                raise SpecError(f"token {word}: repeat count must be a positive integer")
+            current = stack[-1][1][-1]
+            if not current:
+                raise SpecError(f"{where}: nothing to repeat")
+            current += [current[-1]] * (int(rep) - 1)
+    if len(stack) > 1:
+        raise SpecError(f"spec string: {len(stack) - 1} unclosed '{stack[-1][0]}[' (missing "
+                        f"']')")
+    return stack[0][1][0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1177,16 +1530,7 @@ class ArchSpec:
         if not m:
             raise SpecError(f"spec string must start with the input shape CxHxW (e.g. "
                             f"3x224x224), got {parts[0]!r}")
-        layers: list[Layer] = []
-        for tok in parts[1:]:
-            n = 1
-            if "*" in tok:
-                tok, _, rep = tok.partition("*")
-                if not rep.isdigit() or int(rep) < 1:
-                    raise SpecError(f"token {tok}*{rep}: repeat count must be a positive "
-                                    f"integer")
-                n = int(rep)
-            layers += [layer_from_token(tok)] * n
+        layers = layers_from_words(parts[1:])
         return cls(input=tuple(int(g) for g in m.groups()), layers=tuple(layers), name=name)
 
 

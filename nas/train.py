@@ -14,6 +14,8 @@ CLI (thin Hydra wrapper around `train_one`)::
     python -m nas.train arch=resnet20 data=digits [train=full]
     python -m nas.train arch=mobile:1-0-2-... data=cifar10 data.root=~/data/cifar10
     python -m nas.train arch=runs/.../spec.json data=digits
+    python -m nas.train arch=resnet20 data=cifar10 init=runs/.../checkpoints/last.ckpt \
+        freeze=all-but-head        # transfer learning (see nas.transfer)
 
 writes ``result.json``, ``spec.json``, ``metrics.csv`` and ``checkpoints/last.ckpt`` into the
 Hydra run folder ``runs/<date>/<time>/``.
@@ -22,6 +24,7 @@ Hydra run folder ``runs/<date>/<time>/``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -40,6 +43,14 @@ import torch.nn.functional as F
 from nas.build import build
 from nas.cost import totals
 from nas.spec import ArchSpec, SpecError
+from nas.transfer import (
+    FREEZE_ALL_BUT_HEAD,
+    MATCHES,
+    InitReport,
+    freeze_layers,
+    load_pretrained,
+    parse_freeze,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +95,10 @@ class TrainConfig:
     limit_train_batches: Any = None
     deterministic: bool = False
     num_threads: int | None = None
+    aux_weight: float = 0.4
+    init: str | None = None
+    init_match: str = "strict"
+    freeze: str | int | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, want: str) -> ValueError:
@@ -93,7 +108,8 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(name, "pass a positive integer")
-        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs",
+                     "aux_weight"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 raise bad(name, "pass a number >= 0")
@@ -127,6 +143,15 @@ class TrainConfig:
             raise bad("num_threads", "pass a positive integer or null (torch's default)")
         if not (self.devices == "auto" or isinstance(self.devices, (int, list, tuple))):
             raise bad("devices", "pass a count, a list of device indices, or 'auto'")
+        if self.init is not None and not isinstance(self.init, str):
+            raise bad("init", "pass the path of a nas.train checkpoint or an export's "
+                      "weights.pt, or null")
+        if self.init_match not in MATCHES:
+            raise bad("init_match", f"pass one of {', '.join(MATCHES)}")
+        if self.freeze is not None and (isinstance(self.freeze, bool) or not isinstance(
+                self.freeze, (str, int))):
+            raise bad("freeze", f"pass {FREEZE_ALL_BUT_HEAD!r}, a number of leading layers, "
+                      f"or null")
 
     @classmethod
     def from_any(cls, value: TrainConfig | Mapping | None) -> TrainConfig:
@@ -197,9 +222,21 @@ class ClassifierModule(pl.LightningModule):
             spec = ArchSpec.from_dict(spec)
         self.spec = spec
         self.cfg = TrainConfig.from_any(train)
-        self.save_hyperparameters({"spec": spec.to_dict(), "train": self.cfg.to_dict(),
+        # A checkpoint restores the trained weights itself: it must not re-read train.init
+        # (which may have moved), but it keeps the frozen layers frozen.
+        self.save_hyperparameters({"spec": spec.to_dict(),
+                                   "train": {**self.cfg.to_dict(), "init": None},
                                    "seed": int(seed)})
-        self.net = build(spec, seed=seed).to(memory_format=torch.channels_last)
+        self.net = build(spec, seed=seed)
+        self.init_report: InitReport | None = None
+        if self.cfg.init is not None:
+            self.init_report = load_pretrained(self.net, self.cfg.init,
+                                               match=self.cfg.init_match)
+        self._frozen = freeze_layers(self.net, parse_freeze(self.cfg.freeze, spec))
+        if self._frozen and not any(p.requires_grad for p in self.net.parameters()):
+            raise ValueError(f"train.freeze={self.cfg.freeze!r} leaves nothing to train in "
+                             f"{spec.name or spec.to_string()!r}")
+        self.net = self.net.to(memory_format=torch.channels_last)
         if self.cfg.compile:
             self.net.compile()
         # Divergence bookkeeping stays on the device so the check costs no sync per step.
@@ -213,10 +250,22 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def train(self, mode: bool = True):
+        """Training mode everywhere but the frozen layers (their BN statistics stay put)."""
+        super().train(mode)
+        for m in self._frozen:
+            m.eval()
+        return self
+
     # Steps ---------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch
-        loss = F.cross_entropy(self(x).float(), y, label_smoothing=self.cfg.label_smoothing)
+        ls = self.cfg.label_smoothing
+        loss = F.cross_entropy(self(x).float(), y, label_smoothing=ls)
+        # Auxiliary classifiers (Inception-v3's) add their weighted loss while training.
+        for aux in self.net.aux_outputs():
+            loss = loss + self.cfg.aux_weight * F.cross_entropy(aux.float(), y,
+                                                                label_smoothing=ls)
         self._check_finite(loss.detach())
         self._images += int(x.shape[0])
         self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
@@ -353,7 +402,8 @@ class _Deadline(pl.Callback):
 
 # Advisory messages that do not apply to this module's loaders and one-device runs.
 _NOISE = (r".*(smaller than the logging interval|does not have many workers|sync_dist=True"
-          r"|Total length of|Checkpoint directory|Experiment logs directory|isinstance\(treespec, LeafSpec\)).*")
+          r"|Total length of|Checkpoint directory|Experiment logs directory|isinstance\(treespec, LeafSpec\)"
+          r"|module\(s\) in eval mode).*")  # frozen layers stay in eval mode on purpose
 
 
 class _DropTips(logging.Filter):
@@ -523,6 +573,8 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         "macs": macs,
         "params": params,
     })
+    if model.init_report is not None:
+        out.update(model.init_report.to_dict())
     if run_dir is not None:
         out["checkpoint"] = str(run_dir / "checkpoints" / "last.ckpt")
     return out
@@ -557,15 +609,18 @@ def data_info(data: Mapping) -> DataInfo:
     return DataInfo(name, dm.num_classes, dm.in_channels, dm.resolution)
 
 
-def baseline_spec(name: str, info: DataInfo, resolution: int | None = None) -> ArchSpec:
+def baseline_spec(name: str, info: DataInfo, resolution: int | None = None, *,
+                  head: str | None = None) -> ArchSpec:
     """Baseline ``name`` for a data set: its classes and channels, at ``resolution`` (None:
-    the data's native resolution, or the net's own where its layers do not fit that)."""
+    the data's native resolution, or the net's own where its layers do not fit that);
+    ``head`` picks the classifier form of the nets that have one (``"conv"``)."""
     from search_spaces import baselines as zoo
 
     res = resolution or info.resolution
+    kw = {} if head is None else {"head": head}
     try:
         return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
-                       resolution=res)
+                       resolution=res, **kw)
     except SpecError:
         if resolution is not None:
             raise
@@ -573,18 +628,22 @@ def baseline_spec(name: str, info: DataInfo, resolution: int | None = None) -> A
         log.info("%s does not fit %dx%d inputs; using its own resolution %d", name, res, res,
                  own)
         return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
-                       resolution=own)
+                       resolution=own, **kw)
 
 
 def resolve_arch(arch: str, info: DataInfo, resolution: int | None = None, *,
-                 space: Mapping | None = None) -> ArchSpec:
+                 space: Mapping | None = None, head: str | None = None) -> ArchSpec:
     """``arch`` as a spec: a spec JSON file, ``space:genome`` (dash-separated integers), or a
     baseline name (built for the data set, see `baseline_spec`).
 
     ``space`` is an optional space config (``_target_`` plus layout, as conf/space/*.yaml)
-    for genomes of a space configured differently from its defaults.
+    for genomes of a space configured differently from its defaults. ``head`` applies to
+    baseline names only (see `baseline_spec`).
     """
     arch = str(arch).strip()
+    if head is not None and (":" in arch or arch.endswith(".json") or Path(arch).is_file()):
+        raise ValueError(f"head={head!r} applies to baseline names (vgg16, alexnet, ...), not "
+                         f"to arch={arch!r}; a spec fixes its own classifier")
     path = Path(arch).expanduser()
     if arch.endswith(".json") or path.is_file():
         if not path.is_file():
@@ -607,7 +666,7 @@ def resolve_arch(arch: str, info: DataInfo, resolution: int | None = None, *,
 
             obj = get_space(space_name, **kw)
         return obj.decode(obj.parse_genome(genome_text))
-    return baseline_spec(arch, info, resolution)
+    return baseline_spec(arch, info, resolution, head=head)
 
 
 def cli_errors() -> tuple[type[BaseException], ...]:
@@ -653,8 +712,13 @@ def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
     arch = cfg.arch  # raises MissingMandatoryValue when not given
     data = _plain(cfg.data)
     train = TrainConfig.from_any(cfg.train)
+    # init= / freeze= on the command line are train.init / train.freeze
+    transfer = {k: cfg.get(k) for k in ("init", "freeze") if cfg.get(k) is not None}
+    if transfer:
+        train = dataclasses.replace(train, **transfer)
     info = data_info(data)
-    spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"))
+    spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"),
+                        head=cfg.get("head"))
     (run_dir / "spec.json").write_text(spec.to_json(indent=1))
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     result = train_spec(spec, data=data, train=train, seed=int(cfg.seed), test=bool(cfg.test),

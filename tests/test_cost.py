@@ -179,6 +179,19 @@ def test_cli_list(capsys):
     out = capsys.readouterr().out
     for name in ("lenet5", "alexnet", "resnet50", "densenet121", "mobilenet_v2", "wrn28_10"):
         assert name in out
+    listed = {line.split()[0] for line in out.splitlines() if line.strip()}
+    assert listed == set(baselines.BASELINES)
+
+
+def test_cli_convolutional_head_at_448(capsys):
+    assert C.main(["vgg16", "--resolution", "448", "--head", "conv", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["total"]["params"] == 138_357_544
+    assert d["total"]["macs"] == C.cost(baselines.get("vgg16", resolution=448,
+                                                      head="conv")).macs
+    assert C.main(["vgg16", "--resolution", "448"]) == 0  # fc head: adaptive pool to 7x7
+    assert C.main(["resnet18", "--head", "conv"]) == 2
+    assert "no 'head' option" in capsys.readouterr().err
 
 
 def test_cli_spec_file_and_string(tmp_path, capsys):
@@ -201,3 +214,142 @@ def test_cli_resolution_too_small_names_layer(capsys):
     assert C.main(["alexnet", "--resolution", "32"]) == 2
     err = capsys.readouterr().err
     assert "layers[" in err and "empty output" in err
+
+
+# --------------------------------------------------------------------------------------------
+# Published figures of the later classic nets
+# --------------------------------------------------------------------------------------------
+
+# (resolution, exact params, published GMACs). Sources:
+# torchvision's model tables (https://pytorch.org/vision/stable/models.html, "Params" and
+# "GFLOPS" columns, which are GMACs): inception_v3 (its 27,161,264 include the auxiliary
+# head), wide_resnet50_2, mobilenet_v3_*, shufflenet_v2_*.
+TORCHVISION_LATER = {
+    "inception_v3": (299, 27_161_264, 5.71), "wide_resnet50_2": (224, 68_883_240, 11.40),
+    "mobilenet_v3_large": (224, 5_483_032, 0.22), "mobilenet_v3_small": (224, 2_542_856, 0.06),
+    "shufflenet_v2_x0_5": (224, 1_366_792, 0.04), "shufflenet_v2_x1_0": (224, 2_278_604, 0.14),
+    "shufflenet_v2_x1_5": (224, 3_503_624, 0.30), "shufflenet_v2_x2_0": (224, 7_393_996, 0.58),
+}
+
+
+def _within_published(value: float, published: float, decimals: int) -> bool:
+    """Within 0.5% of the published figure, or within the rounding of the printed figure
+    where that is coarser (0.04 GMACs printed with two decimals means 0.035-0.045)."""
+    return abs(value - published) <= max(0.005 * published, 0.5 * 10 ** -decimals + 1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_LATER))
+def test_torchvision_published_figures_of_later_nets(name):
+    resolution, params, gmacs = TORCHVISION_LATER[name]
+    c = C.cost(baselines.get(name, resolution=resolution, num_classes=1000))
+    assert c.params == params
+    assert _within_published(c.macs / 1e9, gmacs, 2)
+
+
+def test_mobilenet_v3_macs_match_torchvision_weight_metadata():
+    # torchvision's weights metadata `_ops` (3 decimals): 0.217 / 0.057 GFLOPS (= GMACs).
+    for name, gmacs in (("mobilenet_v3_large", 0.217), ("mobilenet_v3_small", 0.057)):
+        assert _within_published(C.cost(baselines.get(name)).macs / 1e9, gmacs, 3)
+
+
+# (resolution, params in millions, GMACs) from timm's model cards on the Hugging Face hub
+# ("Params (M)", "GMACs", one decimal): timm/inception_v4.tf_in1k,
+# timm/inception_resnet_v2.tf_in1k, timm/resnet50d.ra2_in1k (parameters only: its card's
+# 4.4 GMACs come from a counter that also counts normalisation; the paper's figure is
+# checked in test_resnet_variants_match_bag_of_tricks_table_5).
+TIMM = {
+    "inception_v4": (299, 42.7, 12.3), "inception_resnet_v2": (299, 55.8, 13.2),
+    "resnet50d": (224, 25.6, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMM))
+def test_timm_published_figures(name):
+    resolution, mparams, gmacs = TIMM[name]
+    c = C.cost(baselines.get(name, resolution=resolution, num_classes=1000))
+    assert _within_published(c.params / 1e6, mparams, 1)
+    if gmacs is not None:
+        assert _within_published(c.macs / 1e9, gmacs, 1)
+
+
+def test_resnet_variants_match_bag_of_tricks_table_5():
+    # He et al. 2019 ("Bag of Tricks"), Table 5: ResNet-50-B 4.1 GFLOPs, -C 4.3, -D 4.3
+    # (multiply-adds; 25M parameters each). Its 3.8 for the original ResNet-50 ("A") is the
+    # ResNet paper's figure, printed truncated: 3.86G here.
+    for variant, gmacs in (("b", 4.1), ("c", 4.3), ("d", 4.3)):
+        c = C.cost(baselines.resnet(50, variant=variant))
+        assert _within_published(c.macs / 1e9, gmacs, 1), variant
+        assert int(c.params / 1e6) == 25
+    assert 3.8 <= C.cost(baselines.resnet(50, variant="a")).macs / 1e9 < 3.9
+
+
+# Figures from the papers (and the authors' code), to the precision they print.
+PAPERS_LATER = {
+    # Simonyan & Zisserman 2015, Table 2: A-LRN 133M, C 134M parameters.
+    "vgg11_lrn": (224, 133e6, 0.5e6), "vgg16_c": (224, 134e6, 0.5e6),
+    # He et al. 2016b (Identity Mappings), Table 3: ResNet-110 and -164 (pre-act) 1.7M.
+    "preact_resnet110": (32, 1.7e6, 0.05e6), "preact_resnet164": (32, 1.7e6, 0.05e6),
+    # ShuffleNet-Series README (the authors' code, megvii-model): ShuffleNetV1 1.0x g=3,
+    # 1.86M parameters, 137.46M FLOPs (multiply-adds).
+    "shufflenet_v1_g3": (224, 1.86e6, 0.005e6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPERS_LATER))
+def test_paper_parameter_counts_of_later_nets(name):
+    resolution, target, tol = PAPERS_LATER[name]
+    info = baselines.BASELINES[name]
+    c = C.cost(baselines.get(name, resolution=resolution, num_classes=info.num_classes))
+    assert abs(c.params - target) <= tol
+
+
+def test_shufflenet_v1_macs_match_the_authors_table():
+    c = C.cost(baselines.get("shufflenet_v1_g3"))
+    assert abs(c.macs - 137.46e6) / 137.46e6 < 0.005
+
+
+def test_plain_nets_match_resnet_table_1():
+    # He et al. 2016, Table 1: 1.8 and 3.6 x 10^9 FLOPs (multiply-adds) for 18 and 34 layers,
+    # plain and residual alike; the plain nets lack exactly the three projection shortcuts.
+    for d, gmacs in ((18, 1.8), (34, 3.6)):
+        p, r = C.cost(baselines.get(f"plain{d}")), C.cost(baselines.get(f"resnet{d}"))
+        assert _within_published(p.macs / 1e9, gmacs, 1)
+        shortcuts = sum(cin * cout + 2 * cout for cin, cout in ((64, 128), (128, 256),
+                                                                  (256, 512)))
+        assert r.params - p.params == shortcuts
+
+
+def test_resnet_variants_differ_as_bag_of_tricks_describes():
+    b, a = C.cost(baselines.get("resnet50")), C.cost(baselines.resnet(50, variant="a"))
+    c, d = C.cost(baselines.resnet(50, variant="c")), C.cost(baselines.get("resnet50d"))
+    assert a.params == b.params and a.macs < b.macs  # stride moved to the first 1x1
+    # C replaces the 7x7x3x64 stem conv with 3x3 convs 3->32->32->64 (and two more BNs)
+    stem = 9 * 3 * 32 + 9 * 32 * 32 + 9 * 32 * 64 + 2 * 2 * 32
+    assert c.params - b.params == stem - 7 * 7 * 3 * 64
+    # D: the same parameters and MACs (a stride-1 1x1 after a 2x2 pool), only pooling added
+    assert (d.params, d.macs) == (c.params, c.macs) and d.pool_ops > c.pool_ops
+    with pytest.raises(ValueError, match="variant must be one of"):
+        baselines.resnet(50, variant="e")
+
+
+def test_inception_v3_aux_head_counts_parameters_not_inference_macs():
+    with_aux, without = baselines.get("inception_v3"), baselines.get("inception_v3_noaux")
+    a, b = C.cost(with_aux), C.cost(without)
+    assert a.macs == b.macs and a.params - b.params == 27_161_264 - 23_834_568
+
+
+def test_convolutional_classifier_keeps_parameters_and_slides_at_448():
+    fc, conv = baselines.get("vgg16"), baselines.get("vgg16", head="conv")
+    assert C.cost(conv).params == C.cost(fc).params
+    assert C.cost(conv).macs == C.cost(fc).macs  # 7x7 map at 224: one window
+    big = baselines.get("vgg16", head="conv", resolution=448)
+    assert big.shapes()[-4][1:] == (8, 8)  # an 8x8 map of class scores, then averaged
+    params, macs, out = torch_counts(big)
+    assert (params, macs) == (C.cost(big).params, C.cost(big).macs)
+    assert out == (2, 1000)
+    alex = baselines.get("alexnet", head="conv", resolution=454)
+    assert C.cost(alex).params == C.cost(baselines.get("alexnet")).params
+    with pytest.raises(ValueError, match="head='mlp'.*'fc', 'conv'"):
+        baselines.get("vgg16", head="mlp")
+    with pytest.raises(ValueError, match="no 'head' option.*vgg16"):
+        baselines.get("resnet18", head="conv")

@@ -148,6 +148,10 @@ def test_export_to_chosen_folder_with_budget_pick(run_dir: Path, tmp_path: Path)
 @pytest.mark.parametrize("text", [
     "resnet20",  # residual adds, option-A (pad) shortcuts
     "3x32x32 cba_c16 incep_8-8-16-4-8-8 incep_8-0-16-4-8-0_f1_r1 maxpool_k2 head_c10",
+    # channel shuffle / split, PReLU, ELU, scaled tanh, 1x7 kernels, join, aux head, scale
+    "3x16x16 cba_c16_aprelu shuf2_c16 shuf1_c40_g2_s2 bneck_c24_x48_se1_ahswish elu "
+    "cba_c24_k1_kw7 stanh fractal_c16_cols2 aux[head_c10] "
+    "add[seq[conv_c16 scale_v0.2] | id] lrelu head_c10",
 ])
 def test_export_checks_pass_on_other_block_kinds(tmp_path: Path, text: str):
     from nas.cost import resolve_spec

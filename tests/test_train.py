@@ -236,3 +236,27 @@ def test_baselines_cli_unknown_name(tmp_path):
     cfg = compose_cfg("baselines", ["data=synthetic", "baselines.names=[lenet6]"])
     with pytest.raises(ValueError, match="unknown baseline 'lenet6'"):
         run_baselines(cfg, run_dir=tmp_path)
+
+
+def test_baselines_accept_the_later_classic_nets(tmp_path):
+    """Every later zoo name resolves for a data set (the fixed-size Inception nets at their
+    own 299 px) and is costed; a MACs cap of 1 skips the training."""
+    names = ["mobilenet_v3_small", "shufflenet_v2_x0_5", "shufflenet_v1_g3", "fractalnet",
+             "preact_resnet164", "plain34", "resnet50d", "vgg16_c", "inception_v3"]
+    cfg = compose_cfg("baselines", ["data=synthetic", "progress=false",
+                                    f"baselines.names=[{','.join(names)}]",
+                                    "baselines.max_macs=1"])
+    rows = run_baselines(cfg, run_dir=tmp_path).set_index("name")
+    assert list(rows.index) == names and set(rows["status"]) == {"skipped"}
+    assert rows.loc["inception_v3", "spec"].startswith("3x299x299 ")
+    assert rows.loc["fractalnet", "params"] == 33_724_618
+
+
+def test_train_cli_builds_the_convolutional_classifier():
+    from nas.train import DataInfo, resolve_arch
+
+    info = DataInfo("synthetic", num_classes=4, in_channels=3, resolution=64)
+    spec = resolve_arch("vgg11", info, 448, head="conv")
+    assert spec.name == "vgg11_convhead" and spec.num_classes == 4 and spec.input[1] == 448
+    with pytest.raises(ValueError, match="head='conv' applies to baseline names"):
+        resolve_arch("mobile:1-2-3", info, head="conv")
