@@ -220,14 +220,19 @@ def check_satisfiable(space, coster: Coster, feasible, constraints: dict, n: int
                       f"{'; '.join(lows)}: raise the limit or choose a smaller space config")
 
 
-def cost_references(space, coster: Coster, n: int = 1000) -> dict[str, float]:
-    """Fixed hypervolume reference of each cost axis: the largest cost among ``n`` samples
-    drawn with a fixed seed (independent of the run's seed, so runs compare)."""
-    if "latency" in coster.cost_kinds:
+def cost_references(space, coster: Coster, n: int = 1000,
+                    kinds: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Fixed hypervolume reference of each cost axis (``kinds``, default every cost of the
+    coster): the largest cost among ``n`` samples drawn with a fixed seed (independent of
+    the run's seed, so runs compare)."""
+    kinds = tuple(coster.cost_kinds if kinds is None else kinds)
+    if not kinds:
+        return {}
+    if "latency" in kinds:
         n = min(n, 100)  # every new block is measured: keep the probe small
     genomes = space.sample(n, np.random.default_rng(2024))
-    costs = np.array([coster.costs(g) for g in genomes], dtype=float)
-    return {k: float(costs[:, i].max()) for i, k in enumerate(coster.cost_kinds)}
+    infos = [coster.info(g) for g in genomes]
+    return {k: float(max(i[COSTS[k]] for i in infos)) for k in kinds}
 
 
 def cost_reference(space, coster: Coster, n: int = 1000) -> float:
@@ -522,9 +527,11 @@ class Search:
         self.archive = Archive(self.run_dir / "archive.sqlite")
         refs = self.archive.get_meta("cost_refs")
         if refs is None:
-            refs = cost_references(self.space, self.coster)
+            refs = {}
             if cfg.hypervolume.get("cost_ref"):  # the user's reference for the first cost
                 refs[self.cost_names[0]] = float(cfg.hypervolume.cost_ref)
+            refs.update(cost_references(self.space, self.coster, kinds=tuple(
+                c for c in self.cost_names if c not in refs)))
             self.archive.set_meta("cost_refs", refs)
             self.archive.set_meta("cost_ref", refs[self.cost_names[0]])
         self.cost_refs = [float(refs[c]) for c in self.cost_names]

@@ -199,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         genomes = [space.parse_genome(g) for g in args.genome]
         genomes += [space.ancestor_genome(a) for a in args.ancestor]
-        if args.resolution is not None and args.resolution not in space.resolutions:
-            raise ValueError(f"--resolution {args.resolution} is not a choice of the "
-                             f"{space.name} space; choices: "
-                             f"{', '.join(map(str, space.resolutions))}")
+        if args.resolution is not None:
+            if "resolution" in {g.name for g in space.genes}:
+                space.index_of("resolution", args.resolution)
+            elif args.resolution not in space.resolutions:
+                raise ValueError(f"resolution = {args.resolution} is not a choice of the "
+                                 f"{space.name} space ({', '.join(map(str, space.resolutions))})")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
