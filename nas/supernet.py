@@ -625,15 +625,10 @@ class SubnetData:
 
     def __init__(self, data: Mapping, train: Any, *, calib_batches: int, seed: int = 0) -> None:
         from nas.data import make_datamodule
-        from nas.train import DATA_KEYS_SET_BY_TRAIN, TrainConfig, _plain
+        from nas.train import TrainConfig, split_data_config
 
         cfg = TrainConfig.from_any(train)
-        data = dict(_plain(data))
-        name = data.pop("name", None)
-        if not name:
-            raise ValueError("data config needs 'name', e.g. data=digits")
-        for k in DATA_KEYS_SET_BY_TRAIN:
-            data.pop(k, None)
+        name, data = split_data_config(data)
         if isinstance(calib_batches, bool) or not isinstance(calib_batches, int) or \
                 calib_batches < 1:
             raise ValueError(f"calib_batches={calib_batches!r} is invalid; pass a positive "

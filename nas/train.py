@@ -595,16 +595,23 @@ class DataInfo:
     resolution: int
 
 
-def data_info(data: Mapping) -> DataInfo:
-    """Classes, channels and native resolution of a data config (loads the data once)."""
-    from nas.data import make_datamodule
-
+def split_data_config(data: Mapping) -> tuple[str, dict]:
+    """``(name, make_datamodule kwargs)`` of a data config, without the keys the training
+    recipe sets (batch size, splits, seed); ValueError when it names no data set."""
     data = dict(_plain(data))
     name = data.pop("name", None)
     if not name:
         raise ValueError("data config needs 'name', e.g. data=digits")
     for k in DATA_KEYS_SET_BY_TRAIN:
         data.pop(k, None)
+    return name, data
+
+
+def data_info(data: Mapping) -> DataInfo:
+    """Classes, channels and native resolution of a data config (loads the data once)."""
+    from nas.data import make_datamodule
+
+    name, data = split_data_config(data)
     dm = make_datamodule(name, **data)
     return DataInfo(name, dm.num_classes, dm.in_channels, dm.resolution)
 

@@ -87,17 +87,6 @@ SMALL = ["mobilenet_v3_small", "mobilenet_v3_large", "shufflenet_v2_x0_5", "shuf
          "vgg16_c", "lenet5_stanh"]
 
 
-@pytest.fixture
-def one_thread():
-    """One thread and no oneDNN: fresh conv shapes and shared CI cores make both slow."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
 @pytest.mark.parametrize("name", SMALL)
 def test_later_nets_train_a_step_on_real_tensors(name, one_thread):
     """A real forward and backward pass at the CIFAR form: every parameter gets a gradient

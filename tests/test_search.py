@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from nas.cost import totals
 from nas.search import CONF_DIR, EVALUATED_COLUMNS, SearchError, run_search
+from tests.conftest import archive_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,18 +262,6 @@ def _archive_rows(path: Path) -> list[tuple]:
     return rows
 
 
-def _count(path: Path) -> int:
-    if not path.exists():
-        return 0
-    try:
-        con = sqlite3.connect(path, timeout=1)
-        n = con.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.Error:
-        return 0
-
-
 def test_resume_after_sigkill_gives_the_same_archive(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
@@ -280,14 +269,14 @@ def test_resume_after_sigkill_gives_the_same_archive(tmp_path):
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     # kill it mid-search: after the baseline and a few candidates are archived
-    while _count(killed / "archive.sqlite") < 4 and time.time() < deadline:
+    while archive_records(killed / "archive.sqlite") < 4 and time.time() < deadline:
         if proc.poll() is not None:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the search ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    n_before = _count(killed / "archive.sqlite")
+    n_before = archive_records(killed / "archive.sqlite")
     assert 4 <= n_before < 9
     assert '"state": "complete"' not in (killed / "status.json").read_text()
 

@@ -128,18 +128,6 @@ SMALL_IMAGENET = {
 }
 
 
-@pytest.fixture
-def cpu_quick():
-    """One thread and no oneDNN: each random network has new conv shapes, and oneDNN's
-    per-shape kernel creation (plus thread contention on shared CI cores) would dominate."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
 def check_against_pytorch(space: SearchSpace, genomes: np.ndarray) -> None:
     for g in genomes:
         spec = space.decode(g)
@@ -154,26 +142,26 @@ def check_against_pytorch(space: SearchSpace, genomes: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_200_random_genomes_build_run_and_cost_exactly(name, cpu_quick):
+def test_200_random_genomes_build_run_and_cost_exactly(name, one_thread):
     space = get_space(name, num_classes=7, in_channels=3, **SMALL[name])
     check_against_pytorch(space, space.sample(200, np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize("preset", sorted(SMALL_IMAGENET))
-def test_random_genomes_of_imagenet_trunks_cost_exactly(preset, cpu_quick):
+def test_random_genomes_of_imagenet_trunks_cost_exactly(preset, one_thread):
     space = load(preset, num_classes=5, in_channels=1, **SMALL_IMAGENET[preset])
     check_against_pytorch(space, space.sample(20, np.random.default_rng(1)))
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_default_configs_build_run_and_cost_exactly(name, cpu_quick):
+def test_default_configs_build_run_and_cost_exactly(name, one_thread):
     space = load(name)
     check_against_pytorch(space, space.sample(4, np.random.default_rng(2)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_200_random_genomes_of_default_configs(name, cpu_quick, request):
+def test_200_random_genomes_of_default_configs(name, one_thread, request):
     # About 4 minutes: only when asked for (-m slow), as plain `pytest` runs every marker.
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("slow: run with -m slow")

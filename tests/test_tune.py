@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from nas.tune import OBJECTIVES, TuneError, parse_param, parse_params, run_tune
+from tests.conftest import archive_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,18 +152,6 @@ def _cli(run_dir: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def _records(path: Path) -> int:
-    if not path.exists():
-        return 0
-    try:
-        con = sqlite3.connect(path, timeout=1)
-        n = con.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.Error:
-        return 0
-
-
 def test_killed_sweep_resumes_its_trial_search(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # a trial of four architectures, killed after its first is archived
@@ -172,12 +160,12 @@ def test_killed_sweep_resumes_its_trial_search(tmp_path):
                             stderr=subprocess.DEVNULL)
     archive = tmp_path / "trials" / "0000" / "archive.sqlite"
     deadline = time.time() + 240
-    while _records(archive) < 1 and time.time() < deadline and proc.poll() is None:
+    while archive_records(archive) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the sweep ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    n_killed = _records(archive)
+    n_killed = archive_records(archive)
     assert 1 <= n_killed < 4
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     killed = optuna.load_study(study_name="tune", storage=url).trials[0]
@@ -191,7 +179,7 @@ def test_killed_sweep_resumes_its_trial_search(tmp_path):
     assert retry.system_attrs["failed_trial"] == 0 and retry.params == killed.params
     assert retry.user_attrs["run_dir"] == str(tmp_path / "trials" / "0000")  # resumed there
     assert not (tmp_path / "trials" / "0001").exists()
-    assert _records(archive) == 4  # what the killed attempt trained was kept, not retrained
+    assert archive_records(archive) == 4  # what the killed attempt trained was kept, not retrained
     ev = pd.read_csv(archive.parent / "evaluated.csv")
     assert len(ev) == 4 and ev["arch_id"].is_unique
     assert retry.value == pytest.approx(_trial_hypervolume(retry.user_attrs["run_dir"]))

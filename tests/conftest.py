@@ -1,0 +1,34 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """One thread and no oneDNN: every random network has new conv shapes, and oneDNN's
+    per-shape kernel creation (plus thread contention on shared CI cores) would dominate."""
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn
+
+
+def archive_records(path) -> int:
+    """Rows in a run's archive.sqlite (0 while it does not exist or is being written)."""
+    import sqlite3
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return 0
+    try:
+        con = sqlite3.connect(path, timeout=1)
+        n = con.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.Error:
+        return 0
