@@ -305,4 +305,6 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = ["Cost", "LayerCost", "cost", "totals", "layer_cost", "memory_bytes"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nas.cli import run
+
+    sys.exit(run(main))

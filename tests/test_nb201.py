@@ -180,3 +180,19 @@ def test_features_describe_the_function(space):
     assert f.shape == (2, len(space.feature_names()))
     assert np.array_equal(f[0], f[1])  # equivalent genomes, equal features
     assert np.all((f >= 0) & (f <= 1))
+
+
+@pytest.mark.parametrize("argv", [["nas.space", "mobile", "--sample", "2000"],
+                                  ["nas.space", "nb201", "--enumerate", "--no-progress"]])
+def test_a_reader_that_stops_early_is_not_an_error(argv):
+    # Output far larger than a pipe's buffer, so closing the pipe early breaks it for sure.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = [proc.stdout.readline() for _ in range(2)]  # like `| head -2`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert all(first) and "Traceback" not in err and "BrokenPipeError" not in err
