@@ -4,8 +4,8 @@
   evaluated architecture, runs pymoo's NSGA-II for many cheap generations on (predicted
   error, cost), and proposes a diverse handful from the predicted front.
 * ``nsga2``: pymoo's NSGA-II with every individual trained (no surrogate).
-* ``optuna``: an Optuna sampler (NSGA-II, NSGA-III, Gaussian process or TPE; constraints
-  through its ``constraints_func``), every trial trained.
+* ``optuna``: an Optuna sampler (NSGA-II, NSGA-III, Gaussian process or TPE; constraints as
+  trial constraint values), every trial trained.
 * ``random``: uniform samples of the space.
 * ``evolution``: regularized (aging) evolution (Real et al. 2019), multi-objective tournaments.
 * ``local``: Pareto local search over one-gene neighbourhoods (White et al. 2021).
@@ -18,6 +18,7 @@ values. Its whole state (including random generators) is pickled by the search a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -43,8 +44,10 @@ from nas.surrogate import make_surrogate, rank_metrics
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("surrogate", "nsga2", "optuna", "random", "evolution", "local")
-#: objective names that are costs known from the spec (the rest come from evaluation)
-COST_OBJECTIVES = ("macs", "params", "activations", "latency")
+#: objectives that are costs known from the spec (the rest come from evaluation) -> the
+#: archive column that holds each
+COST_OBJECTIVES = {"macs": "macs", "params": "params", "activations": "activations",
+                   "latency": "latency_ms"}
 # What the surrogate sees of an architecture (surrogate.inputs).
 INPUTS = ("genes", "genes+costs")
 
@@ -407,15 +410,8 @@ class SurrogateSearch(Algorithm):
         """The new, feasible one-gene neighbours of the evaluated front, with their
         objectives (predicted where unknown)."""
         front = pareto.non_dominated(ctx.F) if len(ctx.F) else np.empty(0, int)
-        out, keys = [], set()
-        for i in front:
-            for g in _mutants(ctx.space, tuple(int(v) for v in ctx.X[i])):
-                aid = ctx.space.arch_id(g)
-                if aid in keys or not ctx.is_new(g) or not ctx.feasible(g):
-                    continue
-                keys.add(aid)
-                out.append(g)
-        X = np.array(out, dtype=np.int64).reshape(-1, ctx.space.n_var)
+        X = np.array(list(new_neighbours(ctx, front)),
+                     dtype=np.int64).reshape(-1, ctx.space.n_var)
         return X, (objective_matrix(ctx, X, predict) if len(X) else np.empty((0, ctx.n_obj)))
 
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
@@ -680,6 +676,23 @@ def _mutants(space, genome: tuple[int, ...]) -> list[tuple[int, ...]]:
     return out
 
 
+def new_neighbours(ctx: Context, rows, shuffle=None):
+    """Yield the distinct, new, feasible one-gene neighbours of ``ctx.X[rows]``, member by
+    member; ``shuffle`` (e.g. ``rng.permutation``) reorders each member's neighbours."""
+    keys: set[str] = set()
+    for i in rows:
+        mutants = _mutants(ctx.space, tuple(int(v) for v in ctx.X[i]))
+        if shuffle is not None:
+            mutants = [tuple(int(v) for v in g)
+                       for g in shuffle(np.array(mutants, dtype=np.int64))]
+        for g in mutants:
+            aid = ctx.space.arch_id(g)
+            if aid in keys or not ctx.is_new(g) or not ctx.feasible(g):
+                continue
+            keys.add(aid)
+            yield g
+
+
 def _ranks_crowding(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pareto rank and crowding distance (pymoo's) within each front, for tournaments."""
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
@@ -747,21 +760,12 @@ class LocalSearch(Algorithm):
     name = "local"
 
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
-        out: list[tuple[int, ...]] = []
-        taken: set[str] = set()
         front = pareto.non_dominated(ctx.F) if len(ctx.F) else np.empty(0, int)
-        for i in self.rng.permutation(front):
-            for child in self.rng.permutation(np.array(_mutants(ctx.space, tuple(
-                    int(v) for v in ctx.X[i])), dtype=np.int64)):
-                child = tuple(int(v) for v in child)
-                aid = ctx.space.arch_id(child)
-                if aid in taken or not ctx.is_new(child) or not ctx.feasible(child):
-                    continue
-                taken.add(aid)
-                out.append(child)
-                if len(out) == n:
-                    return out
-        ctx2 = dataclasses.replace(ctx, seen=ctx.seen | taken)
+        out = list(itertools.islice(
+            new_neighbours(ctx, self.rng.permutation(front), shuffle=self.rng.permutation), n))
+        if len(out) == n:
+            return out
+        ctx2 = dataclasses.replace(ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in out})
         return out + sample_new(ctx2, n - len(out), self.rng)
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from nas import pareto
-from nas.algorithms import Context, check_inputs, check_target, make_algorithm
+from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
 
@@ -49,8 +49,7 @@ EVALUATED_COLUMNS = ["id", "arch_id", "space", "genome", "spec", "macs", "params
                      "activations", "latency_ms", "accuracy", "error", "status", "reason",
                      "iteration", "seed", "train_seconds"]
 #: cost objectives (known from the spec before training) -> their archive column
-COSTS = {"macs": "macs", "params": "params", "activations": "activations",
-         "latency": "latency_ms"}
+COSTS = COST_OBJECTIVES
 #: the objectives when the config names none: error and MACs
 DEFAULT_OBJECTIVES = ("error", "macs")
 
@@ -83,9 +82,10 @@ def objectives_of(cfg: DictConfig) -> list[str]:
     return [str(x) for x in obj]
 
 
-def check_objectives(names: list[str], table_metrics: list[str] | None = None) -> None:
-    """``error`` first, then at least one cost of :data:`COSTS`; further names must be
-    accuracy columns of the table evaluator (minimised as 1 - accuracy)."""
+def check_objectives(names: list[str], *, table: bool = False) -> None:
+    """``error`` first, then at least one cost of :data:`COSTS`; further names only with
+    ``table`` (evaluator=table), as accuracy columns of the table (minimised as
+    1 - accuracy; the search checks them against the table once it is loaded)."""
     if len(names) < 2 or names[0] != "error":
         raise SearchError(f"objectives={names}: the first objective must be error, followed "
                           f"by at least one cost of {list(COSTS)}; e.g. objectives=[error,macs]")
@@ -95,12 +95,9 @@ def check_objectives(names: list[str], table_metrics: list[str] | None = None) -
     for n in names[1:]:
         if n in COSTS:
             continue
-        if table_metrics is None:
+        if not table:
             raise SearchError(f"objective {n!r} is not a cost ({', '.join(COSTS)}); table "
                               f"metrics are objectives only with evaluator=table")
-        if n not in table_metrics:
-            raise SearchError(f"objective {n!r} is neither a cost ({', '.join(COSTS)}) nor a "
-                              f"column of the table ({', '.join(table_metrics)})")
     if not any(n in COSTS for n in names[1:]):
         raise SearchError(f"objectives={names} has no cost: add one of {list(COSTS)}")
 
@@ -125,9 +122,7 @@ def check_config(cfg: DictConfig) -> None:
     except ValueError as e:
         raise SearchError(str(e)) from None
     names = objectives_of(cfg)
-    is_table = (cfg.get("evaluator") or {}).get("backend") == "table"
-    check_objectives(names, table_metrics=[n for n in names[1:] if n not in COSTS]
-                     if is_table else None)
+    check_objectives(names, table=(cfg.get("evaluator") or {}).get("backend") == "table")
     for key, v in cfg.constraints.items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise SearchError(f"constraints.{key} must be a positive number or null, got {v!r}")
@@ -233,11 +228,6 @@ def cost_references(space, coster: Coster, n: int = 1000,
     genomes = space.sample(n, np.random.default_rng(2024))
     infos = [coster.info(g) for g in genomes]
     return {k: float(max(i[COSTS[k]] for i in infos)) for k in kinds}
-
-
-def cost_reference(space, coster: Coster, n: int = 1000) -> float:
-    """:func:`cost_references` of the first cost objective."""
-    return cost_references(space, coster, n)[coster.cost_kind]
 
 
 def _as_list(x) -> list:

@@ -128,12 +128,10 @@ def _classes() -> tuple[np.ndarray, int]:
         n_ops = sum(1 for v in g if OPS[v] != "none")
         groups.setdefault(function_key(g), []).append((n_live, n_ops, g))
     canon = np.empty(N_GENOMES, dtype=np.int64)
-    weights = len(OPS) ** np.arange(len(EDGES) - 1, -1, -1)
     for members in groups.values():
-        best = min(members)[2]
-        best_idx = int(np.dot(best, weights))
+        best_idx = int(_index(np.asarray(min(members)[2])))
         for _, _, g in members:
-            canon[int(np.dot(g, weights))] = best_idx
+            canon[int(_index(np.asarray(g)))] = best_idx
     return canon, len(groups)
 
 
