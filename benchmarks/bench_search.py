@@ -35,7 +35,8 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from nas.algorithms import from_target, surrogate_inputs, to_target
-from nas.search import CONF_DIR, hypervolume_curve, run_search
+from nas.run import hypervolume_curve
+from nas.search import CONF_DIR, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
 ALGOS = ("surrogate", "random", "nsga2", "optuna", "evolution", "local", "optuna-nsga3",

@@ -21,17 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nas.train import (
-    TrainConfig,
-    _plain,
-    baseline_spec,
-    cli_errors,
-    cli_message,
-    data_info,
-    fmt_count,
-    fmt_pct,
-    train_spec,
-)
+from nas.cli import baseline_spec, data_info, fmt_count, fmt_pct, hydra_app, plain
+from nas.train import TrainConfig, train_spec
 
 COLUMNS = ("name", "spec", "macs", "params", "accuracy", "val_accuracy", "seconds", "status",
            "reason")
@@ -48,14 +39,14 @@ def run_baselines(cfg: Any, *, run_dir: Path | str) -> Any:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    opts = _plain(cfg.baselines)
+    opts = plain(cfg.baselines)
     names = list(opts.get("names") or [])
     if not names:
         raise ValueError("baselines.names is empty; pass e.g. baselines.names=[lenet5,resnet20]")
     for name in names:
         if name not in zoo.BASELINES:
             zoo.get(name)  # raises ValueError with close matches and the known names
-    data = _plain(cfg.data)
+    data = plain(cfg.data)
     train = TrainConfig.from_any(cfg.train)
     max_macs = opts.get("max_macs")
     resolution = opts.get("resolution") or train.resolution
@@ -134,17 +125,7 @@ def _num(x: Any) -> float | None:
 
 
 def _main() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="baselines")
-    def main(cfg) -> None:
-        try:
-            run_baselines(cfg, run_dir=HydraConfig.get().runtime.output_dir)
-        except cli_errors() as e:
-            sys.exit(cli_message(e))
-
-    main()
+    hydra_app("baselines", lambda cfg, run_dir, _: run_baselines(cfg, run_dir=run_dir))
 
 
 if __name__ == "__main__":

@@ -226,34 +226,6 @@ def table_text(c: Cost, *, batch: int = 1, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def resolve_spec(text: str, *, resolution: int | None = None, classes: int | None = None,
-                 in_channels: int | None = None, head: str | None = None) -> S.ArchSpec:
-    """A baseline name, a path to a spec JSON file, inline JSON, or a spec string
-    (``head`` selects a baseline's classifier form, e.g. ``"conv"`` for VGG)."""
-    from pathlib import Path
-
-    from search_spaces import baselines
-
-    if text.lstrip().startswith("{"):
-        spec = S.ArchSpec.from_json(text)
-    elif text.endswith(".json") or Path(text).is_file():
-        path = Path(text)
-        if not path.is_file():
-            raise SystemExit(f"error: spec file {text!r} does not exist")
-        spec = S.ArchSpec.from_json(path.read_text())
-    elif " " in text.strip():
-        spec = S.ArchSpec.from_string(text)
-    else:
-        kw = {k: v for k, v in (("resolution", resolution), ("num_classes", classes),
-                                ("in_channels", in_channels), ("head", head)) if v is not None}
-        return baselines.get(text, **kw)
-    if (resolution is not None or classes is not None or in_channels is not None
-            or head is not None):
-        raise SystemExit("error: --resolution/--classes/--channels/--head apply to baseline "
-                         "names; a spec fixes its own input shape, classes and head")
-    return spec
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m nas.cost",
@@ -284,11 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give a baseline name, a spec JSON, or --list")
     if args.batch < 1:
         p.error(f"--batch must be >= 1, got {args.batch}")
+    from nas.cli import DataInfo, arch_form, error_line, resolve_arch, user_errors
+
+    if (args.resolution or args.classes or args.channels or args.head) and \
+            arch_form(args.arch) != "baseline":
+        p.error("--resolution/--classes/--channels/--head apply to baseline names; a spec "
+                "fixes its own input shape, classes and head")
+    info = DataInfo(num_classes=args.classes, in_channels=args.channels)
     try:
-        spec = resolve_spec(args.arch, resolution=args.resolution, classes=args.classes,
-                            in_channels=args.channels, head=args.head)
-    except (ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        spec = resolve_arch(args.arch, info, args.resolution, head=args.head)
+    except user_errors() as e:
+        print(error_line(e), file=sys.stderr)
         return 2
     c = cost(spec)
     if args.json:

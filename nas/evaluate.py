@@ -36,8 +36,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
+from nas.cli import plain
 from nas.spec import ArchSpec
-from nas.train import TrainConfig, _plain
+from nas.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class Evaluator:
 
     def __init__(self, *, data: Mapping, train: TrainConfig | Mapping | None = None,
                  test: bool = False, timeout_s: float | None = None) -> None:
-        self.data = dict(_plain(data))
+        self.data = dict(plain(data))
         if not self.data.get("name"):
             raise ValueError("evaluator data config needs 'name', e.g. {'name': 'digits'}")
         self.train = TrainConfig.from_any(train)
@@ -658,7 +659,7 @@ def check_evaluator(cfg: Mapping, space: Any) -> None:
     """Raise ValueError when the evaluator config cannot score genomes of ``space`` (a
     search calls this before it writes anything): for ``supernet``, a missing, corrupt or
     foreign checkpoint, or one of another space or space config."""
-    opts = dict(_plain(cfg))
+    opts = dict(plain(cfg))
     if opts.get("backend") != "supernet":
         return
     from nas.supernet import check_space, load_supernet
@@ -695,7 +696,7 @@ def backend_options(backend: str) -> set[str]:
 def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping) -> Evaluator:
     """The evaluator named by ``cfg.backend`` (local | pool | ray | supernet) with the rest of ``cfg``
     as its options (see conf/evaluator/*.yaml)."""
-    opts = dict(_plain(cfg))
+    opts = dict(plain(cfg))
     backend = opts.pop("backend", None)
     if backend not in BACKENDS:
         raise ValueError(f"evaluator.backend={backend!r} is invalid; pass one of "

@@ -52,7 +52,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.report import Run, RunFolderError, front_of, knee_index, ok_rows, read_run
+from nas.pareto import knee_point
+from nas.run import Run, RunFolderError, front_of, ok_rows, read_run
 from nas.spec import ArchSpec, SpecError
 
 # the dynamo exporter's default in torch 2.13 (it supports opset 18 and later)
@@ -65,16 +66,6 @@ MIN_SCALE = 1e-30
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
-
-
-def _read_spec(path: str | Path) -> ArchSpec:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "spec.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"spec file {p} does not exist; pass the spec.json written by "
-                                f"`python -m nas.export` (or any ArchSpec JSON)")
-    return ArchSpec.from_json(p.read_text())
 
 
 def read_weights(path: str | Path) -> dict:
@@ -143,8 +134,9 @@ def load(path: str | Path, *, weights: str | Path | None = None,
     """
 
     from nas.build import build
+    from nas.cli import resolve_arch
 
-    net = build(_read_spec(path), seed=seed)
+    net = build(resolve_arch(str(path)), seed=seed)
     if weights is not None:
         net.load_state_dict(_fit_state_dict(read_weights(weights), net.state_dict()))
     return net.eval()
@@ -202,14 +194,14 @@ def select(evaluated: pd.DataFrame, pick: str) -> pd.Series:
     if not pick:
         raise PickError("empty pick; use pick=<id|arch_id|knee|max_macs=N|max_params=N|"
                         "max_latency_ms=X>")
-    ok = ok_rows(evaluated) if len(evaluated) else evaluated
+    ok = ok_rows(evaluated)
     if pick == "knee":
         front = front_of(evaluated)
         if not len(front):
             raise PickError("pick=knee: the run has no successfully evaluated architecture")
         F = np.column_stack([1.0 - front["accuracy"].to_numpy(float),
                              front["macs"].to_numpy(float)])
-        return front.iloc[knee_index(F)]
+        return front.iloc[knee_point(F)]
     rule, eq, value = pick.partition("=")
     if eq:
         if rule not in BUDGETS:

@@ -445,28 +445,14 @@ def latency_ms(spec: S.ArchSpec, *, table: LatencyTable) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _space(name: str) -> Any:
-    """A search space by registry name, or by Hydra config name (``conf/space/<name>.yaml``,
-    e.g. ``mobile_imagenet``); None when ``name`` is neither."""
-    conf = Path(__file__).resolve().parents[1] / "conf" / "space" / f"{name}.yaml"
-    if conf.is_file():
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        return instantiate(OmegaConf.load(conf))
-    try:
-        from search_spaces import get_space
-    except ImportError:
-        return None
-    try:
-        return get_space(name)
-    except (KeyError, ValueError):
-        return None
-
-
 def _specs_for(name: str, samples: int, seed: int) -> list[tuple[str, S.ArchSpec]]:
     """``samples`` random specs of a search space, or the one spec a baseline/spec names."""
-    space = _space(name)
+    from nas.cli import load_space, resolve_arch
+
+    try:
+        space = load_space(name)
+    except ValueError:
+        space = None
     if space is not None:
         import numpy as np
 
@@ -476,10 +462,8 @@ def _specs_for(name: str, samples: int, seed: int) -> list[tuple[str, S.ArchSpec
             spec = g if isinstance(g, S.ArchSpec) else space.decode(g)
             out.append((spec.name or f"{name}#{i}", spec))
         return out
-    from nas.cost import resolve_spec
-
     try:
-        spec = resolve_spec(name)
+        spec = resolve_arch(name)
     except ValueError as e:
         raise ValueError(f"{name!r} is neither a search space nor a baseline/spec: {e}") from None
     return [(spec.name or "spec", spec)]

@@ -11,10 +11,9 @@ opens offline), ``front.png`` and ``hypervolume.png``. The page holds:
 * a table of every Pareto architecture (spec string, MACs, params, accuracy), each with its
   per-layer cost table (:mod:`nas.cost`) in a collapsible ``<details>``.
 
-A run folder is read by :func:`read_run`; only ``evaluated.csv`` (or, failing that,
-``archive.sqlite``) is required. ``pareto.csv`` is recomputed from the evaluated points when
-missing; ``hypervolume.csv``, ``baselines.csv`` and ``config.yaml`` are optional.
-:func:`write_front_plot` is the plot the search reuses for its own ``pareto.png``/``.html``.
+Run folders are read by :func:`nas.run.read_run` (the run folder's one reader); this module
+only presents. :func:`write_front_plot` is the plot the search reuses for its own
+``pareto.png``/``.html``.
 
 This module imports neither torch nor Lightning: reports are cheap to make.
 """
@@ -28,7 +27,7 @@ import io
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,202 +35,9 @@ import numpy as np
 import pandas as pd
 
 from nas import cost as C
+from nas.run import COST_LABELS as COSTS
+from nas.run import Run, RunFolderError, cost_column, front_of, ok_rows, read_run
 from nas.spec import ArchSpec, SpecError
-
-# --------------------------------------------------------------------------------------------
-# Reading run folders
-# --------------------------------------------------------------------------------------------
-
-#: columns of evaluated.csv that readers rely on (others are carried along untouched)
-EVALUATED_COLUMNS = ("id", "arch_id", "spec", "macs", "params", "accuracy", "status")
-
-
-class RunFolderError(ValueError):
-    """A path that is not a readable nas run folder."""
-
-
-@dataclass
-class Run:
-    """The tables of one run folder (``None`` where an optional file is absent)."""
-
-    path: Path
-    evaluated: pd.DataFrame
-    pareto: pd.DataFrame
-    hypervolume: pd.DataFrame | None = None
-    baselines: pd.DataFrame | None = None
-    config: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """Short label: the last two path parts (Hydra's ``<date>/<time>``)."""
-        parts = self.path.resolve().parts
-        return "/".join(parts[-2:]) if len(parts) >= 2 else str(self.path)
-
-    @property
-    def ok(self) -> pd.DataFrame:
-        """Evaluated rows with status ``ok`` and a finite accuracy."""
-        return ok_rows(self.evaluated)
-
-
-def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of an evaluated table that succeeded (status ``ok``, finite accuracy)."""
-    mask = pd.Series(True, index=df.index)
-    if "status" in df:
-        mask &= df["status"].fillna("ok").astype(str).eq("ok")
-    acc = pd.to_numeric(df["accuracy"], errors="coerce")
-    return df[mask & np.isfinite(acc)]
-
-
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-
-
-def _from_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(evaluated, baselines) from the SQLite archive, as the search's CSVs split them."""
-    try:
-        from nas.archive import Archive
-    except ImportError as e:  # the archive module is optional for readers of CSVs
-        raise RunFolderError(f"{path.parent} has archive.sqlite but no evaluated.csv, and "
-                             f"nas.archive cannot be imported ({e})") from None
-    archive = Archive(path)
-    try:
-        df = archive.to_frame()
-    finally:
-        archive.close()
-    is_base = df["space"].astype(str).eq("baseline") if "space" in df else df.index < 0
-    base = df[is_base].reset_index(drop=True)
-    base.insert(0, "name", base["arch_id"].astype(str).str.removeprefix("baseline:"))
-    return df[~is_base].reset_index(drop=True), base
-
-
-def _read_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    import yaml
-
-    with path.open() as f:
-        cfg = yaml.safe_load(f)
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def read_run(path: str | Path) -> Run:
-    """Read a run folder; raises :class:`RunFolderError` when it is not one."""
-    run_dir = Path(path)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir} is not a nas run folder: no such directory; pass the "
-                             f"folder printed at the end of `python -m nas.search`")
-    evaluated = _read_csv(run_dir / "evaluated.csv")
-    baselines = _read_csv(run_dir / "baselines.csv")
-    if evaluated is None and (run_dir / "archive.sqlite").is_file():
-        evaluated, from_archive = _from_archive(run_dir / "archive.sqlite")
-        baselines = from_archive if baselines is None else baselines
-    if evaluated is None:
-        raise RunFolderError(f"{run_dir} is not a nas run folder: no evaluated.csv/"
-                             f"archive.sqlite; pass the folder printed at the end of "
-                             f"`python -m nas.search`")
-    missing = [c for c in ("spec", "macs", "accuracy") if c not in evaluated.columns]
-    if missing and len(evaluated):
-        raise RunFolderError(f"{run_dir / 'evaluated.csv'} lacks column(s) {missing}; it was "
-                             f"not written by nas.search")
-    for col in ("macs", "params", "activations", "latency_ms", "accuracy"):
-        if col in evaluated:
-            evaluated[col] = pd.to_numeric(evaluated[col], errors="coerce")
-    if "latency_ms" not in evaluated:
-        evaluated["latency_ms"] = np.nan
-    if "arch_id" not in evaluated and "id" in evaluated:
-        evaluated["arch_id"] = evaluated["id"].astype(str)
-    pareto = _read_csv(run_dir / "pareto.csv")
-    if pareto is None:
-        pareto = front_of(evaluated)
-    return Run(path=run_dir, evaluated=evaluated, pareto=pareto,
-               hypervolume=_read_csv(run_dir / "hypervolume.csv"),
-               baselines=baselines, config=_read_config(run_dir))
-
-
-# --------------------------------------------------------------------------------------------
-# Pareto helpers (nas.pareto when present; the fallbacks follow the same definitions)
-# --------------------------------------------------------------------------------------------
-
-
-def non_dominated_mask(F: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``F`` (all objectives minimised)."""
-    F = np.asarray(F, dtype=float)
-    if len(F) == 0:
-        return np.zeros(0, dtype=bool)
-    try:
-        from nas.pareto import non_dominated
-    except ImportError:
-        non_dominated = None
-    if non_dominated is not None:
-        out = np.asarray(non_dominated(F))
-        if out.dtype == bool and out.shape == (len(F),):
-            return out
-        mask = np.zeros(len(F), dtype=bool)
-        mask[out.astype(int)] = True
-        return mask
-    # a row is dominated if another is <= everywhere and < somewhere
-    le = (F[:, None, :] <= F[None, :, :]).all(-1)
-    lt = (F[:, None, :] < F[None, :, :]).any(-1)
-    return ~(le & lt).any(0)
-
-
-def knee_index(F: np.ndarray) -> int:
-    """Index of the knee of a front ``F`` (minimised objectives), via nas.pareto.knee_point.
-
-    Fallback: after min-max normalisation, the point farthest below the line through the
-    two extreme points (the 'maximum distance to the chord' knee, Das 1999)."""
-    F = np.asarray(F, dtype=float)
-    try:
-        from nas.pareto import knee_point
-    except ImportError:
-        knee_point = None
-    if knee_point is not None:
-        return int(knee_point(F))
-    if len(F) <= 2:
-        return 0
-    lo, hi = F.min(0), F.max(0)
-    Z = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
-    a, b = Z[np.argmin(Z[:, 0])], Z[np.argmin(Z[:, 1])]
-    d = b - a
-    # signed distance to the chord; the knee bulges towards the origin
-    dist = ((Z[:, 0] - a[0]) * d[1] - (Z[:, 1] - a[1]) * d[0]) / max(np.hypot(*d), 1e-12)
-    return int(np.argmax(np.abs(dist)))
-
-
-#: cost columns a front can be drawn against -> axis label
-COSTS = {"macs": "MACs", "params": "parameters", "activations": "activations",
-         "latency_ms": "latency (ms)"}
-
-
-def cost_column(cost: str) -> str:
-    """``macs`` / ``params`` / ``latency_ms`` (``latency`` is accepted for the last)."""
-    col = "latency_ms" if cost == "latency" else cost
-    if col not in COSTS:
-        raise ValueError(f"cost must be one of {sorted(COSTS)} (or 'latency'), got {cost!r}")
-    return col
-
-
-def front_of(df: pd.DataFrame, cost: str = "macs") -> pd.DataFrame:
-    """Non-dominated ok rows of an evaluated table on (error, cost), sorted by cost."""
-    col = cost_column(cost)
-    ok = ok_rows(df) if len(df) else df
-    if len(ok) and col in ok:
-        ok = ok[np.isfinite(pd.to_numeric(ok[col], errors="coerce"))]
-    if not len(ok) or col not in ok:
-        return ok.iloc[:0].copy()
-    F = np.column_stack([1.0 - ok["accuracy"].to_numpy(float), ok[col].to_numpy(float)])
-    front = ok[non_dominated_mask(F)].copy()
-    front["source"] = "search"
-    front["name"] = front["arch_id"].astype(str)
-    front["rank"] = 0
-    return front.sort_values(col)
-
 
 # --------------------------------------------------------------------------------------------
 # Plots
@@ -297,7 +103,7 @@ def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
 
     fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
     for s in series:
-        ok = _finite(ok_rows(s.evaluated) if len(s.evaluated) else s.evaluated, col)
+        ok = _finite(ok_rows(s.evaluated), col)
         if len(ok):
             ax.scatter(ok[col], 100 * ok["accuracy"], s=14, color=s.color, alpha=0.3,
                        linewidths=0)
@@ -349,7 +155,7 @@ def _plot_pairs(evaluated: pd.DataFrame, front: pd.DataFrame, baselines: pd.Data
     nrow = -(-len(pairs) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), dpi=110,
                              squeeze=False)
-    ok = ok_rows(evaluated) if len(evaluated) else evaluated
+    ok = ok_rows(evaluated)
     for ax, (a, b) in zip(axes.flat, pairs):
         for df, kw in ((ok, dict(s=10, color=_COLORS[0], alpha=0.25, linewidths=0)),
                        (front, dict(s=22, color=_COLORS[0], edgecolors="black",
@@ -440,7 +246,7 @@ def _tip(r: Any) -> str:
 def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
                col: str = "macs") -> str:
     W, H, L, R, T, B = 760, 440, 64, 16, 30, 46
-    frames = [_finite(ok_rows(s.evaluated) if len(s.evaluated) else s.evaluated, col,
+    frames = [_finite(ok_rows(s.evaluated), col,
                       "accuracy") for s in series]
     fronts = [_finite(s.front, col, "accuracy") for s in series]
     base = _finite(baselines, col, "accuracy")
@@ -649,16 +455,25 @@ def _run_summary(run: Run) -> dict:
                             else float("nan"))}
 
 
+def _fmt_cell(key: str, v: Any) -> str:
+    """A run-summary value as printed (accuracy in percent, floats to 4 digits)."""
+    if key == "best accuracy":
+        return _fmt_num(v, pct=True)
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
 def _describe_run(run: Run) -> str:
     """``space mobile, data cifar10, seed 0`` from the run's config (what is known)."""
     cfg = run.config
-    parts = []
-    for key in ("space", "data"):
-        v = cfg.get(key)
-        if isinstance(v, dict):
-            v = v.get("name") or str(v.get("_target_", "")).rsplit(".", 1)[-1] or None
-        if v:
-            parts.append(f"{key} {v}")
+    parts = [f"space {run.space}"] if run.space else []
+    data = cfg.get("data")
+    if isinstance(data, dict):
+        data = data.get("name")
+    if data:
+        parts.append(f"data {data}")
+    state = run.status.get("state")
+    if state and state != "complete":
+        parts.append(f"status {state}")
     if "seed" in cfg:
         parts.append(f"seed {cfg['seed']}")
     obj = cfg.get("objectives")
@@ -691,7 +506,7 @@ def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") ->
     summ = [_run_summary(r) for r in runs]
     th = "".join(f"<th>{html.escape(k)}</th>" for k in summ[0])
     trs = "".join("<tr>" + "".join(
-        f"<td>{html.escape(_fmt_num(v, pct=True) if k == 'best accuracy' else str(v))}</td>"
+        f"<td>{html.escape(_fmt_cell(k, v))}</td>"
         for k, v in s.items()) + "</tr>" for s in summ)
     cfgs = "".join(f"<li><b>{html.escape(r.name)}</b>: {html.escape(str(r.path))} "
                    f"{html.escape(_describe_run(r))}</li>" for r in runs)
@@ -719,8 +534,7 @@ def print_summary(runs: Sequence[Run], *, console: Any = None) -> None:
     for k in summ[0]:
         t.add_column(k, justify="left" if k == "run" else "right")
     for s in summ:
-        t.add_row(*[_fmt_num(v, pct=True) if k == "best accuracy" else
-                    (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in s.items()])
+        t.add_row(*[_fmt_cell(k, v) for k, v in s.items()])
     console.print(t)
     for r in runs:
         ft = Table(title=f"Pareto architectures of {r.name}")
@@ -767,9 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["COSTS", "Run", "RunFolderError", "read_run", "ok_rows", "cost_column", "front_of",
-           "non_dominated_mask", "knee_index", "write_front_plot", "write_report",
-           "print_summary", "main"]
+__all__ = ["write_front_plot", "write_report", "print_summary", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,12 +20,9 @@ trained twice and the archive equals that of an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import pickle
-import shutil
 import sys
 import time
 from collections import OrderedDict
@@ -41,13 +38,19 @@ from nas import pareto
 from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
+from nas.run import (
+    cleanup_hydra_dir,
+    hypervolume_of,
+    load_state,
+    open_resume,
+    save_state,
+    split_archive,
+    write_status,
+)
 
 log = logging.getLogger("nas.search")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-EVALUATED_COLUMNS = ["id", "arch_id", "space", "genome", "spec", "macs", "params",
-                     "activations", "latency_ms", "accuracy", "error", "status", "reason",
-                     "iteration", "seed", "train_seconds"]
 #: cost objectives (known from the spec before training) -> their archive column
 COSTS = COST_OBJECTIVES
 #: the objectives when the config names none: error and MACs
@@ -228,62 +231,6 @@ def cost_references(space, coster: Coster, n: int = 1000,
     genomes = space.sample(n, np.random.default_rng(2024))
     infos = [coster.info(g) for g in genomes]
     return {k: float(max(i[COSTS[k]] for i in infos)) for k in kinds}
-
-
-def _as_list(x) -> list:
-    return [x] if isinstance(x, (str, int, float)) else list(x)
-
-
-def hypervolume_of(df: pd.DataFrame, cost_col, cost_ref, error_cols=("error",)) -> float:
-    """Hypervolume of the ok rows of ``df`` on (error columns..., cost / cost_ref ...),
-    reference point 1 in every objective. ``cost_col`` and ``cost_ref`` are one column and
-    its reference or lists of them."""
-    cols, refs = _as_list(cost_col), [float(r) for r in _as_list(cost_ref)]
-    ok = df[(df["status"] == "ok") & df["error"].notna()]
-    if ok.empty:
-        return 0.0
-    F = np.column_stack([ok[c].to_numpy(float) for c in error_cols]
-                        + [ok[c].to_numpy(float) / r for c, r in zip(cols, refs)])
-    return pareto.hypervolume(F, np.ones(F.shape[1]))
-
-
-def hypervolume_curve(df: pd.DataFrame, cost_col, cost_ref) -> np.ndarray:
-    """Hypervolume after each evaluation, in archive order (for benchmarks)."""
-    df = df.sort_values("id")
-    return np.array([hypervolume_of(df.iloc[: i + 1], cost_col, cost_ref)
-                     for i in range(len(df))])
-
-
-# --------------------------------------------------------------------------------------------
-# Run folder
-# --------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_status(run_dir: Path, state: str, **extra: Any) -> None:
-    doc = {"state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
-    _atomic_write(run_dir / "status.json", json.dumps(doc, indent=1).encode())
-
-
-def open_resume(path: str | os.PathLike) -> tuple[Path, DictConfig]:
-    run_dir = Path(path).expanduser()
-    if not run_dir.is_dir():
-        raise SearchError(f"resume={path}: no such folder; pass a run folder printed by "
-                          f"`python -m nas.search` (runs/<date>/<time>)")
-    missing = [n for n in ("config.yaml", "archive.sqlite") if not (run_dir / n).exists()]
-    if missing:
-        raise SearchError(f"resume={path} is not a nas run folder (missing "
-                          f"{', '.join(missing)}); pass a folder under runs/ that a search "
-                          f"wrote")
-    return run_dir, OmegaConf.load(run_dir / "config.yaml")
 
 
 def _fidelity(cfg: DictConfig) -> dict:
@@ -495,10 +442,9 @@ class Search:
 
     # -- state ---------------------------------------------------------------------------
     def load_state(self) -> dict:
-        path = self.run_dir / "state.pkl"
-        if path.exists():
-            with open(path, "rb") as f:
-                return pickle.load(f)
+        state = load_state(self.run_dir)
+        if state is not None:
+            return state
         algo = make_algorithm(OmegaConf.to_container(self.cfg.algorithm, resolve=True),
                               seed=self.seed,
                               surrogate=OmegaConf.to_container(self.cfg.surrogate,
@@ -506,7 +452,7 @@ class Search:
         return {"iteration": 0, "evaluations": 0, "algorithm": algo, "history": []}
 
     def save_state(self, state: dict) -> None:
-        _atomic_write(self.run_dir / "state.pkl", pickle.dumps(state))
+        save_state(self.run_dir, state)
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> dict:
@@ -612,19 +558,7 @@ class Search:
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(evaluated, baselines) from one read of the archive; table-metric objectives add
         a ``<metric>`` (accuracy) and a ``<metric>_error`` column."""
-        cols = EVALUATED_COLUMNS + [c for m in self.metric_names for c in (m, f"{m}_error")]
-        df = self.archive.to_frame()
-        if df.empty:
-            return (pd.DataFrame(columns=cols), pd.DataFrame(columns=["name"] + cols))
-        if self.metric_names:
-            extra = df["extra"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
-            for m in self.metric_names:
-                df[m] = extra.map(lambda d, m=m: d.get(m)).astype(float)
-                df[f"{m}_error"] = 1.0 - df[m]
-        ev = df[df["space"] != "baseline"][cols].reset_index(drop=True)
-        bl = df[df["space"] == "baseline"][cols].reset_index(drop=True)
-        bl.insert(0, "name", bl["arch_id"].str.removeprefix("baseline:"))
-        return ev, bl
+        return split_archive(self.archive.to_frame(), self.metric_names)
 
     def evaluated_frame(self) -> pd.DataFrame:
         return self.frames()[0]
@@ -739,16 +673,6 @@ def run_search(cfg: DictConfig, run_dir: str | os.PathLike) -> dict:
 
         (run_dir / "VERSION").write_text(f"nas {version('nas')}\n")
     return search.run()
-
-
-def cleanup_hydra_dir(run_dir: Path) -> None:
-    """Remove a run folder that holds only Hydra's bookkeeping (``.hydra/`` and the job's
-    log file): a run that failed before writing anything."""
-    if not run_dir.is_dir():
-        return
-    left = {p.name for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"}
-    if not left:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ a space with a preset file of its own name uses it, so the CLI sees what Hydra r
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,67 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nas.cli import load_space, space_presets
 from nas.cost import human, totals
 from search_spaces import SPACES, SearchSpace, format_genome
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "space"
-
-
-def presets() -> list[str]:
-    """Names of the space config files in ``conf/space``."""
-    return sorted(p.stem for p in CONF_DIR.glob("*.yaml")) if CONF_DIR.is_dir() else []
-
-
-def load_space(name: str, overrides: list[str] | None = None, *, num_classes: int | None = None,
-               in_channels: int | None = None) -> SearchSpace:
-    """A space by registry name or preset file, with ``KEY=VALUE`` config overrides.
-
-    ``num_classes`` defaults to 10 for CIFAR-size configs and 1000 for ImageNet-size ones;
-    ``in_channels`` to 3. Raises ValueError for unknown names or bad config.
-    """
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    path = CONF_DIR / f"{name}.yaml"
-    if path.is_file():
-        cfg = OmegaConf.load(path)
-    elif name in SPACES:
-        cfg = OmegaConf.create({"_target_": f"{SPACES[name].__module__}."
-                                            f"{SPACES[name].__qualname__}"})
-    else:
-        raise ValueError(f"unknown search space {name!r}; spaces: {', '.join(SPACES)}; "
-                         f"presets (conf/space): {', '.join(presets()) or 'none'}")
-    try:
-        extra = OmegaConf.from_dotlist(list(overrides or []))
-    except OmegaConfBaseException as e:
-        raise ValueError(f"--config: cannot parse {overrides}: {e}") from None
-    target = str(cfg.get("_target_", ""))
-    cls = next((c for c in SPACES.values() if f"{c.__module__}.{c.__qualname__}" == target),
-               None)
-    if cls is None:
-        raise ValueError(f"{path}: _target_ {target!r} is not a registered space class")
-    known = [p for p in inspect.signature(cls.__init__).parameters
-             if p not in ("self", "num_classes", "in_channels")]
-    for key in extra:
-        if key not in known:
-            raise ValueError(f"--config: unknown key {key!r} for the {cls.name} space; keys: "
-                             f"{', '.join(known)}")
-    cfg = OmegaConf.merge(cfg, extra)
-
-    def make(classes: int) -> SearchSpace:
-        try:
-            return instantiate(cfg, num_classes=classes, in_channels=in_channels or 3)
-        except InstantiationException as e:  # report the space's own message
-            cause = e.__cause__
-            raise (cause if isinstance(cause, (ValueError, TypeError)) else ValueError(e)) \
-                from None
-
-    space = make(num_classes or 10)
-    if num_classes is None and space.default_resolution >= 96:
-        space = make(1000)
-    return space
 
 
 def _describe_genome(space: SearchSpace, genome: tuple[int, ...]) -> str:
@@ -160,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     "params, or MAC/parameter statistics over random samples.",
         epilog="Genomes are dash-separated gene values (indices into each gene's choices), "
                "as printed. Spaces: " + ", ".join(SPACES) + "; presets: "
-               + (", ".join(presets()) or "none") + ".")
+               + (", ".join(space_presets()) or "none") + ".")
     p.add_argument("name", help="search space or preset (conf/space/NAME.yaml)")
     p.add_argument("--sample", type=int, metavar="K", help="print K random canonical genomes")
     p.add_argument("--seed", type=int, default=0, help="random seed for --sample/--stats "

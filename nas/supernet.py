@@ -624,8 +624,9 @@ class SubnetData:
     """
 
     def __init__(self, data: Mapping, train: Any, *, calib_batches: int, seed: int = 0) -> None:
+        from nas.cli import split_data_config
         from nas.data import make_datamodule
-        from nas.train import TrainConfig, split_data_config
+        from nas.train import TrainConfig
 
         cfg = TrainConfig.from_any(train)
         name, data = split_data_config(data)
@@ -1133,32 +1134,9 @@ def _print_summary(summary: dict, module: SupernetModule) -> None:
 
 
 def main() -> None:
-    import shutil
-    import sys
-    from pathlib import Path
+    from nas.cli import hydra_app
 
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from nas.train import CandidateFailed, cli_errors, cli_message
-
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
-
-    @hydra.main(config_path=conf, config_name="supernet", version_base="1.3")
-    def _app(cfg: Any) -> None:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        try:
-            run_supernet(cfg, run_dir)
-        except CandidateFailed as e:
-            sys.exit(f"error: supernet training failed: {e}")
-        except cli_errors() as e:
-            # A failed start leaves only Hydra's bookkeeping: remove that folder.
-            if run_dir.is_dir() and not ({p.name for p in run_dir.iterdir()}
-                                         - {".hydra", "supernet.log"}):
-                shutil.rmtree(run_dir, ignore_errors=True)
-            sys.exit(cli_message(e))
-
-    _app()
+    hydra_app("supernet", lambda cfg, run_dir, _: run_supernet(cfg, run_dir))
 
 
 def file_hash(path: Any) -> str:

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import math
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -41,8 +40,17 @@ import torch
 import torch.nn.functional as F
 
 from nas.build import build
+from nas.cli import (
+    DATA_KEYS_SET_BY_TRAIN,
+    data_info,
+    fmt_count,
+    fmt_pct,
+    hydra_app,
+    plain,
+    resolve_arch,
+)
 from nas.cost import totals
-from nas.spec import ArchSpec, SpecError
+from nas.spec import ArchSpec
 from nas.transfer import (
     FREEZE_ALL_BUT_HEAD,
     MATCHES,
@@ -57,8 +65,6 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle")
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
-#: make_datamodule arguments that train_spec sets itself (from the spec and TrainConfig)
-DATA_KEYS_SET_BY_TRAIN = ("batch_size", "train_fraction", "val_fraction", "resolution", "seed")
 
 
 class CandidateFailed(RuntimeError):
@@ -160,7 +166,7 @@ class TrainConfig:
             return cls()
         if isinstance(value, cls):
             return value
-        value = _plain(value)
+        value = plain(value)
         if not isinstance(value, dict):
             raise TypeError(f"train config must be a TrainConfig or a mapping, got "
                             f"{type(value).__name__}")
@@ -172,17 +178,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain python (mandatory ``???`` values raise)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return value
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
-    return value
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -508,7 +503,7 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"train_spec needs an ArchSpec, got {type(spec).__name__}")
     cfg = TrainConfig.from_any(train)
-    data = dict(_plain(data))
+    data = dict(plain(data))
     name = data.pop("name", None)
     if not name:
         raise ValueError("data config needs 'name' (digits, cifar10, cifar100, imagefolder, "
@@ -585,125 +580,6 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DataInfo:
-    """What a data set looks like to an architecture."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    resolution: int
-
-
-def split_data_config(data: Mapping) -> tuple[str, dict]:
-    """``(name, make_datamodule kwargs)`` of a data config, without the keys the training
-    recipe sets (batch size, splits, seed); ValueError when it names no data set."""
-    data = dict(_plain(data))
-    name = data.pop("name", None)
-    if not name:
-        raise ValueError("data config needs 'name', e.g. data=digits")
-    for k in DATA_KEYS_SET_BY_TRAIN:
-        data.pop(k, None)
-    return name, data
-
-
-def data_info(data: Mapping) -> DataInfo:
-    """Classes, channels and native resolution of a data config (loads the data once)."""
-    from nas.data import make_datamodule
-
-    name, data = split_data_config(data)
-    dm = make_datamodule(name, **data)
-    return DataInfo(name, dm.num_classes, dm.in_channels, dm.resolution)
-
-
-def baseline_spec(name: str, info: DataInfo, resolution: int | None = None, *,
-                  head: str | None = None) -> ArchSpec:
-    """Baseline ``name`` for a data set: its classes and channels, at ``resolution`` (None:
-    the data's native resolution, or the net's own where its layers do not fit that);
-    ``head`` picks the classifier form of the nets that have one (``"conv"``)."""
-    from search_spaces import baselines as zoo
-
-    res = resolution or info.resolution
-    kw = {} if head is None else {"head": head}
-    try:
-        return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
-                       resolution=res, **kw)
-    except SpecError:
-        if resolution is not None:
-            raise
-        own = zoo.BASELINES[name].resolutions[0]
-        log.info("%s does not fit %dx%d inputs; using its own resolution %d", name, res, res,
-                 own)
-        return zoo.get(name, num_classes=info.num_classes, in_channels=info.in_channels,
-                       resolution=own, **kw)
-
-
-def resolve_arch(arch: str, info: DataInfo, resolution: int | None = None, *,
-                 space: Mapping | None = None, head: str | None = None) -> ArchSpec:
-    """``arch`` as a spec: a spec JSON file, ``space:genome`` (dash-separated integers), or a
-    baseline name (built for the data set, see `baseline_spec`).
-
-    ``space`` is an optional space config (``_target_`` plus layout, as conf/space/*.yaml)
-    for genomes of a space configured differently from its defaults. ``head`` applies to
-    baseline names only (see `baseline_spec`).
-    """
-    arch = str(arch).strip()
-    if head is not None and (":" in arch or arch.endswith(".json") or Path(arch).is_file()):
-        raise ValueError(f"head={head!r} applies to baseline names (vgg16, alexnet, ...), not "
-                         f"to arch={arch!r}; a spec fixes its own classifier")
-    path = Path(arch).expanduser()
-    if arch.endswith(".json") or path.is_file():
-        if not path.is_file():
-            raise ValueError(f"arch={arch!r}: spec file not found; pass an existing spec JSON "
-                             f"file, space:genome or a baseline name")
-        return ArchSpec.from_json(path.read_text())
-    if ":" in arch:
-        space_name, _, genome_text = arch.partition(":")
-        kw = {"num_classes": info.num_classes, "in_channels": info.in_channels}
-        if space:
-            from hydra.utils import instantiate
-
-            space_cfg = {k: v for k, v in dict(_plain(space)).items() if k != "name"}
-            obj = instantiate(space_cfg, **kw, _convert_="all")
-            if obj.name != space_name:
-                raise ValueError(f"arch={arch!r} names space {space_name!r} but the space "
-                                 f"config is {obj.name!r}; make them agree")
-        else:
-            from search_spaces import get_space
-
-            obj = get_space(space_name, **kw)
-        return obj.decode(obj.parse_genome(genome_text))
-    return baseline_spec(arch, info, resolution, head=head)
-
-
-def cli_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions a CLI reports as one line (bad config, bad spec, missing file)."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    return (ValueError, TypeError, KeyError, FileNotFoundError, OmegaConfBaseException)
-
-
-def cli_message(e: BaseException) -> str:
-    from omegaconf.errors import MissingMandatoryValue
-
-    if isinstance(e, MissingMandatoryValue):
-        key = getattr(e, "full_key", None) or ""
-        return (f"error: missing mandatory value {key or str(e).splitlines()[0]}; pass it on "
-                f"the command line, e.g. {key or 'key'}=...")
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return f"error: {text.splitlines()[0] if text else type(e).__name__}"
-
-
-def fmt_count(n: float | None) -> str:
-    from nas.cost import human
-
-    return "-" if n is None else human(n)
-
-
-def fmt_pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
 # --------------------------------------------------------------------------------------------
 # CLI: python -m nas.train
 # --------------------------------------------------------------------------------------------
@@ -717,7 +593,7 @@ def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     arch = cfg.arch  # raises MissingMandatoryValue when not given
-    data = _plain(cfg.data)
+    data = plain(cfg.data)
     train = TrainConfig.from_any(cfg.train)
     # init= / freeze= on the command line are train.init / train.freeze
     transfer = {k: cfg.get(k) for k in ("init", "freeze") if cfg.get(k) is not None}
@@ -755,19 +631,7 @@ def _print_result(r: dict, run_dir: Path) -> None:
 
 
 def _main() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="train_one")
-    def main(cfg) -> None:
-        try:
-            train_one(cfg, run_dir=HydraConfig.get().runtime.output_dir)
-        except CandidateFailed as e:
-            sys.exit(f"error: training failed: {e}")
-        except cli_errors() as e:
-            sys.exit(cli_message(e))
-
-    main()
+    hydra_app("train_one", lambda cfg, run_dir, _: train_one(cfg, run_dir=run_dir))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nas.search import CONF_DIR, SearchError, check_config, cleanup_hydra_dir, run_search
+from nas.search import CONF_DIR, SearchError, check_config, run_search
 
 log = logging.getLogger("nas.tune")
 
@@ -556,21 +556,9 @@ def _fmt(v: Any) -> str:
 
 
 def main() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
+    from nas.cli import hydra_app
 
-    @hydra.main(config_path=str(CONF_DIR), config_name="tune", version_base="1.3")
-    def _app(cfg: DictConfig) -> None:
-        hc = HydraConfig.get()
-        run_dir = Path(hc.runtime.output_dir)
-        try:
-            run_tune(list(hc.overrides.task), run_dir)
-        except (TuneError, SearchError) as e:
-            cleanup_hydra_dir(run_dir)
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-    _app()
+    hydra_app("tune", lambda cfg, run_dir, overrides: run_tune(overrides, run_dir))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 import nas
 from nas import export as E
 from nas.build import build
-from nas.report import read_run
+from nas.run import read_run
 from nas.spec import ArchSpec
 from tests.test_report import ARCHS, KNEE_ID, arch_id, make_run_dir
 
@@ -154,9 +154,9 @@ def test_export_to_chosen_folder_with_budget_pick(run_dir: Path, tmp_path: Path)
     "add[seq[conv_c16 scale_v0.2] | id] lrelu head_c10",
 ])
 def test_export_checks_pass_on_other_block_kinds(tmp_path: Path, text: str):
-    from nas.cost import resolve_spec
+    from nas.cli import resolve_arch
 
-    spec = resolve_spec(text)
+    spec = resolve_arch(text)
     res = E.export(spec, tmp_path / "x", seed=1)
     tol = E.RTOL * max(E.MIN_SCALE, res.reference_scale)
     assert res.torchscript_max_diff <= tol and res.onnx_max_diff <= tol

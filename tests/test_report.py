@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from nas import pareto
 from nas import report as R
+from nas import run as RF
 from nas.cost import totals
 from nas.spec import ArchSpec
 from search_spaces import baselines
@@ -92,10 +94,10 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_fixture_front_is_what_the_comments_say(run_dir: Path):
-    run = R.read_run(run_dir)
+    run = RF.read_run(run_dir)
     assert list(run.ok.sort_values("macs")["id"]) == [0, 1, 2, 3, 4, 5]
     assert run.evaluated["macs"].idxmin() == 6  # the failed one is the cheapest
-    assert sorted(R.front_of(run.evaluated)["id"]) == FRONT_IDS
+    assert sorted(RF.front_of(run.evaluated)["id"]) == FRONT_IDS
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,23 +107,23 @@ def test_fixture_front_is_what_the_comments_say(run_dir: Path):
 
 def test_read_run_tolerates_missing_optional_files(tmp_path: Path):
     d = make_run_dir(tmp_path / "r", files=("evaluated",))
-    run = R.read_run(d)
+    run = RF.read_run(d)
     assert run.hypervolume is None and run.baselines is None and run.config == {}
     assert sorted(run.pareto["id"]) == FRONT_IDS  # recomputed from evaluated.csv
     assert len(run.ok) == len(ARCHS) - 1
 
 
 def test_read_run_names_the_fix_when_not_a_run_folder(tmp_path: Path):
-    with pytest.raises(R.RunFolderError, match="not a nas run folder: no evaluated.csv/"
+    with pytest.raises(RF.RunFolderError, match="not a nas run folder: no evaluated.csv/"
                                                "archive.sqlite; pass the folder printed"):
-        R.read_run(tmp_path)
+        RF.read_run(tmp_path)
 
 
 def test_non_dominated_and_knee():
     F = np.array([[0.6, 1.0], [0.3, 2.0], [0.15, 10.0], [0.2, 20.0], [0.14, 100.0]])
-    assert list(R.non_dominated_mask(F)) == [True, True, True, False, True]
-    front = F[R.non_dominated_mask(F)]
-    assert R.knee_index(front) == 2
+    assert list(pareto.non_dominated(F)) == [0, 1, 2, 4]
+    front = F[pareto.non_dominated(F)]
+    assert pareto.knee_point(front) == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_report_cli_rejects_a_non_run_folder(tmp_path: Path, capsys):
 
 
 def test_write_front_plot_for_the_search(run_dir: Path, tmp_path: Path):
-    run = R.read_run(run_dir)
+    run = RF.read_run(run_dir)
     png = R.write_front_plot(run.evaluated, run.pareto, run.baselines, tmp_path / "pareto.png",
                              tmp_path / "pareto.html", title="my search")
     assert png.stat().st_size > 1000
@@ -232,7 +234,7 @@ def test_run_folder_with_only_the_archive(tmp_path: Path):
         archive.add(Record(id=None, arch_id="baseline:resnet20", space="baseline", genome=None,
                            spec=spec.to_string(), macs=macs, params=params, activations=acts,
                            latency_ms=None, accuracy=0.9, error=0.1, status="ok", reason=None))
-    run = R.read_run(d)
+    run = RF.read_run(d)
     assert len(run.evaluated) == len(ARCHS) and list(run.baselines["name"]) == ["resnet20"]
     assert sorted(run.pareto["arch_id"]) == sorted(arch_id(i) for i in FRONT_IDS)
     out = tmp_path / "out"
@@ -242,7 +244,7 @@ def test_run_folder_with_only_the_archive(tmp_path: Path):
 
 
 def test_front_plot_against_latency(run_dir: Path, tmp_path: Path):
-    run = R.read_run(run_dir)
+    run = RF.read_run(run_dir)
     R.write_front_plot(run.evaluated, None, run.baselines, tmp_path / "p.png",
                        tmp_path / "p.html", cost="latency_ms")
     text = "".join(_parse(tmp_path / "p.html").text)

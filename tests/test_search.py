@@ -16,7 +16,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from nas.cost import totals
-from nas.search import CONF_DIR, EVALUATED_COLUMNS, SearchError, run_search
+from nas.run import EVALUATED_COLUMNS
+from nas.search import CONF_DIR, SearchError, run_search
 from tests.conftest import archive_records
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,13 +15,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf.errors import MissingMandatoryValue
 
 from nas.baselines import COLUMNS, run_baselines
+from nas.cli import error_line
 from nas.spec import ArchSpec
 from nas.train import (
     CandidateFailed,
     ClassifierModule,
     TrainConfig,
     _cosine_with_warmup,
-    cli_message,
     param_groups,
     train_one,
     train_spec,
@@ -195,16 +195,16 @@ def test_train_cli_errors_are_one_line(tmp_path):
     cfg = compose_cfg("train_one", ["data=synthetic"])
     with pytest.raises(MissingMandatoryValue) as e:
         train_one(cfg, run_dir=tmp_path)
-    assert cli_message(e.value) == ("error: missing mandatory value arch; pass it on the "
+    assert error_line(e.value) == ("error: missing mandatory value arch; pass it on the "
                                     "command line, e.g. arch=...")
     cfg = compose_cfg("train_one", ["arch=resnet21", "data=synthetic", "train=fast"])
     with pytest.raises(ValueError) as e:
         train_one(cfg, run_dir=tmp_path)
-    assert cli_message(e.value).startswith("error: unknown baseline 'resnet21'. Did you mean")
+    assert error_line(e.value).startswith("error: unknown baseline 'resnet21'. Did you mean")
     cfg = compose_cfg("train_one", ["arch=resnet20", "data=cifar10"])
     with pytest.raises(MissingMandatoryValue) as e:
         train_one(cfg, run_dir=tmp_path)
-    assert "data.root" in cli_message(e.value)
+    assert "data.root" in error_line(e.value)
 
 
 def test_train_cli_process_prints_no_traceback(tmp_path):
@@ -253,7 +253,7 @@ def test_baselines_accept_the_later_classic_nets(tmp_path):
 
 
 def test_train_cli_builds_the_convolutional_classifier():
-    from nas.train import DataInfo, resolve_arch
+    from nas.cli import DataInfo, resolve_arch
 
     info = DataInfo("synthetic", num_classes=4, in_channels=3, resolution=64)
     spec = resolve_arch("vgg11", info, 448, head="conv")
