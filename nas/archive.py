@@ -288,6 +288,15 @@ class Archive:
             ) from exc
         return int(row_id)
 
+    def remove(self, record_id: int) -> None:
+        """Delete the record with row id ``record_id`` (a failure superseded by a retry);
+        KeyError when there is none."""
+        with self._transaction() as conn:
+            cur = conn.execute("DELETE FROM records WHERE id = ?", (_int(record_id,
+                                                                          what="record id"),))
+        if cur.rowcount != 1:
+            raise KeyError(f"the archive has no record with id {record_id}")
+
     def get(self, arch_id: str, *, fidelity: dict | None = None) -> Record | None:
         """Latest record of ``arch_id`` (at ``fidelity`` if given; any seed), or None."""
         sql, args = _SELECT + " WHERE arch_id = ?", [arch_id]

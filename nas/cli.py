@@ -90,9 +90,9 @@ def hydra_app(config_name: str, task: Callable[[Any, Path, list[str]], Any]) -> 
         run_dir = Path(hc.runtime.output_dir)
         try:
             return task(cfg, run_dir, list(hc.overrides.task))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             cleanup_hydra_dir(run_dir)
-            print("interrupted", file=sys.stderr)
+            print(str(e) or "interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
         except user_errors() as e:
             cleanup_hydra_dir(run_dir)

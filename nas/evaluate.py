@@ -22,6 +22,7 @@ workers as JSON; results come back as plain dicts.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import multiprocessing as mp
@@ -31,7 +32,7 @@ import time
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
@@ -194,6 +195,9 @@ class Evaluator:
         if cands:
             try:
                 self._run([self._task(c) for c in cands], done)
+            except KeyboardInterrupt:
+                self.terminate()
+                raise
             except BaseException:
                 self._abort()
                 raise
@@ -208,11 +212,20 @@ class Evaluator:
     def close(self) -> None:
         """Release workers / clusters (idempotent)."""
 
+    def terminate(self) -> None:
+        """Stop now (Ctrl-C): kill work in flight and release everything, without waiting
+        for workers to finish (idempotent)."""
+        self._abort()
+        self.close()
+
     def __enter__(self) -> Evaluator:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.terminate()
+        else:
+            self.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,13 +280,32 @@ def _pool_worker(conn: Any, gpu: int | None, threads: int | None) -> None:
             pass
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while a worker process starts: an ignored signal stays ignored in the
+    child (Python then installs no KeyboardInterrupt handler there), so Ctrl-C in a
+    terminal interrupts the search, which kills its workers, instead of printing a
+    traceback from each of them."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Worker:
     def __init__(self, ctx: Any, slot: int, gpu: int | None, threads: int | None) -> None:
         self.slot, self.gpu = slot, gpu
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_pool_worker, args=(child, gpu, threads),
                                 name=f"nas-eval-{slot}", daemon=False)
-        self.proc.start()
+        with _sigint_ignored():
+            self.proc.start()  # Ctrl-C reaches the parent only, which stops the workers
         child.close()
         self.conn = parent
         self.ready = False
@@ -399,6 +431,12 @@ class PoolEvaluator(Evaluator):
             if w.task is not None:
                 w.task = None
                 self._replace(w)
+
+    def terminate(self) -> None:
+        for w in self._workers:
+            w.kill()
+        self._workers.clear()
+        self.close()
 
     @staticmethod
     def _shutdown(workers: list[_Worker]) -> None:
@@ -655,6 +693,35 @@ class SupernetEvaluator(LocalEvaluator):
             done(i, result)
 
 
+#: evaluator options that, when set, must be positive numbers (integers where marked)
+_POSITIVE_OPTIONS = {"workers": int, "threads_per_worker": int, "timeout_s": float,
+                     "cpus_per_task": float, "gpus_per_task": float, "calib_batches": int}
+
+
+def check_evaluator_options(cfg: Mapping) -> None:
+    """Raise ValueError naming the key and the fix for an unknown backend, an option the
+    backend does not take, or an option value out of range; nothing is started."""
+    opts = dict(plain(cfg))
+    backend = opts.pop("backend", None)
+    if backend not in BACKENDS:
+        raise ValueError(f"evaluator.backend={backend!r} is invalid; pass one of "
+                         f"{', '.join(BACKENDS)} (e.g. evaluator=pool)")
+    allowed = backend_options(backend)
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise ValueError(f"evaluator.{unknown[0]} is not an option of the {backend} backend; "
+                         f"options: {', '.join(sorted(allowed))}")
+    for key, kind in _POSITIVE_OPTIONS.items():
+        v = opts.get(key)
+        if v is None or key not in allowed:
+            continue
+        ok = not isinstance(v, bool) and isinstance(v, (int, float) if kind is float else int)
+        if not ok or v <= 0:
+            what = "a positive integer" if kind is int else "a number > 0"
+            raise ValueError(f"evaluator.{key}={v!r} is invalid; pass {what} or null "
+                             f"(the default)")
+
+
 def check_evaluator(cfg: Mapping, space: Any) -> None:
     """Raise ValueError when the evaluator config cannot score genomes of ``space`` (a
     search calls this before it writes anything): for ``supernet``, a missing, corrupt or
@@ -696,19 +763,12 @@ def backend_options(backend: str) -> set[str]:
 def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping) -> Evaluator:
     """The evaluator named by ``cfg.backend`` (local | pool | ray | supernet) with the rest of ``cfg``
     as its options (see conf/evaluator/*.yaml)."""
+    check_evaluator_options(cfg)
     opts = dict(plain(cfg))
-    backend = opts.pop("backend", None)
-    if backend not in BACKENDS:
-        raise ValueError(f"evaluator.backend={backend!r} is invalid; pass one of "
-                         f"{', '.join(BACKENDS)}")
-    allowed = backend_options(backend)
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise ValueError(f"evaluator.{unknown[0]} is not an option of the {backend} backend; "
-                         f"options: {', '.join(sorted(allowed))}")
+    backend = opts.pop("backend")
     return _backend_classes()[backend](data=data, train=train, **opts)
 
 
 __all__ = ["BACKENDS", "Candidate", "Evaluator", "LocalEvaluator", "PoolEvaluator",
            "RayEvaluator", "Result", "SupernetEvaluator", "TableEvaluator", "backend_options",
-           "check_evaluator", "failure_reason", "make_evaluator", "run_candidate"]
+           "check_evaluator", "check_evaluator_options", "failure_reason", "make_evaluator", "run_candidate"]

@@ -39,6 +39,8 @@ from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target,
 from nas.archive import Archive, Record
 from nas.cost import human, totals
 from nas.run import (
+    RunFolderError,
+    RunLock,
     cleanup_hydra_dir,
     hypervolume_of,
     load_state,
@@ -47,6 +49,7 @@ from nas.run import (
     split_archive,
     write_status,
 )
+from nas.surrogate import NotEnoughDataError
 
 log = logging.getLogger("nas.search")
 
@@ -59,6 +62,11 @@ DEFAULT_OBJECTIVES = ("error", "macs")
 
 class SearchError(ValueError):
     """A configuration or run-folder problem, reported as one clear line."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the run folder is consistent (status ``interrupted``); the message says how
+    to continue."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,11 +113,34 @@ def check_objectives(names: list[str], *, table: bool = False) -> None:
         raise SearchError(f"objectives={names} has no cost: add one of {list(COSTS)}")
 
 
+def config_keys() -> set[str]:
+    """The top-level keys a search config may have: those of conf/search.yaml and the
+    config groups of conf/ (``space``, ``data``, ``train``, ...)."""
+    keys = set(OmegaConf.load(CONF_DIR / "search.yaml").keys()) - {"defaults", "hydra"}
+    return keys | {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Raise :class:`SearchError` naming the bad value and the fix."""
+    """Raise :class:`SearchError` naming the bad value and the fix; the whole composed
+    config is checked before anything is written or trained."""
+    from nas.evaluate import check_evaluator_options
+    from nas.train import TrainConfig
+
     if cfg.get("space") is None:
         raise SearchError(f"no search space given: add +space=NAME, NAME one of "
                           f"{', '.join(known_spaces())} (conf/space/)")
+    unknown = sorted(set(cfg.keys()) - config_keys())
+    if unknown:
+        raise SearchError(f"unknown config key {unknown[0]!r}; nothing reads it (a typo? see "
+                          f"python -m nas.search --help for the keys)")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SearchError(f"seed={seed!r} is invalid; pass an integer >= 0, e.g. seed=0")
+    try:
+        TrainConfig.from_any(cfg.train)
+        check_evaluator_options(cfg.evaluator)
+    except ValueError as e:
+        raise SearchError(str(e)) from None
     b = cfg.budget
     for key in ("evaluations", "initial", "per_iteration"):
         v = b.get(key)
@@ -119,6 +150,11 @@ def check_config(cfg: DictConfig) -> None:
     if b.initial > b.evaluations:
         raise SearchError(f"budget.initial={b.initial} exceeds budget.evaluations="
                           f"{b.evaluations}; lower budget.initial or raise the budget")
+    need = min_evaluated(cfg)
+    if b.initial < need and b.evaluations > b.initial:
+        raise SearchError(f"budget.initial={b.initial} is below the {need} evaluated "
+                          f"architectures the {cfg.algorithm.get('name')!r} algorithm's "
+                          f"surrogate needs to fit; pass budget.initial={need} or more")
     try:
         check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
         check_target(cfg.surrogate.get("target", "log"))
@@ -129,6 +165,37 @@ def check_config(cfg: DictConfig) -> None:
     for key, v in cfg.constraints.items():
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise SearchError(f"constraints.{key} must be a positive number or null, got {v!r}")
+
+
+def min_evaluated(cfg: DictConfig) -> int:
+    """Successful evaluations the configured algorithm needs before its first ``ask``."""
+    from nas.surrogate import MIN_POINTS
+
+    return MIN_POINTS if (cfg.get("algorithm") or {}).get("name") == "surrogate" else 0
+
+
+#: what a resumed run may change (the rest fixes what its archive and state mean)
+RESUMABLE = ("budget", "evaluator", "train", "progress", "baselines.max_macs")
+
+
+def apply_resume_overrides(saved: DictConfig, cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """Copy the command line's overrides (``key=value`` as Hydra records them) from the
+    composed ``cfg`` into a resumed run's ``saved`` config: those under :data:`RESUMABLE`
+    are applied (returned, for the log), any other is refused by name."""
+    applied = []
+    for text in overrides:
+        key = text.split("=", 1)[0].lstrip("+~")
+        if key in ("resume", "") or key.startswith("hydra."):
+            continue
+        if not any(key == r or key.startswith(r + ".") for r in RESUMABLE):
+            raise SearchError(f"{key} cannot change when a run is resumed (its archive and "
+                              f"search state depend on it); resumable: "
+                              f"{', '.join(k + '.*' if k in ('budget', 'evaluator', 'train') else k for k in RESUMABLE)}. "
+                              f"Start a new run to change {key}")
+        value = OmegaConf.select(cfg, key, default=None)
+        OmegaConf.update(saved, key, value, merge=False, force_add=True)
+        applied.append(f"{key}={text.split('=', 1)[1] if '=' in text else value}")
+    return applied
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,12 +315,14 @@ def _fidelity(cfg: DictConfig) -> dict:
 class Search:
     """One search run in ``run_dir`` (fresh or resumed)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path):
+    def __init__(self, cfg: DictConfig, run_dir: Path, *, retry_failed: bool = False):
         from hydra.utils import instantiate
 
         from nas.data import make_datamodule
 
         self.cfg, self.run_dir = cfg, run_dir
+        self.retry_failed = retry_failed
+        self.retry_ids: set[int] = set()
         check_config(cfg)
         self.objectives = objectives_of(cfg)
         ev_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
@@ -385,7 +454,14 @@ class Search:
         archived the moment it arrives."""
         from nas.evaluate import Candidate
 
-        todo = [(i, g) for i, g in items if i["arch_id"] not in self.archive]
+        stale = {}
+        todo = []
+        for i, g in items:
+            rec = self.archive.get(i["arch_id"])
+            if rec is not None and rec.id in self.retry_ids:
+                stale[i["arch_id"]] = rec.id  # failed under the previous settings
+            if rec is None or i["arch_id"] in stale:
+                todo.append((i, g))
         if not todo:
             return
         by_id = {i["arch_id"]: (i, g) for i, g in todo}
@@ -396,6 +472,10 @@ class Search:
         def on_result(res) -> None:
             info, genome = by_id[res.arch_id]
             rec = self._record(res, info, genome, space, iteration)
+            if res.arch_id in stale:
+                old_id = stale.pop(res.arch_id)
+                self.archive.remove(old_id)
+                self.retry_ids.discard(old_id)
             self.archive.add(rec)
             if self.bar is not None:
                 self.bar.update(1)
@@ -405,6 +485,30 @@ class Search:
                 log.warning("%s failed: %s", rec.arch_id, rec.reason)
 
         self.evaluator.evaluate(cands, callback=on_result)
+
+    def retry_failures(self) -> None:
+        """Train again, in their own iterations (so the algorithm sees them as it saw them
+        before), the search's candidates that failed before a resume changed the recipe or
+        the evaluator (``retry_failed``): their failures say nothing about the new one."""
+        stale = [r for r in self.search_records() if r.id in self.retry_ids]
+        if stale:
+            log.warning("training again %d candidate(s) that failed under the previous "
+                        "settings", len(stale))
+        for it in sorted({r.iteration for r in stale}):
+            recs = [r for r in stale if r.iteration == it]
+            self.evaluate([(self.coster.info(r.genome), r.genome) for r in recs],
+                          space=self.space.name, iteration=it)
+
+    def failure_summary(self) -> str:
+        """``8 of 10 candidates failed, most often: <reason> (x6)``."""
+        recs = self.search_records()
+        failed = [r.reason or "no reason" for r in recs if r.status == "failed"]
+        if not failed:
+            return f"{len(recs)} candidates evaluated, none failed"
+        from collections import Counter
+
+        reason, n = Counter(failed).most_common(1)[0]
+        return f"{len(failed)} of {len(recs)} candidates failed, most often: {reason} (x{n})"
 
     def baselines(self) -> None:
         from search_spaces import baselines as zoo
@@ -473,6 +577,8 @@ class Search:
         self.cost_refs = [float(refs[c]) for c in self.cost_names]
         self.cost_ref = self.cost_refs[0]
         state = self.load_state()
+        if self.retry_failed:
+            self.retry_ids = {r.id for r in self.archive.records(status="failed")}
         write_status(self.run_dir, "running", evaluations=len(self.search_records()),
                      budget=budget)
         self.bar = None
@@ -484,55 +590,84 @@ class Search:
                             file=sys.stderr)
         train = OmegaConf.to_container(cfg.train, resolve=True)
         data = OmegaConf.to_container(cfg.data, resolve=True)
-        with make_evaluator(cfg.evaluator, data=data, train=train) as self.evaluator:
-            if self.bar is not None:
-                self.bar.set_description("baselines")
-            self.baselines()
-            if self.bar is not None:
-                self.bar.set_description(f"search {self.space.name}")
-            algo = state["algorithm"]
-            while state["evaluations"] < budget:
-                it = state["iteration"]
-                ctx = self.context(it)
-                n = min(int(cfg.budget.initial if it == 0 else cfg.budget.per_iteration),
-                        budget - state["evaluations"])
-                genomes = algo.initial(ctx, n) if it == 0 else algo.ask(ctx, n)
-                if not genomes:
-                    log.warning("the algorithm proposed nothing new (space exhausted?); "
-                                "stopping at %d evaluations", state["evaluations"])
-                    break
-                self.evaluate([(self.coster.info(g), g) for g in genomes], space=self.space.name,
-                              iteration=it)
-                recs = {r.arch_id: r for r in self.search_records()}
-                F = np.array([self.objective_vector(recs[self.space.arch_id(g)])
-                              for g in genomes], dtype=float)
-                algo.tell(ctx, genomes, F)
-                state["iteration"] = it + 1
-                state["evaluations"] += len(genomes)
-                df = self.evaluated_frame()
-                row = {"iteration": it, "evaluations": len(df),
-                       "hypervolume": self.hypervolume(df)}
-                if algo.log and it > 0:
-                    row.update(algo.log[-1])
-                state["history"].append(row)
-                self.save_state(state)
-                self.write_outputs(state)
-                write_status(self.run_dir, "running", evaluations=len(df), budget=budget,
-                             iteration=it + 1)
-        if self.bar is not None:
-            self.bar.close()
-        self.write_outputs(state, plots=True)
-        df = self.evaluated_frame()
-        hv = self.hypervolume(df)
-        write_status(self.run_dir, "complete", evaluations=len(df), budget=budget,
-                     hypervolume=hv)
+        try:
+            with make_evaluator(cfg.evaluator, data=data, train=train) as self.evaluator:
+                self._loop(state, budget)
+        except KeyboardInterrupt:
+            self._finish(state, "interrupted")
+            raise SearchInterrupted(
+                f"interrupted after {len(self.search_records())} of {budget} evaluations "
+                f"(nothing finished is lost); continue with: python -m nas.search "
+                f"resume={self.run_dir}") from None
+        except NotEnoughDataError:
+            self._finish(state, "failed", reason=self.failure_summary())
+            raise SearchError(
+                f"search stopped: {self.failure_summary()}; the surrogate needs "
+                f"{min_evaluated(cfg)} successful evaluations. Fix the recipe and continue "
+                f"(failed candidates are trained again): python -m nas.search "
+                f"resume={self.run_dir} train.KEY=VALUE") from None
+        df = self._finish(state, "complete")
         if cfg.get("progress", True):
             print_summary(self)
         self.archive.close()
         ok = df[df["status"] == "ok"]
-        return {"run_dir": str(self.run_dir), "hypervolume": hv, "evaluations": len(df),
+        return {"run_dir": str(self.run_dir), "hypervolume": self.hypervolume(df),
+                "evaluations": len(df),
                 "accuracy": float(ok["accuracy"].max()) if len(ok) else 0.0,
                 "train_seconds": float(df["train_seconds"].fillna(0.0).sum())}
+
+    def _loop(self, state: dict, budget: int) -> None:
+        cfg = self.cfg
+        if self.bar is not None:
+            self.bar.set_description("baselines")
+        self.baselines()
+        if self.bar is not None:
+            self.bar.set_description(f"search {self.space.name}")
+        self.retry_failures()
+        algo = state["algorithm"]
+        while state["evaluations"] < budget:
+            it = state["iteration"]
+            ctx = self.context(it)
+            n = min(int(cfg.budget.initial if it == 0 else cfg.budget.per_iteration),
+                    budget - state["evaluations"])
+            need = min_evaluated(cfg)
+            if it > 0 and int(np.sum(ctx.F[:, 0] < 1.0)) < need:
+                raise NotEnoughDataError(f"{need} successful evaluations needed")
+            genomes = algo.initial(ctx, n) if it == 0 else algo.ask(ctx, n)
+            if not genomes:
+                log.warning("the algorithm proposed nothing new (space exhausted?); "
+                            "stopping at %d evaluations", state["evaluations"])
+                break
+            self.evaluate([(self.coster.info(g), g) for g in genomes], space=self.space.name,
+                          iteration=it)
+            recs = {r.arch_id: r for r in self.search_records()}
+            F = np.array([self.objective_vector(recs[self.space.arch_id(g)])
+                          for g in genomes], dtype=float)
+            algo.tell(ctx, genomes, F)
+            state["iteration"] = it + 1
+            state["evaluations"] += len(genomes)
+            df = self.evaluated_frame()
+            row = {"iteration": it, "evaluations": len(df),
+                   "hypervolume": self.hypervolume(df)}
+            if algo.log and it > 0:
+                row.update(algo.log[-1])
+            state["history"].append(row)
+            self.save_state(state)
+            self.write_outputs(state)
+            write_status(self.run_dir, "running", evaluations=len(df), budget=budget,
+                         iteration=it + 1)
+
+    def _finish(self, state: dict, status: str, **extra: Any) -> pd.DataFrame:
+        """Close the bar, write the CSVs and plots of what exists and the final status."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.write_outputs(state, plots=True)
+        df = self.evaluated_frame()
+        write_status(self.run_dir, status, evaluations=len(df),
+                     budget=int(self.cfg.budget.evaluations), hypervolume=self.hypervolume(df),
+                     **extra)
+        return df
 
     # -- objectives ----------------------------------------------------------------------
     def objective_columns(self) -> list[str]:
@@ -651,48 +786,61 @@ def print_summary(search: Search) -> None:
     con.print(f"run folder: {search.run_dir}")
 
 
-def run_search(cfg: DictConfig, run_dir: str | os.PathLike) -> dict:
-    """Run (or resume, with ``cfg.resume``) a search; the plain function behind the CLI."""
-    run_dir = Path(run_dir)
-    if cfg.get("resume"):
-        run_dir, saved = open_resume(cfg.resume)
-        cfg = saved
-        OmegaConf.set_struct(cfg, False)
-        cfg.resume = None
-    else:
-        check_config(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        existing = run_dir / "archive.sqlite"
-        if existing.exists():
-            raise SearchError(f"{run_dir} already holds a search; resume it with "
-                              f"resume={run_dir} or choose another hydra.run.dir")
-    search = Search(cfg, run_dir)  # validates everything before the first file is written
-    if not (run_dir / "config.yaml").exists():
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        from importlib.metadata import version
+def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
+               overrides: list[str] | None = None) -> dict:
+    """Run (or resume, with ``cfg.resume``) a search; the plain function behind the CLI.
 
-        (run_dir / "VERSION").write_text(f"nas {version('nas')}\n")
-    return search.run()
+    ``overrides`` are the command line's ``key=value`` items: with ``resume`` those that a
+    resumed run may change (:data:`RESUMABLE`) are applied to its saved config, any other
+    is refused by name. One process works in a run folder at a time (:class:`RunLock`)."""
+    run_dir = Path(run_dir)
+    resumed, retry = bool(cfg.get("resume")), False
+    if resumed:
+        try:
+            run_dir, saved = open_resume(cfg.resume)
+        except RunFolderError as e:
+            raise SearchError(str(e)) from None
+        OmegaConf.set_struct(saved, False)
+        applied = apply_resume_overrides(saved, cfg, list(overrides or []))
+        if applied:
+            log.warning("resumed with %s", " ".join(applied))
+        retry = any(a.startswith(("train", "evaluator")) for a in applied)
+        saved.resume = None
+        cfg = saved
+    check_config(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(run_dir):
+            if not resumed and (run_dir / "archive.sqlite").exists():
+                raise SearchError(f"{run_dir} already holds a search; resume it with "
+                                  f"resume={run_dir} or choose another hydra.run.dir")
+            load_state(run_dir)  # a corrupt state is named before anything trains
+            # validates everything before a file is written
+            search = Search(cfg, run_dir, retry_failed=retry)
+            if resumed:
+                # the changes a resume applied are the run's configuration from now on
+                (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            elif not (run_dir / "config.yaml").exists():
+                (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+                from importlib.metadata import version
+
+                (run_dir / "VERSION").write_text(f"nas {version('nas')}\n")
+            return search.run()
+    except RunFolderError as e:
+        raise SearchError(str(e)) from None
 
 
 def main() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
+    from nas.cli import hydra_app
 
-    @hydra.main(config_path=str(CONF_DIR), config_name="search", version_base="1.3")
-    def _app(cfg: DictConfig) -> float:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
         try:
-            out = run_search(cfg, run_dir)
-        except (SearchError, ValueError) as e:
-            cleanup_hydra_dir(run_dir)
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        if cfg.get("resume"):
-            cleanup_hydra_dir(run_dir)
-        return float(out["hypervolume"])
+            return float(run_search(cfg, run_dir, overrides)["hypervolume"])
+        finally:
+            if cfg.get("resume"):  # the resumed folder holds the run, not this one
+                cleanup_hydra_dir(run_dir)
 
-    _app()
+    hydra_app("search", task)
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"unknown train config key(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown key(s) {', '.join('train.' + k for k in unknown)}: "
+                             f"nothing reads them (a typo?); known: {', '.join(sorted(known))}")
         return cls(**value)
 
     def to_dict(self) -> dict:
@@ -446,6 +447,27 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def keyboard_interrupts() -> Iterator[None]:
+    """Around ``trainer.fit``: Lightning turns Ctrl-C into a graceful stop, ``SystemExit(1)``,
+    and ignores every later Ctrl-C; give the caller its KeyboardInterrupt back (so a search
+    can save its state and say how to resume) and restore the SIGINT handler."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as e:
+        if e.code == 1:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def check_data(spec: ArchSpec, dm: Any, data_name: str) -> None:
     """Raise ValueError if the spec's input channels or classes do not fit the data set."""
     c, h, w = spec.input
@@ -550,7 +572,8 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
             use_distributed_sampler=False,  # the data module shards by rank itself
         )
         t_fit = time.perf_counter()
-        trainer.fit(model, datamodule=dm)
+        with keyboard_interrupts():
+            trainer.fit(model, datamodule=dm)
         fit_s = time.perf_counter() - t_fit
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         out: dict[str, Any] = {
