@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from multiprocessing.connection import wait as mp_wait
 from typing import Any
 
+from nas import checks
 from nas.cli import plain
 from nas.spec import ArchSpec
 from nas.train import TrainConfig
@@ -712,14 +713,13 @@ def check_evaluator_options(cfg: Mapping) -> None:
         raise ValueError(f"evaluator.{unknown[0]} is not an option of the {backend} backend; "
                          f"options: {', '.join(sorted(allowed))}")
     for key, kind in _POSITIVE_OPTIONS.items():
-        v = opts.get(key)
-        if v is None or key not in allowed:
+        if key not in allowed:
             continue
-        ok = not isinstance(v, bool) and isinstance(v, (int, float) if kind is float else int)
-        if not ok or v <= 0:
-            what = "a positive integer" if kind is int else "a number > 0"
-            raise ValueError(f"evaluator.{key}={v!r} is invalid; pass {what} or null "
-                             f"(the default)")
+        if kind is int:
+            checks.integer(f"evaluator.{key}", opts.get(key), lo=1, none="the default")
+        else:
+            checks.number(f"evaluator.{key}", opts.get(key), lo=0.0, lo_open=True,
+                          none="the default")
 
 
 def check_evaluator(cfg: Mapping, space: Any) -> None:

@@ -412,10 +412,54 @@ def _seed_of(row: pd.Series, run: Run) -> int:
     return 0
 
 
-def train_command(spec_path: Path, data: str, seed: int) -> str:
+def _hydra_value(v: Any) -> str:
+    """A value as a Hydra command-line override writes it."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_hydra_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(x)}" for k, x in v.items()) + "}"
+    text = str(v)
+    if re.fullmatch(r"[\w./~:+@-]+", text) and text not in ("null", "true", "false"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def data_arguments(run: Run) -> list[str] | None:
+    """The ``data=...`` overrides that give ``python -m nas.train`` the run's data exactly:
+    the data set's config name and every key whose value differs from that config's
+    default (``data.root`` above all); None when the run does not say."""
+    name = _data_choice(run)
+    if name is None:
+        return None
+    args = [f"data={name}"]
+    data = run.config.get("data")
+    default_file = Path(__file__).resolve().parents[1] / "conf" / "data" / f"{name}.yaml"
+    if isinstance(data, dict) and default_file.is_file():
+        import yaml
+
+        from nas.cli import DATA_KEYS_SET_BY_TRAIN
+
+        defaults = yaml.safe_load(default_file.read_text()) or {}
+        for key, value in data.items():
+            if key in ("name", "defaults") or key in DATA_KEYS_SET_BY_TRAIN:
+                continue  # the recipe sets these
+            if key not in defaults or defaults[key] != value:
+                args.append(f"data.{key}={_hydra_value(value)}" if key in defaults
+                            else f"+data.{key}={_hydra_value(value)}")
+    return args
+
+
+def train_command(spec_path: Path, data: str | list[str], seed: int) -> str:
     """The command that trains an exported architecture in full."""
+    parts = data.split() if isinstance(data, str) else list(data)
     return (f"python -m nas.train arch={shlex.quote(str(spec_path))} "
-            f"data={' '.join(shlex.quote(x) for x in data.split())} train=full seed={seed}")
+            f"{' '.join(shlex.quote(x) for x in parts)} train=full seed={seed}")
 
 
 def inherited_weights(run: Run, row: pd.Series) -> tuple[dict, dict] | None:
@@ -467,15 +511,15 @@ def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
     arch_id = str(row.get("arch_id", row.get("id", "arch")))
     out_dir = Path(out) if out is not None else run.path / "export" / arch_id
     seed = _seed_of(row, run)
-    data = _data_choice(run)
+    data = data_arguments(run)
     ev = run.config.get("evaluator") if isinstance(run.config, dict) else None
     if isinstance(ev, dict) and ev.get("backend") == "table":
         # Looked-up accuracies: train on the data set the table was measured on.
         if ev.get("source", "analog-nasbench") == "analog-nasbench":  # CIFAR-10
-            data = "cifar10 data.root=PATH/TO/CIFAR10"
+            data = ["data=cifar10", "data.root=PATH/TO/CIFAR10"]
         else:
-            data = "DATA"
-    cmd = train_command((out_dir / "spec.json").resolve(), data or "DATA", seed)
+            data = ["data=DATA"]
+    cmd = train_command((out_dir / "spec.json").resolve(), data or ["data=DATA"], seed)
     inherited = inherited_weights(run, row) if weights is None else None
     if inherited is not None:
         weights = inherited[0]

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from nas import pareto
+from nas import checks, pareto
 from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
@@ -133,20 +133,18 @@ def check_config(cfg: DictConfig) -> None:
     if unknown:
         raise SearchError(f"unknown config key {unknown[0]!r}; nothing reads it (a typo? see "
                           f"python -m nas.search --help for the keys)")
-    seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SearchError(f"seed={seed!r} is invalid; pass an integer >= 0, e.g. seed=0")
+    b = cfg.budget
     try:
+        checks.integer("seed", cfg.get("seed"), lo=0, error=SearchError)
+        for key in ("evaluations", "initial", "per_iteration"):
+            checks.integer(f"budget.{key}", b.get(key), lo=1, error=SearchError)
+        for key, v in cfg.constraints.items():
+            checks.number(f"constraints.{key}", v, lo=0.0, lo_open=True, none="no limit",
+                          error=SearchError)
         TrainConfig.from_any(cfg.train)
         check_evaluator_options(cfg.evaluator)
     except ValueError as e:
         raise SearchError(str(e)) from None
-    b = cfg.budget
-    for key in ("evaluations", "initial", "per_iteration"):
-        v = b.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise SearchError(f"budget.{key} must be a positive integer, got {v!r}; e.g. "
-                              f"budget.{key}=20")
     if b.initial > b.evaluations:
         raise SearchError(f"budget.initial={b.initial} exceeds budget.evaluations="
                           f"{b.evaluations}; lower budget.initial or raise the budget")
@@ -162,9 +160,6 @@ def check_config(cfg: DictConfig) -> None:
         raise SearchError(str(e)) from None
     names = objectives_of(cfg)
     check_objectives(names, table=(cfg.get("evaluator") or {}).get("backend") == "table")
-    for key, v in cfg.constraints.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise SearchError(f"constraints.{key} must be a positive number or null, got {v!r}")
 
 
 def min_evaluated(cfg: DictConfig) -> int:
@@ -351,12 +346,10 @@ class Search:
         self.space = instantiate(space_cfg, num_classes=self.num_classes,
                                  in_channels=self.in_channels, _convert_="all")
         if self.table is not None:
-            from nas.table import TableError, load_table
+            from nas.table import TableError
 
             try:  # the table's genomes must be this space's
-                load_table(ev_cfg.get("source", "analog-nasbench"), space=self.space,
-                           num_classes=ev_cfg.get("num_classes"),
-                           in_channels=ev_cfg.get("in_channels"))
+                self.table.check_space(self.space)
             except TableError as e:
                 raise SearchError(str(e)) from None
         from nas.evaluate import check_evaluator

@@ -43,6 +43,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any, ClassVar
 
+from nas import checks
+
 Shape = tuple[int, ...]
 
 ACTIVATIONS = ("relu", "relu6", "hswish", "silu", "sigmoid", "hsigmoid", "gelu", "tanh",
@@ -70,31 +72,20 @@ def _f(default: Any = MISSING, *, lo: float | None = None, choices: Sequence | N
 
 
 def _check_value(cls_name: str, name: str, value: Any, meta: dict) -> Any:
-    kind = meta.get("kind")
-    where = f"{cls_name}.{name}"
+    kind, lo, key = meta.get("kind"), meta.get("lo"), f"{cls_name}.{name}"
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise SpecError(f"{where}: expected an integer, got {value!r}")
+        value = checks.integer(key, value, lo=None if lo is None else int(lo), error=SpecError)
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{where}: expected a number, got {value!r}")
-        value = float(value)
+        value = checks.number(key, value, lo=lo, error=SpecError)
     elif kind is bool:
-        if value in (0, 1) and not isinstance(value, float):
-            value = bool(value)
-        else:
-            raise SpecError(f"{where}: expected true/false (or 0/1), got {value!r}")
-    elif kind is str and not isinstance(value, str):
-        raise SpecError(f"{where}: expected a string, got {value!r}")
-    lo = meta.get("lo")
-    if lo is not None and value is not None and value < lo:
-        raise SpecError(f"{where}: must be >= {lo:g}, got {value!r}")
+        value = checks.boolean(key, value, error=SpecError)
+    elif kind is str:
+        value = checks.text(key, value, error=SpecError)
+    elif lo is not None and value is not None and value < lo:
+        raise checks.invalid(key, value, f"a value >= {lo:g}", SpecError)
     choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise SpecError(f"{where}: must be one of {list(choices)}, got {value!r}")
+    if choices is not None:
+        checks.one_of(key, value, choices, error=SpecError)
     return value
 
 

@@ -79,6 +79,23 @@ class Table:
                              f"available: {', '.join(self.metrics)} (set evaluator.metric=)")
         return metric
 
+    def check_space(self, space: Any) -> None:
+        """Every genome of the table must be one of ``space``'s: its length and each gene
+        within bounds; the error names the table, the row and the gene."""
+        if self.n_genes != space.n_var:
+            raise TableError(f"table {self.source} is keyed by {self.n_genes}-gene genomes, "
+                             f"the {space.name} space has {space.n_var} genes; use the space "
+                             f"the table was made for (analog-nasbench: +space=nb201)")
+        G = np.array([k.split("-") for k in self.frame.index], dtype=np.int64)
+        hi = np.array([g.hi for g in space.genes], dtype=np.int64)
+        bad = np.argwhere(G > hi)
+        if len(bad):
+            row, col = (int(x) for x in bad[0])
+            g = space.genes[col]
+            raise TableError(f"table {self.source}, row {row + 2} (genome "
+                             f"{self.frame.index[row]!r}): gene {g.position} {g.name!r} = "
+                             f"{G[row, col]} is out of bounds [0, {g.hi}]")
+
     def scale(self, metric: str) -> float:
         """100.0 when the column is in percent, 1.0 when in fractions (detected once)."""
         self.check_metric(metric)
@@ -217,15 +234,10 @@ def read_user_table(path: str | os.PathLike, *, space: Any = None, num_classes: 
         if not all(x.strip().isdigit() for x in parts):
             raise TableError(f"{where}: a genome is dash-separated non-negative integers")
         genome = [int(x) for x in parts]
-        if space is not None:
-            if len(genome) != space.n_var:
-                raise TableError(f"{where}: {len(genome)} genes, the {space.name} space has "
-                                 f"{space.n_var}")
-            for g, v in zip(space.genes, genome):
-                if v > g.hi:
-                    raise TableError(f"{where}: gene {g.position} {g.name!r} = {v} is out of "
-                                     f"bounds [0, {g.hi}]")
-        elif n_genes is not None and len(genome) != n_genes:
+        if space is not None and len(genome) != space.n_var:
+            raise TableError(f"{where}: {len(genome)} genes, the {space.name} space has "
+                             f"{space.n_var}")
+        if n_genes is not None and len(genome) != n_genes:
             raise TableError(f"{where}: {len(genome)} genes, earlier rows have {n_genes}")
         n_genes = len(genome)
         keys.append("-".join(map(str, genome)))
@@ -243,18 +255,19 @@ def read_user_table(path: str | os.PathLike, *, space: Any = None, num_classes: 
                          f"be numbers")
     if frame.columns.empty:
         raise TableError(f"table {p} has a genome column but no metric columns")
-    return Table(source=str(p), frame=frame, n_genes=int(n_genes or 0), dataset=p.stem,
-                 num_classes=int(num_classes), in_channels=int(in_channels),
-                 seconds="train_seconds" if "train_seconds" in frame.columns else None)
+    table = Table(source=str(p), frame=frame, n_genes=int(n_genes or 0), dataset=p.stem,
+                  num_classes=int(num_classes), in_channels=int(in_channels),
+                  seconds="train_seconds" if "train_seconds" in frame.columns else None)
+    if space is not None:
+        table.check_space(space)
+    return table
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(source: str, mtime: float, space_key: str | None, space: Any, num_classes: int,
-            in_channels: int) -> Table:
+def _cached(source: str, mtime: float, num_classes: int, in_channels: int) -> Table:
     if source == ANALOG_NASBENCH:
         return read_analog_nasbench()
-    return read_user_table(source, space=space, num_classes=num_classes,
-                           in_channels=in_channels)
+    return read_user_table(source, num_classes=num_classes, in_channels=in_channels)
 
 
 def load_table(source: str, *, space: Any = None, num_classes: int | None = None,
@@ -270,12 +283,9 @@ def load_table(source: str, *, space: Any = None, num_classes: int | None = None
         if not path.is_file():
             raise TableError(f"evaluator.source={source}: no such file; pass "
                              f"{ANALOG_NASBENCH} or a CSV/Parquet file with a 'genome' column")
-    table = _cached(source, path.stat().st_mtime, None if space is None else space.arch_id(
-        space.xl), space, int(num_classes or 10), int(in_channels or 3))
-    if space is not None and table.n_genes != space.n_var:
-        raise TableError(f"table {table.source} is keyed by {table.n_genes}-gene genomes, the "
-                         f"{space.name} space has {space.n_var} genes; use the space the "
-                         f"table was made for (analog-nasbench: +space=nb201)")
+    table = _cached(source, path.stat().st_mtime, int(num_classes or 10), int(in_channels or 3))
+    if space is not None:
+        table.check_space(space)
     return table
 
 

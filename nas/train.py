@@ -39,6 +39,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from nas import checks
 from nas.build import build
 from nas.cli import (
     DATA_KEYS_SET_BY_TRAIN,
@@ -107,57 +108,39 @@ class TrainConfig:
     freeze: str | int | None = None
 
     def __post_init__(self) -> None:
-        def bad(name: str, want: str) -> ValueError:
-            return ValueError(f"train.{name}={getattr(self, name)!r} is invalid; {want}")
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
 
         for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise bad(name, "pass a positive integer")
-        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs",
+            checks.integer(f"train.{name}", getattr(self, name), lo=1)
+        for name in ("momentum", "weight_decay", "label_smoothing", "warmup_epochs",
                      "aux_weight"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-                raise bad(name, "pass a number >= 0")
-            object.__setattr__(self, name, float(v))
-        if self.lr <= 0:
-            raise bad("lr", "pass a learning rate > 0")
-        if self.momentum >= 1 or self.label_smoothing >= 1:
-            raise bad("momentum" if self.momentum >= 1 else "label_smoothing", "pass < 1")
+            put(name, checks.number(f"train.{name}", getattr(self, name), lo=0.0,
+                                    hi=1.0 if name in ("momentum", "label_smoothing") else None,
+                                    hi_open=True))
+        put("lr", checks.number("train.lr", self.lr, lo=0.0, lo_open=True))
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
-            raise bad("warmup_epochs", f"pass fewer than train.epochs={self.epochs}")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"pass one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"pass one of {', '.join(SCHEDULES)}")
-        if self.strategy not in STRATEGIES:
-            raise bad("strategy", f"pass one of {', '.join(STRATEGIES)}")
-        for name, lo_open in (("train_fraction", True), ("val_fraction", False)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                (0 < v <= 1) if lo_open else (0 <= v < 1)
-            ):
-                raise bad(name, "pass a fraction in (0, 1]" if lo_open else
-                          "pass a fraction in [0, 1)")
-        if self.resolution is not None and (isinstance(self.resolution, bool) or not isinstance(
-                self.resolution, int) or self.resolution < 1):
-            raise bad("resolution", "pass a positive integer or null (the spec's own)")
-        if self.max_time_s is not None and not self.max_time_s > 0:
-            raise bad("max_time_s", "pass a number of seconds > 0 or null (no limit)")
-        if self.num_threads is not None and (not isinstance(self.num_threads, int)
-                                             or self.num_threads < 1):
-            raise bad("num_threads", "pass a positive integer or null (torch's default)")
+            raise checks.invalid("train.warmup_epochs", self.warmup_epochs,
+                                 f"fewer than train.epochs={self.epochs}")
+        checks.one_of("train.optimizer", self.optimizer, OPTIMIZERS)
+        checks.one_of("train.schedule", self.schedule, SCHEDULES)
+        checks.one_of("train.strategy", self.strategy, STRATEGIES)
+        checks.fraction("train.train_fraction", self.train_fraction)
+        checks.fraction("train.val_fraction", self.val_fraction, zero=True, one=False)
+        checks.integer("train.resolution", self.resolution, lo=1, none="the spec's own")
+        checks.number("train.max_time_s", self.max_time_s, lo=0.0, lo_open=True,
+                      none="no limit")
+        checks.integer("train.num_threads", self.num_threads, lo=1, none="torch's default")
         if not (self.devices == "auto" or isinstance(self.devices, (int, list, tuple))):
-            raise bad("devices", "pass a count, a list of device indices, or 'auto'")
-        if self.init is not None and not isinstance(self.init, str):
-            raise bad("init", "pass the path of a nas.train checkpoint or an export's "
-                      "weights.pt, or null")
-        if self.init_match not in MATCHES:
-            raise bad("init_match", f"pass one of {', '.join(MATCHES)}")
+            raise checks.invalid("train.devices", self.devices,
+                                 "a count, a list of device indices, or 'auto'")
+        checks.text("train.init", self.init, none="no initial weights")
+        checks.one_of("train.init_match", self.init_match, MATCHES)
         if self.freeze is not None and (isinstance(self.freeze, bool) or not isinstance(
                 self.freeze, (str, int))):
-            raise bad("freeze", f"pass {FREEZE_ALL_BUT_HEAD!r}, a number of leading layers, "
-                      f"or null")
+            raise checks.invalid("train.freeze", self.freeze,
+                                 f"{FREEZE_ALL_BUT_HEAD!r}, a number of leading layers, or "
+                                 f"null")
 
     @classmethod
     def from_any(cls, value: TrainConfig | Mapping | None) -> TrainConfig:

@@ -171,12 +171,12 @@ def test_a_corrupt_archive_is_named_by_resume_report_and_export(tmp_path, done_r
 
 
 @pytest.mark.parametrize(("override", "needle"), [
-    ("train.epochs=0", "train.epochs=0 is invalid; pass a positive integer"),
-    ("train.lr=-1", "train.lr=-1 is invalid; pass a number >= 0"),
-    ("train.batch_size=0", "train.batch_size=0 is invalid; pass a positive integer"),
+    ("train.epochs=0", "train.epochs=0 is invalid; pass an integer >= 1"),
+    ("train.lr=-1", "train.lr=-1 is invalid; pass a number > 0"),
+    ("train.batch_size=0", "train.batch_size=0 is invalid; pass an integer >= 1"),
     ("+train.epoch=5", "unknown key(s) train.epoch: nothing reads them"),
     ("+foo=1", "unknown config key 'foo'; nothing reads it"),
-    ("seed=-1", "seed=-1 is invalid; pass an integer >= 0, e.g. seed=0"),
+    ("seed=-1", "seed=-1 is invalid; pass an integer >= 0"),
 ])
 def test_bad_values_are_refused_before_any_file(tmp_path, override, needle):
     with pytest.raises(SearchError) as e:
@@ -190,8 +190,8 @@ def test_bad_evaluator_value_via_cli_is_one_line(tmp_path):
                         "evaluator.workers=0", f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
-    assert p.stderr.strip() == ("error: evaluator.workers=0 is invalid; pass a positive "
-                                "integer or null (the default)")
+    assert p.stderr.strip() == ("error: evaluator.workers=0 is invalid; pass an integer "
+                                ">= 1 or null (the default)")
     assert not (tmp_path / "r").exists()
 
 
@@ -236,3 +236,50 @@ def _parent_is(pid: int, parent: int) -> bool:
         return int(Path(f"/proc/{pid}/stat").read_text().split()[3]) == parent
     except (OSError, ValueError):
         return False
+
+
+# --------------------------------------------------------------------------------------------
+# The export's train command carries the run's data settings
+# --------------------------------------------------------------------------------------------
+
+
+def test_export_train_command_runs_with_the_runs_data(tmp_path):
+    import shlex
+
+    from nas.export import export_run
+    from tests.test_data import write_tree
+
+    root = write_tree(tmp_path / "my images", per_class=10, size=16)  # a space in the path
+    data = ["data=imagefolder", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
+            "data.num_workers=1", "data.augment=false"]
+    keep = [o for o in TINY if not o.startswith("data")]
+    with __import__("hydra").initialize_config_dir(config_dir=str(ROOT / "conf"),
+                                                   version_base="1.3"):
+        cfg = __import__("hydra").compose(
+            config_name="search",
+            overrides=keep + data + ["budget.evaluations=4", "baselines.names=[]"])
+    run_dir = tmp_path / "run"
+    run_search(cfg, run_dir)
+    res = export_run(run_dir, "knee")
+    cmd = shlex.split(res.train_command)
+    assert cmd[:3] == ["python", "-m", "nas.train"]
+    assert "data=imagefolder" in cmd and f"data.root='{root}'" in cmd  # Hydra-quoted
+    assert "data.augment=false" in cmd and "data.num_workers=1" in cmd
+    # the printed command, with a short recipe instead of train=full
+    cmd = [sys.executable if c == "python" else "train=fast" if c == "train=full" else c
+           for c in cmd]
+    p = subprocess.run(cmd + [f"hydra.run.dir={tmp_path / 'trained'}", "progress=false"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    result = json.loads((tmp_path / "trained" / "result.json").read_text())
+    assert result["data"] == "imagefolder" and result["accuracy"] is not None
+
+
+def test_report_names_the_space_and_rounds_the_hypervolume(tmp_path, done_run):
+    from nas.report import main as report_main
+
+    assert report_main([str(done_run), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "space mobile" in page and "MobileSpace" not in page
+    hv = float(pd.read_csv(done_run / "hypervolume.csv")["hypervolume"].iloc[-1])
+    assert f"<td>{hv:.4f}</td>" in page and f"<td>{hv!r}</td>" not in page

@@ -325,7 +325,7 @@ def test_unknown_override_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize(("override", "needle"), [
-    ("budget.evaluations=0", "budget.evaluations must be a positive integer"),
+    ("budget.evaluations=0", "budget.evaluations=0 is invalid; pass an integer >= 1"),
     ("budget.initial=50", "budget.initial=50 exceeds budget.evaluations"),
     ("objectives=[error,flops]", "objective 'flops' is not a cost"),
     ("surrogate.inputs=flops", "surrogate.inputs must be one of"),
@@ -343,7 +343,7 @@ def test_bad_config_clear_error_and_no_run_folder(tmp_path, override, needle):
 def test_bad_budget_via_cli_leaves_nothing(tmp_path):
     p = _run_cli(tmp_path, "+space=mobile", "budget.evaluations=0",
                  f"hydra.run.dir={tmp_path / 'r'}")
-    assert p.returncode == 2 and "budget.evaluations must be a positive integer" in p.stderr
+    assert p.returncode == 2 and "budget.evaluations=0 is invalid; pass an integer >= 1" in p.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -91,7 +91,7 @@ def test_residual_shape_mismatch():
 
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"input": [3, 32, 32], "layers": [{"type": "conv", "c": 8, "k": "x"}]},
-     "layers[0]: conv.k: expected an integer, got 'x'"),
+     "layers[0]: conv.k='x' is invalid; pass an integer"),
     ({"input": [3, 32, 32], "layers": [{"type": "conv", "k": 3}]},
      "layers[0]: 'conv' is missing required field(s) ['c']"),
     ({"input": [3, 32, 32], "layers": [{"type": "conv", "c": 8, "kernel": 3}]},
@@ -102,9 +102,9 @@ def test_residual_shape_mismatch():
     ({"input": [3, 32], "layers": [{"type": "gap"}]}, "input: expected [channels, height"),
     ({"layers": []}, "spec: missing field 'input'"),
     ({"input": [3, 32, 32], "layers": [{"type": "seq", "layers": [{"type": "ir", "c": 0}]}]},
-     "layers[0].layers[0]: ir.c: must be >= 1, got 0"),
+     "layers[0].layers[0]: ir.c=0 is invalid; pass an integer >= 1"),
     ({"input": [3, 32, 32], "layers": [{"type": "act", "fn": "swish"}]},
-     "act.fn: must be one of"),
+     "act.fn='swish' is invalid; pass one of relu, relu6"),
 ])
 def test_malformed_json_names_the_field(doc, needle):
     with pytest.raises(S.SpecError) as e:

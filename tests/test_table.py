@@ -164,8 +164,8 @@ def test_bad_table_configs(tmp_path, override, needle):
 
 def test_table_of_another_space_is_refused(tmp_path):
     path = _user_table(tmp_path, {"0-1-2": 0.5})
-    with pytest.raises(SearchError, match=r"t.csv, row 2 \(genome '0-1-2'\): 3 genes, the nb201 "
-                                          r"space has 6"):
+    with pytest.raises(SearchError, match=r"t.csv is keyed by 3-gene genomes, the nb201 space "
+                                          r"has 6 genes; use the space the table was made for"):
         run_search(_cfg(tmp_path, f"evaluator.source={path}", "evaluator.metric=acc"),
                    tmp_path / "run")
 
