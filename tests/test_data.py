@@ -412,6 +412,17 @@ def test_skip_mode_counts_bad_files(tmp_path, caplog):
     assert len(dm.arrays("train")[1]) == 5 and len(dm.arrays("test")[1]) == 6
 
 
+@pytest.mark.parametrize("layout", ["tree", "tar"])
+def test_single_class_is_refused_naming_the_folder(tmp_path, layout):
+    # One class would train to accuracy 1.0 and loss 0.0 and report success.
+    tree = write_tree(tmp_path / "only-cats", classes=("cat",))
+    root = tree if layout == "tree" else tar_folder(tree, tmp_path / "only-cats.tgz")
+    with pytest.raises(ValueError, match="only-cats.*1 class.*train/cat.*at least two") as err:
+        make_datamodule("imagefolder", root=root, cache_dir=tmp_path / "c")
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "c").glob("*.npz"))  # refused before decoding and caching
+
+
 def test_empty_class_folder_is_named(tmp_path):
     tree = write_tree(tmp_path / "t")
     (tree / "train" / "emu").mkdir()

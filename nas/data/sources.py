@@ -355,6 +355,12 @@ def _decode_tree(
             f"{what}: train/ and test/ have different class folders (differing: {diff}); "
             "give both splits the same classes"
         )
+    if len(classes) < 2:
+        # One class trains to accuracy 1.0 and loss 0.0, which would pass for a success.
+        raise ValueError(
+            f"{what}: has 1 class folder (train/{classes[0]}); a classifier needs at least two "
+            "classes, so add one folder per class under train/ and test/"
+        )
     counts: dict[tuple[str, str], int] = {}
     for item in found.items:
         counts[(item.split, item.label)] = counts.get((item.split, item.label), 0) + 1
