@@ -387,8 +387,10 @@ def test_corrupt_image_is_named(tmp_path):
     tree = write_tree(tmp_path / "t")
     bad = tree / "train" / "dog" / "bad.png"
     bad.write_bytes(b"this is not an image")
-    with pytest.raises(ValueError, match=r"bad\.png.*on_bad_file='skip'"):
+    with pytest.raises(ValueError, match=r"bad\.png.*on_bad_file='skip'") as err:
         make_datamodule("imagefolder", root=tree, cache_dir=tmp_path / "c")
+    # The fix in the form the command line takes, as well as the keyword argument.
+    assert "data.on_bad_file=skip" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_corrupt_image_in_tar_is_named(tmp_path):

@@ -378,7 +378,8 @@ def _decode_tree(
         if on_bad_file == "error":
             raise ValueError(
                 f"{item.name}: not a readable image ({type(err).__name__}: {err}); replace or "
-                "delete the file, or pass on_bad_file='skip' to leave it out"
+                "delete the file, or leave it out with data.on_bad_file=skip on the command "
+                "line (on_bad_file='skip' in Python)"
             ) from err
         bad.append(item.name)
 
