@@ -529,9 +529,13 @@ class EvolutionNSGA2(Algorithm):
         self.algo.eliminate_duplicates.seen = set(ctx.seen) | set(ctx.pending)
         pop = self.algo.ask()
         X = [] if pop is None else [tuple(int(v) for v in x) for x in pop.get("X")][:n]
+        # Mating knows nothing of the constraints: an offspring that breaks them is dropped
+        # (never trained), and the generation filled as below.
+        X = [g for g in X if ctx.feasible(g)] if ctx.constrained else X
         if len(X) < n:
-            # Mating found too few new offspring (a small space nearly explored): fill the
-            # generation with new random architectures rather than idle.
+            # Mating found too few new feasible offspring (a small space nearly explored, a
+            # tight constraint): fill the generation with new random architectures rather
+            # than idle.
             ctx2 = dataclasses.replace(ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in X})
             X += sample_new(ctx2, n - len(X), self.rng)
         return X
@@ -586,7 +590,8 @@ class OptunaSearch(Algorithm):
     proposal that breaks them is not trained, is told with error 1.0 and its true cost, and
     is marked infeasible, so constrained domination ranks it behind every feasible trial. A proposal that repeats
     an architecture already trained is told that architecture's result; one that repeats
-    another proposal of the same batch is told its twin's result once that is trained."""
+    another proposal of the same batch is told its twin's result once that is trained; one
+    that repeats an architecture being evaluated (``Context.pending``) is told as failed."""
 
     name = "optuna"
 
@@ -629,6 +634,8 @@ class OptunaSearch(Algorithm):
         self.study.tell(trial, [float(v) for v in values])
 
     def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
+        import optuna
+
         dists = self._dists(ctx)
         known = {ctx.space.arch_id(x): f for x, f in zip(ctx.X, ctx.F)}
         out, keys = [], set()
@@ -645,6 +652,9 @@ class OptunaSearch(Algorithm):
                 continue
             if aid in keys:  # a repeat within the batch: told with its twin's result
                 self._twins.append((trial, aid))
+                continue
+            if aid in ctx.pending:  # being evaluated elsewhere: not proposed twice
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             if not ctx.feasible(g):
                 worst = np.ones(ctx.n_obj)  # error 1.0 (and table metrics), true costs

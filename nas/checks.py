@@ -14,6 +14,7 @@ evaluator options and the spec's layer fields.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,8 +47,9 @@ def integer(key: str, value: Any, *, lo: int | None = None, hi: int | None = Non
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise invalid(key, value, want, error)
+    value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise invalid(key, value, want, error)
     return value
@@ -65,7 +67,7 @@ def number(key: str, value: Any, *, lo: float | None = None, hi: float | None = 
     want = _or_none("a number" + (" " + " and ".join(parts) if parts else ""), none)
     if _none(value, none, key, want, error):
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value \
             or value in (float("inf"), float("-inf")):
         raise invalid(key, value, want, error)
     if lo is not None and (value <= lo if lo_open else value < lo):
@@ -84,8 +86,8 @@ def fraction(key: str, value: Any, *, zero: bool = False, one: bool = True,
 
 def boolean(key: str, value: Any, error: type[Exception] = ValueError) -> bool:
     """true/false (or 0/1)."""
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's too
+        return bool(value)
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     raise invalid(key, value, "true or false", error)

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -50,7 +51,7 @@ from nas.cli import (
     plain,
     resolve_arch,
 )
-from nas.cost import totals
+from nas.cost import human, memory_bytes, totals
 from nas.spec import ArchSpec
 from nas.transfer import (
     FREEZE_ALL_BUT_HEAD,
@@ -470,6 +471,43 @@ def check_data(spec: ArchSpec, dm: Any, data_name: str) -> None:
                          f"num_classes={dm.num_classes}, in_channels={dm.in_channels}))")
 
 
+def machine_memory(accelerator: str) -> tuple[str, int] | None:
+    """``(where, bytes)`` of the memory a run on ``accelerator`` trains in: the smallest
+    visible GPU's for "gpu"/"cuda", else the physical RAM; None when it cannot be told."""
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        sizes = [torch.cuda.get_device_properties(i).total_memory
+                 for i in range(torch.cuda.device_count())]
+        return "the GPU", int(min(sizes))
+    try:
+        return "this machine's RAM", int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def check_memory(spec: ArchSpec, *, batch_size: int, accelerator: str) -> None:
+    """Raise `CandidateFailed` ("out of memory: ...") before anything is allocated when
+    ``spec`` cannot train in the machine's memory.
+
+    The need is `nas.cost`'s training estimate at ``batch_size`` (activations kept for the
+    backward pass and their gradients, plus weights, gradients and one optimiser state, in
+    float32). It is compared with the device's total memory, not with what is free at this
+    moment, so that a busy machine does not refuse a network that fits.
+    """
+    have = machine_memory(accelerator)
+    _, params, acts = totals(spec)
+    need = memory_bytes(acts, params, batch_size)
+    if have is None or need <= have[1]:
+        return
+    where, total = have
+    state = memory_bytes(0, params)
+    fix = ("use a smaller network" if state > total
+           else f"lower train.batch_size={batch_size} or use a smaller network")
+    raise CandidateFailed(
+        f"out of memory: spec {spec.name or spec.to_string()!r} needs about {human(need, 'B')} "
+        f"to train at batch {batch_size} (nas.cost's estimate; {human(state, 'B')} of it for "
+        f"weights, gradients and optimiser state) but {where} has {human(total, 'B')}; {fix}")
+
+
 def _accelerator(cfg: TrainConfig) -> str:
     if cfg.accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
@@ -499,7 +537,9 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         "epochs", "macs", "params"}`` (+ ``"checkpoint"`` with a run_dir).
 
     Raises:
-        CandidateFailed: the loss became NaN/inf, or the run exceeded ``train.max_time_s``.
+        CandidateFailed: the loss became NaN/inf, the run exceeded ``train.max_time_s``,
+            or (found before anything is built) the spec cannot train in the machine's
+            memory (`check_memory`).
         ValueError: the spec does not fit the data, or a config value is bad.
     """
     from nas.data import make_datamodule
@@ -523,6 +563,7 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
                          f"{spec.input[2]} inputs; build the spec at {cfg.resolution} or set "
                          f"train.resolution=null")
     macs, params, _ = totals(spec)
+    check_memory(spec, batch_size=cfg.batch_size, accelerator=_accelerator(cfg))
     with _threads(cfg.num_threads), _quiet(not progress):
         pl.seed_everything(seed, workers=False, verbose=False)
         dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
@@ -641,4 +682,8 @@ def _main() -> None:
 
 
 if __name__ == "__main__":
-    _main()
+    # Run the imported module's entry point, not this __main__ copy's, so that its
+    # exceptions are the classes the command-line layer knows (nas.train.CandidateFailed).
+    from nas.train import _main as _entry
+
+    _entry()

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import pickle
 import tarfile
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from nas import data
-from nas.data import DATASETS, IndexBatchLoader, make_datamodule
+from nas.data import DATASETS, IndexBatchLoader, datasets, make_datamodule
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CIFAR10_TAR = SHARED_DATA / "cifar10-jpeg.tar.gz"
@@ -238,7 +239,7 @@ def test_cifar10_second_load_comes_from_cache(cifar10_tar, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("the archive was read again instead of the cache")
 
-    monkeypatch.setattr(data, "_scan_tar", no_decoding)
+    monkeypatch.setattr(datasets, "_scan_tar", no_decoding)
     second = make_datamodule("cifar10", root=CIFAR10_TAR, cache_dir=cache, seed=5)
     assert second.from_cache and second.cache_path == first.cache_path
     assert list(cache.glob("*.npz")) == [first.cache_path]
@@ -307,7 +308,7 @@ def test_cifar_needs_root_and_never_downloads_unasked(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("network touched")
 
-    monkeypatch.setattr(data.urllib.request, "urlretrieve", no_network)
+    monkeypatch.setattr(urllib.request, "urlretrieve", no_network)
     with pytest.raises(ValueError, match=r"root=PATH.*make_datamodule\('cifar10', root="):
         make_datamodule("cifar10")
     with pytest.raises(ValueError, match="does not exist.*download=True"):
@@ -327,7 +328,7 @@ def test_cifar_download_when_asked(tmp_path, monkeypatch):
         calls.append(u)
         Path(dest).write_bytes(archive.read_bytes())
 
-    monkeypatch.setattr(data.urllib.request, "urlretrieve", fake_urlretrieve)
+    monkeypatch.setattr(urllib.request, "urlretrieve", fake_urlretrieve)
     root = tmp_path / "data"
     dm = make_datamodule("cifar10", root=root, download=True, cache_dir=tmp_path / "cache")
     assert calls == [url] and (root / "cifar-10-python.tar.gz").is_file()
@@ -386,8 +387,10 @@ def test_corrupt_image_is_named(tmp_path):
     tree = write_tree(tmp_path / "t")
     bad = tree / "train" / "dog" / "bad.png"
     bad.write_bytes(b"this is not an image")
-    with pytest.raises(ValueError, match=r"bad\.png.*on_bad_file='skip'"):
+    with pytest.raises(ValueError, match=r"bad\.png.*on_bad_file='skip'") as err:
         make_datamodule("imagefolder", root=tree, cache_dir=tmp_path / "c")
+    # The fix in the form the command line takes, as well as the keyword argument.
+    assert "data.on_bad_file=skip" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_corrupt_image_in_tar_is_named(tmp_path):
@@ -409,6 +412,17 @@ def test_skip_mode_counts_bad_files(tmp_path, caplog):
     assert len(dm.skipped_files) == 2
     assert "skipped 2 unreadable file(s)" in caplog.text
     assert len(dm.arrays("train")[1]) == 5 and len(dm.arrays("test")[1]) == 6
+
+
+@pytest.mark.parametrize("layout", ["tree", "tar"])
+def test_single_class_is_refused_naming_the_folder(tmp_path, layout):
+    # One class would train to accuracy 1.0 and loss 0.0 and report success.
+    tree = write_tree(tmp_path / "only-cats", classes=("cat",))
+    root = tree if layout == "tree" else tar_folder(tree, tmp_path / "only-cats.tgz")
+    with pytest.raises(ValueError, match="only-cats.*1 class.*train/cat.*at least two") as err:
+        make_datamodule("imagefolder", root=root, cache_dir=tmp_path / "c")
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "c").glob("*.npz"))  # refused before decoding and caching
 
 
 def test_empty_class_folder_is_named(tmp_path):

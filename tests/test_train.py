@@ -260,3 +260,49 @@ def test_train_cli_builds_the_convolutional_classifier():
     assert spec.name == "vgg11_convhead" and spec.num_classes == 4 and spec.input[1] == 448
     with pytest.raises(ValueError, match="head='conv' applies to baseline names"):
         resolve_arch("mobile:1-2-3", info, head="conv")
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def test_network_that_cannot_fit_is_refused_before_building():
+    # 10^12 channels: the weights alone are ~1e14 bytes; building it used to die in the allocator.
+    huge = ArchSpec.from_string("1x32x32 cba_c1000000000000_s2 head_c10", name="huge")
+    with pytest.raises(CandidateFailed) as e:
+        train_spec(huge, data=DATA, train=FAST, seed=0)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("out of memory: spec 'huge' needs about ")
+    assert "to train at batch 32" in msg and msg.endswith("; use a smaller network")
+    assert "RAM has " in msg or "GPU has " in msg
+
+
+def test_memory_check_names_the_batch_size_when_that_is_the_fix(lenet, monkeypatch):
+    import nas.train
+
+    monkeypatch.setattr(nas.train, "machine_memory", lambda accelerator: ("the RAM", 10**6))
+    with pytest.raises(CandidateFailed, match=r"lenet5.*batch 32.*the RAM has 1\.00MB; lower "
+                                              r"train\.batch_size=32 or use a smaller network"):
+        train_spec(lenet, data=DATA, train=FAST, seed=0)
+
+
+def test_network_that_cannot_fit_is_a_failed_candidate_in_a_search():
+    from nas.evaluate import run_candidate
+
+    huge = ArchSpec.from_string("1x32x32 cba_c1000000000000_s2 head_c10", name="huge")
+    result = run_candidate({"arch_id": "a", "spec": huge.to_json(), "data": DATA,
+                            "train": FAST, "seed": 0})
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("out of memory: spec 'huge' needs about ")
+
+
+def test_train_cli_refuses_a_network_that_cannot_fit(tmp_path):
+    path = tmp_path / "huge.json"
+    path.write_text(ArchSpec.from_string("1x32x32 cba_c1000000000000_s2 head_c10",
+                                         name="huge").to_json())
+    proc = subprocess.run([sys.executable, "-m", "nas.train", f"arch={path}", "data=synthetic",
+                           "data.channels=1", "train=fast", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training failed: out of memory: spec 'huge' needs about ")

@@ -12,27 +12,17 @@ goes through the same `ImageDataModule`:
 * augmentation (random crop with padding, horizontal flip), normalisation and resizing run
   in `on_after_batch_transfer`, on whatever device the batch is on.
 
-Use `make_datamodule(name, **kwargs)`; ``name`` is one of `DATASETS`.
+This module holds the data sets and their registry; the loader and augmentation are in
+`nas.data.loader`, reading files in `nas.data.sources`. Use
+`make_datamodule(name, **kwargs)`; ``name`` is one of `DATASETS`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import inspect
-import io
-import json
 import logging
-import numbers
 import os
-import pickle
-import re
-import tarfile
-import tempfile
-import urllib.request
-import zipfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +31,22 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
+
+from nas import checks
+from nas.data.loader import IndexBatchLoader, _mix_seed, random_crop_flip
+from nas.data.sources import (
+    _CACHE_VERSION,
+    _cached,
+    _decode_tree,
+    _default_cache_dir,
+    _download,
+    _fingerprint,
+    _Found,
+    _locate,
+    _parse_cifar_pickles,
+    _scan_dir,
+    _scan_tar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,46 +72,9 @@ CIFAR_DOWNLOADS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Bump when the cached arrays change meaning, so old caches are not reused.
-_CACHE_VERSION = 1
-_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-_PROGRESS_MIN_FILES = 1000
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid; pass an integer >= {minimum}")
-    return int(value)
-
-
-def _check_fraction(name: str, value: object, *, low: float, high: float, closed: str) -> float:
-    """`closed` says which ends are allowed: "left" -> [low, high), "right" -> (low, high]."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = (low <= v < high) if closed == "left" else (low < v <= high)
-    if not ok:
-        interval = f"[{low}, {high})" if closed == "left" else f"({low}, {high}]"
-        raise ValueError(f"{name}={value!r} is invalid; pass a number in {interval}")
-    return float(value)
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is invalid; pass one of {', '.join(choices)}")
-    return str(value)
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r} is invalid; pass True or False")
-    return bool(value)
-
 
 def _check_stats(name: str, value: object) -> tuple[float, ...] | None:
+    """Per-channel normalisation statistics (None: computed from the training split)."""
     if value is None:
         return None
     try:
@@ -114,20 +82,10 @@ def _check_stats(name: str, value: object) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         stats = ()
     if not stats or (name == "std" and min(stats) <= 0):
-        raise ValueError(
-            f"{name}={value!r} is invalid; pass one number per channel on the 0..1 scale"
-            + (" (all > 0)" if name == "std" else "")
-        )
+        raise checks.invalid(name, value, "one number per channel on the 0..1 scale"
+                             + (" (all > 0)" if name == "std" else ""))
     return stats
 
-
-def _mix_seed(*keys: int) -> int:
-    """Independent 63-bit seed for a tuple of keys (seed + epoch would collide across seeds)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("NAS_CACHE") or Path.home() / ".cache" / "nas").expanduser()
 
 
 # --------------------------------------------------------------------------- splits
@@ -171,138 +129,11 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
         std.append(float(np.sqrt(max(hist @ (values - m) ** 2 / hist.sum(), 1e-12))))
     return tuple(mean), tuple(std)
 
-
-# --------------------------------------------------------------------------- loader
-
-
-class IndexBatchLoader:
-    """Batches of ``(images[idx], labels[idx])`` from tensors already in memory.
-
-    Works the same on CPU and CUDA tensors; Lightning accepts any sized iterable. Each pass
-    draws a new order from a CPU `torch.Generator` seeded with (seed, epoch), so the order is
-    the same on every device and reproducible after a resume.
-
-    Args:
-        images: uint8 (N, H, W, C) tensor; batches come out as (B, C, H, W) views of it
-            (channels_last memory).
-        labels: int64 (N,) tensor on the same device.
-        batch_size: samples per batch.
-        shuffle: draw a new permutation every epoch (else keep the stored order).
-        drop_last: leave out the last partial batch.
-        seed: seed of the shuffle.
-        rank, world_size: shard for distributed training (each rank gets an equal share;
-            like `DistributedSampler`, the order is padded by repetition or truncated).
-        epoch_fn: returns the current epoch when a pass starts (e.g. the trainer's); without
-            it the loader counts its own passes, starting at `set_epoch`'s value.
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        batch_size: int,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        epoch_fn: Callable[[], int] | None = None,
-    ) -> None:
-        if images.shape[0] != labels.shape[0]:
-            raise ValueError(
-                f"images has {images.shape[0]} rows but labels has {labels.shape[0]}; "
-                "pass one label per image"
-            )
-        if images.ndim != 4:
-            raise ValueError(f"images has shape {tuple(images.shape)}; pass (N, H, W, C)")
-        self.batch_size = _check_int("batch_size", batch_size, minimum=1)
-        self.world_size = _check_int("world_size", world_size, minimum=1)
-        if not 0 <= rank < self.world_size:
-            raise ValueError(f"rank={rank!r} is invalid; pass 0 <= rank < world_size={world_size}")
-        self.images, self.labels = images, labels
-        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
-        self.seed, self.rank = int(seed), int(rank)
-        self.epoch_fn = epoch_fn
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use this epoch's order on the next pass (the count then goes on from there)."""
-        self.epoch = int(epoch)
-
-    def _samples_per_rank(self) -> int:
-        n = int(self.labels.shape[0])
-        if self.world_size == 1:
-            return n
-        return n // self.world_size if self.drop_last else -(-n // self.world_size)
-
-    def __len__(self) -> int:
-        m = self._samples_per_rank()
-        return m // self.batch_size if self.drop_last else -(-m // self.batch_size)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        """This rank's sample indices for `epoch` (CPU int64 tensor)."""
-        n = int(self.labels.shape[0])
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(_mix_seed(self.seed, epoch))
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        if self.world_size > 1 and n > 0:
-            total = self._samples_per_rank() * self.world_size
-            order = order.repeat(-(-total // n))[:total][self.rank :: self.world_size]
-        return order[: len(self) * self.batch_size] if self.drop_last else order
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # A generator: nothing below runs until the first batch is asked for, so Lightning's
-        # `iter()` probe does not consume an epoch.
-        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
-        self.epoch = epoch + 1
-        order = self.order(epoch).to(self.images.device, non_blocking=True)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield self.images.index_select(0, idx).permute(0, 3, 1, 2), self.labels[idx]
-
-
-# --------------------------------------------------------------------------- augmentation
-
-
-def random_crop_flip(
-    x: torch.Tensor, *, pad: int, flip: bool, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Random crop after zero padding by `pad`, then random horizontal flip, per sample.
-
-    Vectorised: one gather with per-sample row/column offsets, no Python loop over samples.
-
-    Args:
-        x: (N, C, H, W) tensor of any dtype (uint8 keeps the gather cheap).
-        pad: padding on each side; offsets are uniform in [0, 2 * pad].
-        flip: flip each sample left-right with probability 1/2.
-        generator: random generator on x's device (None: torch's default).
-
-    Returns:
-        (N, C, H, W) tensor in channels_last memory.
-    """
-    n, _, h, w = x.shape
-    dev = x.device
-    if pad > 0:
-        padded = F.pad(x, (pad, pad, pad, pad))
-        off = torch.randint(0, 2 * pad + 1, (2, n, 1), device=dev, generator=generator)
-        rows = off[0] + torch.arange(h, device=dev)  # (N, H)
-        cols = off[1] + torch.arange(w, device=dev)  # (N, W)
-        batch = torch.arange(n, device=dev)[:, None, None]
-        # Indices on dims 0, 2, 3 around a slice: the result is (N, H, W, C).
-        x = padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        mask = torch.rand(n, device=dev, generator=generator) < 0.5
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 # --------------------------------------------------------------------------- base module
 
 
 @dataclass
+
 class RawData:
     """What a data source yields: uint8 (N, H, W, C) images, int64 labels, metadata."""
 
@@ -366,22 +197,18 @@ class ImageDataModule(pl.LightningDataModule):
         std: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
-        self.batch_size = _check_int("batch_size", batch_size, minimum=1)
-        self.val_fraction = _check_fraction(
-            "val_fraction", val_fraction, low=0, high=1, closed="left"
-        )
-        self.train_fraction = _check_fraction(
-            "train_fraction", train_fraction, low=0, high=1, closed="right"
-        )
-        res = None if resolution is None else _check_int("resolution", resolution, minimum=1)
-        self.seed = _check_int("seed", seed, minimum=0)
+        self.batch_size = checks.integer("batch_size", batch_size, lo=1)
+        self.val_fraction = checks.fraction("val_fraction", val_fraction, zero=True, one=False)
+        self.train_fraction = checks.fraction("train_fraction", train_fraction)
+        res = None if resolution is None else checks.integer("resolution", resolution, lo=1)
+        self.seed = checks.integer("seed", seed, lo=0)
         self.split_seed = (self.seed if split_seed is None
-                           else _check_int("split_seed", split_seed, minimum=0))
-        self.augment = _check_bool("augment", augment)
-        crop_pad = None if crop_pad is None else _check_int("crop_pad", crop_pad, minimum=0)
-        flip = None if flip is None else _check_bool("flip", flip)
-        self.num_workers = _check_int("num_workers", num_workers, minimum=0)
-        self.resident = _check_choice("resident", resident, RESIDENT_MODES)
+                           else checks.integer("split_seed", split_seed, lo=0))
+        self.augment = checks.boolean("augment", augment)
+        crop_pad = None if crop_pad is None else checks.integer("crop_pad", crop_pad, lo=0)
+        flip = None if flip is None else checks.boolean("flip", flip)
+        self.num_workers = checks.integer("num_workers", num_workers, lo=0)
+        self.resident = checks.one_of("resident", resident, RESIDENT_MODES)
         mean, std = _check_stats("mean", mean), _check_stats("std", std)
 
         raw = self._load()
@@ -441,7 +268,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (N, H, W, C) images and int64 labels of "train", "val" or "test" (copies)."""
-        split = _check_choice("split", split, SPLITS)
+        split = checks.one_of("split", split, SPLITS)
         if split == "test":
             return self._raw.x_test.copy(), self._raw.y_test.copy()
         idx = self._split_index[split]
@@ -577,13 +404,11 @@ class DigitsDataModule(ImageDataModule):
     def __init__(
         self, *, size: int = 32, test_fraction: float = 0.2, data_seed: int = 0, **common
     ) -> None:
-        self.size = _check_int("size", size, minimum=8)
-        self.test_fraction = _check_fraction(
-            "test_fraction", test_fraction, low=0, high=1, closed="left"
-        )
+        self.size = checks.integer("size", size, lo=8)
+        self.test_fraction = checks.fraction("test_fraction", test_fraction, zero=True, one=False)
         if self.test_fraction == 0:
             raise ValueError("test_fraction=0 is invalid; pass a number in (0, 1)")
-        self.data_seed = _check_int("data_seed", data_seed, minimum=0)
+        self.data_seed = checks.integer("data_seed", data_seed, lo=0)
         super().__init__(**common)
 
     def _load(self) -> RawData:
@@ -653,12 +478,12 @@ class SyntheticDataModule(ImageDataModule):
         data_seed: int = 0,
         **common,
     ) -> None:
-        self.n_classes = _check_int("num_classes", num_classes, minimum=2)
-        self.size = _check_int("size", size, minimum=4)
-        self.channels = _check_int("channels", channels, minimum=1)
-        self.n_train = _check_int("n_train", n_train, minimum=self.n_classes)
-        self.n_test = _check_int("n_test", n_test, minimum=1)
-        self.data_seed = _check_int("data_seed", data_seed, minimum=0)
+        self.n_classes = checks.integer("num_classes", num_classes, lo=2)
+        self.size = checks.integer("size", size, lo=4)
+        self.channels = checks.integer("channels", channels, lo=1)
+        self.n_train = checks.integer("n_train", n_train, lo=self.n_classes)
+        self.n_test = checks.integer("n_test", n_test, lo=1)
+        self.data_seed = checks.integer("data_seed", data_seed, lo=0)
         super().__init__(**common)
 
     def _load(self) -> RawData:
@@ -692,430 +517,7 @@ class SyntheticDataModule(ImageDataModule):
         )
 
 
-# --------------------------------------------------------------------------- file sources
-
-
-@dataclass
-class _Item:
-    split: str
-    label: str
-    name: str  # shown in messages: a path, or "archive.tar.gz:member"
-    payload: bytes | Path
-
-
-@dataclass
-class _Found:
-    pickles: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # basename -> (name, bytes)
-    items: list[_Item] = field(default_factory=list)
-    class_dirs: dict[str, set[str]] = field(default_factory=lambda: {"train": set(), "test": set()})
-
-
-_CIFAR10_PICKLE = re.compile(r"data_batch_\d+|test_batch|batches\.meta")
-_CIFAR100_PICKLE = re.compile(r"train|test|meta")
-
-
-def _is_tar(path: Path) -> bool:
-    return path.name.lower().endswith(_TAR_SUFFIXES)
-
-
-def _is_pickle_dir(path: Path) -> bool:
-    return (path / "data_batch_1").is_file() or (
-        (path / "train").is_file() and (path / "meta").is_file()
-    )
-
-
-def _is_tree(path: Path) -> bool:
-    return (path / "train").is_dir() and (path / "test").is_dir()
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__MACOSX")
-
-
-def _locate(root: Path, *, preferred: tuple[str, ...] = ()) -> Path | None:
-    """The file or folder to read under `root`, or None when nothing usable is there.
-
-    Accepted: a tar archive; a folder of CIFAR pickle batches; a folder with train/ and
-    test/ class folders; any of these one level down (preferring `preferred` names, e.g.
-    cifar-10-batches-py); or a folder holding a single tar archive.
-    """
-    if root.is_file():
-        if not _is_tar(root):
-            raise ValueError(
-                f"root={str(root)!r} is a file but not a .tar/.tar.gz/.tgz archive; "
-                "pass an archive or a folder"
-            )
-        return root
-    if not root.is_dir():
-        return None
-    if _is_pickle_dir(root) or _is_tree(root):
-        return root
-    for name in preferred:
-        path = root / name
-        if (path.is_dir() and (_is_pickle_dir(path) or _is_tree(path))) or (
-            path.is_file() and _is_tar(path)
-        ):
-            return path
-    children = sorted(p for p in root.iterdir() if not _hidden(p.name))
-    found = [p for p in children if p.is_dir() and (_is_pickle_dir(p) or _is_tree(p))]
-    if not found:
-        found = [p for p in children if p.is_file() and _is_tar(p)]
-    if len(found) > 1:
-        raise ValueError(
-            f"root={str(root)!r} holds several data sets ({', '.join(p.name for p in found)}); "
-            "pass root= pointing at one of them"
-        )
-    return found[0] if found else None
-
-
-def _split_member(parts: list[str]) -> tuple[str, str, str] | None:
-    """(split, class, file) from a path inside a tree: [wrapper/]split/class/file."""
-    for i in (0, 1):
-        if len(parts) == i + 3 and parts[i] in ("train", "test"):
-            return parts[i], parts[i + 1], parts[i + 2]
-    return None
-
-
-def _scan_tar(path: Path) -> _Found:
-    """One streaming pass over an archive: pickle batches and tree images, kept as bytes."""
-    found = _Found()
-    try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                if not parts or any(_hidden(p) for p in parts):
-                    continue
-                if member.isdir():
-                    if len(parts) in (2, 3) and parts[-2] in ("train", "test"):
-                        found.class_dirs[parts[-2]].add(parts[-1])
-                    continue
-                if not member.isfile():
-                    continue
-                base = parts[-1]
-                where = f"{path}:{member.name}"
-                if len(parts) <= 2 and (
-                    _CIFAR10_PICKLE.fullmatch(base) or _CIFAR100_PICKLE.fullmatch(base)
-                ):
-                    found.pickles.setdefault(base, (where, tar.extractfile(member).read()))
-                    continue
-                split_class_file = _split_member(parts)
-                if split_class_file is None:
-                    continue
-                split, label, _ = split_class_file
-                found.class_dirs[split].add(label)
-                found.items.append(_Item(split, label, where, tar.extractfile(member).read()))
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise ValueError(
-            f"{path}: cannot read the archive ({err}); re-download it or pass the unpacked folder"
-        ) from err
-    return found
-
-
-def _scan_dir(path: Path) -> _Found:
-    found = _Found()
-    if _is_pickle_dir(path):
-        for file in sorted(path.iterdir()):
-            if file.is_file() and (
-                _CIFAR10_PICKLE.fullmatch(file.name) or _CIFAR100_PICKLE.fullmatch(file.name)
-            ):
-                found.pickles[file.name] = (str(file), file.read_bytes())
-        return found
-    for split in ("train", "test"):
-        split_dir = path / split
-        if not split_dir.is_dir():
-            continue
-        for class_dir in sorted(split_dir.iterdir()):
-            if not class_dir.is_dir() or _hidden(class_dir.name):
-                continue
-            found.class_dirs[split].add(class_dir.name)
-            for file in sorted(class_dir.iterdir()):
-                if file.is_file() and not _hidden(file.name):
-                    found.items.append(_Item(split, class_dir.name, str(file), file))
-    return found
-
-
-def _fingerprint(path: Path) -> str:
-    """Changes whenever a file of the source is added, removed, resized or touched."""
-    if path.is_file():
-        st = path.stat()
-        entries: list = [st.st_size, st.st_mtime_ns]
-    else:
-        entries = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            for name in sorted(filenames):
-                st = os.stat(os.path.join(dirpath, name))
-                entries.append(
-                    [os.path.relpath(os.path.join(dirpath, name), path), st.st_size, st.st_mtime_ns]
-                )
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-
-
-def _cached(
-    cache_dir: Path, key: dict, build: Callable[[], dict[str, np.ndarray]]
-) -> tuple[dict[str, np.ndarray], Path, bool]:
-    """Arrays from `cache_dir`/<name>-<hash of key>.npz, building and saving them on a miss.
-
-    Returns:
-        (arrays, cache file, whether they came from the cache).
-    """
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_dir / f"{key['dataset']}-{digest}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}, path, True
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-            log.warning("ignoring unreadable cache %s (%s); rebuilding it", path, err)
-    arrays = build()
-    tmp_name = None
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # Write then rename: concurrent runs never see a half-written cache.
-        with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".npz.tmp", delete=False) as tmp:
-            tmp_name = tmp.name
-            np.savez(tmp, **arrays)
-        os.replace(tmp_name, path)
-    except OSError as err:
-        log.warning("could not write the cache %s (%s); the next load decodes again", path, err)
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-    return arrays, path, False
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts of lists and numpy arrays only: a data file cannot run code."""
-
-    _allowed = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._allowed:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
-def _unpickle(where: str, data: bytes) -> dict[str, object]:
-    try:
-        # latin1 reads the original Python 2 pickles; keys may be bytes or str.
-        obj = _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except Exception as err:  # any failure means a bad file
-        raise ValueError(
-            f"{where}: not a readable CIFAR pickle ({type(err).__name__}: {err}); "
-            "re-download the data set"
-        ) from err
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a dict, found {type(obj).__name__}; re-download it")
-    return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
-
-
-def _parse_cifar_pickles(found: _Found, variant: str) -> dict[str, np.ndarray]:
-    if variant == "cifar10":
-        train = sorted(
-            (b for b in found.pickles if b.startswith("data_batch_")), key=lambda b: int(b[11:])
-        )
-        test, meta, label_key, names_key = ["test_batch"], "batches.meta", "labels", "label_names"
-        other = "cifar100" if "meta" in found.pickles else None
-    else:
-        train, test, meta = ["train"], ["test"], "meta"
-        label_key, names_key = "fine_labels", "fine_label_names"
-        other = "cifar10" if "batches.meta" in found.pickles else None
-    missing = [b for b in ([*train] or ["data_batch_1"]) + test + [meta] if b not in found.pickles]
-    if missing:
-        hint = f"; this looks like {other}: use make_datamodule({other!r}, ...)" if other else ""
-        raise ValueError(
-            f"{variant}: pickle batches {', '.join(missing)} are missing from the source{hint}"
-        )
-
-    def read(batches: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for b in batches:
-            where, data = found.pickles[b]
-            d = _unpickle(where, data)
-            if "data" not in d or label_key not in d:
-                raise ValueError(
-                    f"{where}: needs keys 'data' and {label_key!r}, found {sorted(d)}; "
-                    "re-download the data set"
-                )
-            x = np.asarray(d["data"], dtype=np.uint8)
-            y = np.asarray(d[label_key], dtype=np.int64)
-            if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(y) != len(x):
-                raise ValueError(
-                    f"{where}: data has shape {x.shape} with {len(y)} labels; expected "
-                    "(N, 3072) rows of row-major 3x32x32 pixels and N labels"
-                )
-            xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            ys.append(y)
-        return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
-
-    x_train, y_train = read(train)
-    x_test, y_test = read(test)
-    where, data = found.pickles[meta]
-    names = _unpickle(where, data).get(names_key)
-    if names is None:
-        raise ValueError(f"{where}: has no {names_key!r}; re-download the data set")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]  # type: ignore[union-attr]
-    return {
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_test": x_test,
-        "y_test": y_test,
-        "classes": np.array(classes),
-        "skipped": np.array([], dtype=str),
-    }
-
-
-def _decode(payload: bytes | Path, size: int | None) -> np.ndarray | Exception:
-    """RGB uint8 (size, size, 3) array, or the exception that made the file unreadable."""
-    try:
-        data = payload.read_bytes() if isinstance(payload, Path) else payload
-        with Image.open(io.BytesIO(data)) as im:
-            rgb = im if im.mode == "RGB" else im.convert("RGB")
-            if size is not None and rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb)
-    # Pillow's plugins raise many exception types on corrupt data (OSError, SyntaxError,
-    # struct.error, ...); for a data loader all of them mean "this file is bad".
-    except Exception as err:
-        return err
-
-
-def _decode_tree(
-    found: _Found, *, what: str, size: int | None, on_bad_file: str, workers: int
-) -> dict[str, np.ndarray]:
-    """Decode the images of a train/ test/ class-folder tree into uint8 arrays."""
-    for split in ("train", "test"):
-        if not found.class_dirs[split]:
-            raise ValueError(
-                f"{what}: no {split}/<class>/ folders with images found; lay the data out as "
-                "train/<class>/*.png and test/<class>/*.png"
-            )
-    classes = sorted(found.class_dirs["train"])
-    if sorted(found.class_dirs["test"]) != classes:
-        diff = sorted(set(classes) ^ found.class_dirs["test"])
-        raise ValueError(
-            f"{what}: train/ and test/ have different class folders (differing: {diff}); "
-            "give both splits the same classes"
-        )
-    counts: dict[tuple[str, str], int] = {}
-    for item in found.items:
-        counts[(item.split, item.label)] = counts.get((item.split, item.label), 0) + 1
-    for split in ("train", "test"):
-        for label in classes:
-            if counts.get((split, label), 0) == 0:
-                raise ValueError(
-                    f"{what}: class folder {split}/{label} is empty; add images or remove it"
-                )
-    # Sorted, so the arrays (and the seeded splits) do not depend on archive order.
-    items = sorted(found.items, key=lambda it: (it.split, it.label, it.name))
-    bad: list[str] = []
-
-    def fail(item: _Item, err: Exception) -> None:
-        if on_bad_file == "error":
-            raise ValueError(
-                f"{item.name}: not a readable image ({type(err).__name__}: {err}); replace or "
-                "delete the file, or pass on_bad_file='skip' to leave it out"
-            ) from err
-        bad.append(item.name)
-
-    if size is None:
-        # The first readable image fixes the size of all others.
-        for item in items:
-            first = _decode(item.payload, None)
-            if isinstance(first, Exception):
-                fail(item, first)
-                continue
-            h, w = first.shape[:2]
-            if h != w:
-                raise ValueError(
-                    f"{item.name}: first image is {w}x{h}, not square; pass size=N to resize "
-                    "every image to NxN"
-                )
-            size = h
-            break
-        bad.clear()  # the full pass below reports them again
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    splits: list[str] = []
-    index = {c: i for i, c in enumerate(classes)}
-    with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(
-            tqdm(
-                total=len(items),
-                desc=f"decoding {what}",
-                unit="img",
-                leave=False,
-                disable=len(items) <= _PROGRESS_MIN_FILES,
-            )
-        )
-        if workers > 0:
-            pool = stack.enter_context(ThreadPoolExecutor(workers))
-            decoded: Iterator = pool.map(lambda it: _decode(it.payload, size), items)
-        else:
-            decoded = (_decode(it.payload, size) for it in items)
-        for item, out in zip(items, decoded):
-            bar.update()
-            if isinstance(out, Exception):
-                fail(item, out)
-                continue
-            images.append(out)
-            labels.append(index[item.label])
-            splits.append(item.split)
-    if bad:
-        log.warning(
-            "%s: skipped %d unreadable file(s) (on_bad_file='skip'), e.g. %s",
-            what,
-            len(bad),
-            ", ".join(bad[:3]),
-        )
-    side = size if size is not None else 1
-    x = np.stack(images) if images else np.zeros((0, side, side, 3), np.uint8)
-    y = np.asarray(labels, dtype=np.int64)
-    is_train = np.asarray(splits) == "train"
-    for split, mask in (("train", is_train), ("test", ~is_train)):
-        if not mask.any():
-            raise ValueError(
-                f"{what}: the {split} split has no readable images; add images to {split}/<class>/"
-            )
-    return {
-        "x_train": x[is_train],
-        "y_train": y[is_train],
-        "x_test": x[~is_train],
-        "y_test": y[~is_train],
-        "classes": np.array(classes),
-        "skipped": np.array(bad, dtype=str),
-    }
-
-
-def _download(url: str, dest: Path, md5: str) -> Path:
-    """Fetch `url` to `dest` (atomically) and check its md5."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.part")
-    log.info("downloading %s to %s", url, dest)
-    try:
-        urllib.request.urlretrieve(url, tmp)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(
-            f"could not download {url} ({err}); fetch it by hand into {dest.parent} "
-            "and pass root= pointing there"
-        ) from err
-    digest = hashlib.md5(tmp.read_bytes(), usedforsecurity=False).hexdigest()
-    if digest != md5:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(
-            f"{url}: md5 {digest} differs from the expected {md5}; retry the download"
-        )
-    os.replace(tmp, dest)
-    return dest
+# --------------------------------------------------------------------------- data sets from files
 
 
 class _FileDataModule(ImageDataModule):
@@ -1141,7 +543,7 @@ class _FileDataModule(ImageDataModule):
         self.cache_dir = (
             Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
         )
-        self.on_bad_file = _check_choice("on_bad_file", on_bad_file, BAD_FILE_MODES)
+        self.on_bad_file = checks.one_of("on_bad_file", on_bad_file, BAD_FILE_MODES)
         super().__init__(**common)
 
     def _missing(self) -> ValueError:
@@ -1189,7 +591,7 @@ class ImageFolderDataModule(_FileDataModule):
     name = "imagefolder"
 
     def __init__(self, *, size: int | None = None, **kwargs) -> None:
-        self.size = None if size is None else _check_int("size", size, minimum=1)
+        self.size = None if size is None else checks.integer("size", size, lo=1)
         super().__init__(**kwargs)
 
     def _load(self) -> RawData:
@@ -1253,7 +655,7 @@ class _CIFARDataModule(_FileDataModule):
     )
 
     def __init__(self, *, download: bool = False, **kwargs) -> None:
-        self.download = _check_bool("download", download)
+        self.download = checks.boolean("download", download)
         super().__init__(**kwargs)
 
     def _load(self) -> RawData:
@@ -1337,7 +739,7 @@ assert tuple(_REGISTRY) == DATASETS  # internal consistency, not user input
 def accepted_kwargs(name: str) -> list[str]:
     """Keyword arguments `make_datamodule(name, ...)` accepts."""
     names: list[str] = []
-    for cls in _REGISTRY[_check_choice("name", name, DATASETS)].__mro__:
+    for cls in _REGISTRY[checks.one_of("name", name, DATASETS)].__mro__:
         if cls is pl.LightningDataModule:
             break
         if "__init__" in vars(cls):

@@ -1,0 +1,69 @@
+"""LightningDataModules for image classification.
+
+One training path serves search candidates, baselines and final training, so every data set
+goes through the same `ImageDataModule`:
+
+* the raw uint8 images (N, H, W, C) are decoded once (file sources are cached as .npz);
+* validation is carved from the *training* data (stratified, seeded); the test split is
+  only for final reports;
+* fidelity is configuration: ``train_fraction`` keeps a seeded stratified subset;
+* batches are served by index from in-memory tensors (`IndexBatchLoader`), resident on the
+  GPU when training there, so there is no per-sample Python work and no worker processes;
+* augmentation (random crop with padding, horizontal flip), normalisation and resizing run
+  in `on_after_batch_transfer`, on whatever device the batch is on.
+
+The package is split by job: `loader` (index batches, on-device augmentation), `sources`
+(finding, scanning, decoding, caching and downloading files) and `datasets` (the data
+modules and their registry). Every public name is importable from `nas.data`.
+
+Use `make_datamodule(name, **kwargs)`; ``name`` is one of `DATASETS`.
+"""
+
+from nas.data.datasets import (
+    BAD_FILE_MODES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    CIFAR_DOWNLOADS,
+    DATASETS,
+    RESIDENT_MODES,
+    SPLITS,
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DigitsDataModule,
+    ImageDataModule,
+    ImageFolderDataModule,
+    RawData,
+    SyntheticDataModule,
+    accepted_kwargs,
+    channel_stats,
+    make_datamodule,
+    stratified_take,
+)
+from nas.data.loader import IndexBatchLoader, random_crop_flip
+
+__all__ = [
+    "BAD_FILE_MODES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR100_MEAN",
+    "CIFAR100_STD",
+    "CIFAR_DOWNLOADS",
+    "DATASETS",
+    "RESIDENT_MODES",
+    "SPLITS",
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "DigitsDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "IndexBatchLoader",
+    "RawData",
+    "SyntheticDataModule",
+    "accepted_kwargs",
+    "channel_stats",
+    "make_datamodule",
+    "random_crop_flip",
+    "stratified_take",
+]
