@@ -112,7 +112,8 @@ def load_state(run_dir: Path) -> dict | None:
     return state
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -143,7 +144,7 @@ class RunLock:
     def _stale(self, doc: dict | None) -> bool:
         if doc is None:
             return True  # unreadable: a writer died between create and write
-        return doc.get("host") == socket.gethostname() and not _pid_alive(int(doc.get("pid", 0)))
+        return doc.get("host") == socket.gethostname() and not pid_alive(int(doc.get("pid", 0)))
 
     def acquire(self) -> RunLock:
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -451,5 +452,5 @@ def open_resume(path: str | os.PathLike) -> tuple[Path, Any]:
 __all__ = ["ARCHIVE", "CONFIG", "COST_LABELS", "EVALUATED_COLUMNS", "LOCK", "STATE", "STATES",
            "STATUS", "Run", "RunFolderError", "RunLock", "atomic_write", "cleanup_hydra_dir",
            "cost_column", "front_of", "hypervolume_curve", "hypervolume_of", "load_state",
-           "ok_rows", "open_resume", "read_archive", "read_config", "read_run", "read_status",
-           "save_state", "split_archive", "write_status"]
+           "ok_rows", "open_resume", "pid_alive", "read_archive", "read_config", "read_run",
+           "read_status", "save_state", "split_archive", "write_status"]

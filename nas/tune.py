@@ -44,6 +44,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nas.run import pid_alive
 from nas.search import CONF_DIR, SearchError, check_config, run_search
 
 log = logging.getLogger("nas.tune")
@@ -340,16 +341,6 @@ def make_sampler(name: str, seed: int | None, options: Mapping | None = None):
 # --------------------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study, retry) -> list[int]:
     """Mark failed, and queue for retry, the running trials of this machine whose process no
     longer exists (killed). Trials of other machines are left to the storage's heartbeat."""
@@ -361,7 +352,7 @@ def fail_dead_trials(study, retry) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         w = t.user_attrs.get("worker") or {}
         # a retry starts with its killed original's attributes: "trial" tells them apart
-        if w.get("trial") != t.number or w.get("host") != host or _alive(int(w["pid"])):
+        if w.get("trial") != t.number or w.get("host") != host or pid_alive(int(w["pid"])):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
