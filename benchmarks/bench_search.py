@@ -26,7 +26,6 @@ Reported:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from nas.algorithms import from_target, surrogate_inputs, to_target
-from nas.run import hypervolume_curve
+from nas.run import hypervolume_curve, read_run, read_status
 from nas.search import CONF_DIR, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
@@ -57,8 +56,7 @@ def seed_list(items: list[str]) -> list[int]:
 def run_one(out: Path, algo: str, seed: int, space: str, evaluations: int,
             overrides: list[str]) -> Path:
     run_dir = out / f"{algo}_s{seed}"
-    status = run_dir / "status.json"
-    if status.exists() and json.loads(status.read_text())["state"] == "complete":
+    if read_status(run_dir).get("state") == "complete":
         return run_dir
     name, _, sampler = algo.partition("-")  # optuna-gp: algorithm=optuna algorithm.sampler=gp
     ov = [f"+space={space}", f"algorithm={name}", f"seed={seed}",
@@ -76,8 +74,8 @@ def run_one(out: Path, algo: str, seed: int, space: str, evaluations: int,
 
 
 def curve(run_dir: Path) -> tuple[np.ndarray, pd.DataFrame]:
-    ev = pd.read_csv(run_dir / "evaluated.csv")
-    hv = pd.read_csv(run_dir / "hypervolume.csv")
+    run = read_run(run_dir)
+    ev, hv = run.evaluated, run.hypervolume
     return hypervolume_curve(ev, hv["cost"].iloc[0], float(hv["cost_ref"].iloc[0])), ev
 
 
@@ -224,8 +222,7 @@ def repeatability(out: Path, run_dir: Path, k: int, space, cfg) -> None:
 
     from nas.train import train_spec
 
-    ev = pd.read_csv(run_dir / "evaluated.csv")
-    ev = ev[ev["status"] == "ok"].sort_values("id").head(k)
+    ev = read_run(run_dir).ok.sort_values("id").head(k)
     cache = out / "repeat.csv"
     done = pd.read_csv(cache) if cache.exists() else pd.DataFrame(columns=["arch_id", "again"])
     data = OmegaConf.to_container(cfg.data, resolve=True)

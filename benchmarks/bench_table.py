@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas.run import read_run
+
 BUDGETS = (25, 50, 100, 200, 300)
 TOL = 0.2  # accuracy points
 
@@ -48,12 +50,12 @@ def _compose(space: str, overrides: list[str]):
 def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
             overrides: list[str]) -> tuple[str, str, int, float]:
     """One search run folder (reused when finished); returns its wall time (stored)."""
+    from nas.run import read_status
     from nas.search import run_search
 
     run_dir = Path(out) / f"{algo}_s{seed}"
-    status, timing = run_dir / "status.json", run_dir / "bench_time.json"
-    if status.exists() and json.loads(status.read_text())["state"] == "complete" and \
-            timing.exists():
+    timing = run_dir / "bench_time.json"
+    if read_status(run_dir).get("state") == "complete" and timing.exists():
         return str(run_dir), algo, seed, json.loads(timing.read_text())["seconds"]
     name, _, sampler = algo.partition("-")  # optuna-gp: algorithm=optuna algorithm.sampler=gp
     cfg = _compose(space, [f"algorithm={name}", f"seed={seed}",
@@ -188,7 +190,7 @@ def main(args) -> None:
     for run_dir, algo, seed, seconds in results:
         if not np.isfinite(seconds):
             continue
-        ev = pd.read_csv(Path(run_dir) / "evaluated.csv")
+        ev = read_run(Path(run_dir)).evaluated
         m = measure(ev, tf, budgets, args.tol)
         rows.append({"algorithm": algo, "seed": seed, "seconds_per_eval": seconds / len(ev),
                      **m})
