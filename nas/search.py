@@ -504,7 +504,7 @@ class Search:
         return f"{len(failed)} of {len(recs)} candidates failed, most often: {reason} (x{n})"
 
     def baselines(self) -> None:
-        from search_spaces import baselines as zoo
+        from nas.cli import DataInfo, baseline_spec
 
         cfg = self.cfg.get("baselines") or {}
         if self.table is not None:
@@ -515,9 +515,9 @@ class Search:
         res = int(cfg.get("resolution") or self.space.decode(self.space.xu).input[1])
         items = []
         for name in cfg.get("names") or []:
-            try:
-                spec = zoo.get(name, num_classes=self.num_classes, resolution=res,
-                               in_channels=self.in_channels)
+            try:  # at the search's resolution, so that the front compares like with like
+                spec = baseline_spec(name, DataInfo(None, self.num_classes, self.in_channels),
+                                     res)
             except ValueError as e:
                 log.warning("baseline %s skipped: %s", name, str(e).splitlines()[0])
                 continue
