@@ -467,7 +467,7 @@ def test_cli_names_the_spaces_with_a_supernet(tmp_path):
     p = subprocess.run([sys.executable, "-m", "nas.supernet", "+space=inception",
                         f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
-    assert p.returncode == 1
+    assert p.returncode == 2  # a user's mistake: one line, status 2
     assert p.stderr.strip().splitlines()[-1] == ("error: the inception space has no supernet; "
                                                  "spaces with one: mobile, residual")
     assert not (tmp_path / "r").exists()  # nothing but Hydra's bookkeeping was left: removed
