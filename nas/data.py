@@ -126,7 +126,8 @@ def _mix_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
+    """Where decoded data sets are cached: $NAS_CACHE, else ~/.cache/nas."""
     return Path(os.environ.get("NAS_CACHE") or Path.home() / ".cache" / "nas").expanduser()
 
 
@@ -718,6 +719,11 @@ def _is_tar(path: Path) -> bool:
     return path.name.lower().endswith(_TAR_SUFFIXES)
 
 
+def _is_arrays(path: Path) -> bool:
+    """A decoded copy of a data set: the .npz file `_cached` writes (Ray ships it to nodes)."""
+    return path.is_file() and path.name.endswith(".npz")
+
+
 def _is_pickle_dir(path: Path) -> bool:
     return (path / "data_batch_1").is_file() or (
         (path / "train").is_file() and (path / "meta").is_file()
@@ -737,10 +743,11 @@ def _locate(root: Path, *, preferred: tuple[str, ...] = ()) -> Path | None:
 
     Accepted: a tar archive; a folder of CIFAR pickle batches; a folder with train/ and
     test/ class folders; any of these one level down (preferring `preferred` names, e.g.
-    cifar-10-batches-py); or a folder holding a single tar archive.
+    cifar-10-batches-py); a folder holding a single tar archive; or the .npz cache file of
+    a decoded data set (how the Ray evaluator hands data to its nodes).
     """
     if root.is_file():
-        if not _is_tar(root):
+        if not (_is_tar(root) or _is_arrays(root)):
             raise ValueError(
                 f"root={str(root)!r} is a file but not a .tar/.tar.gz/.tgz archive; "
                 "pass an archive or a folder"
@@ -881,6 +888,24 @@ def _cached(
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
     return arrays, path, False
+
+
+_ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes", "skipped")
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a cache file given as ``root`` (ValueError when it is not one)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"root={str(path)!r} is not a readable .npz ({err}); pass the data "
+                         f"set's folder or archive") from None
+    missing = [k for k in _ARRAY_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"root={str(path)!r} lacks {', '.join(missing)}: it is not a nas data "
+                         f"cache; pass the data set's folder or archive")
+    return arrays
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -1139,7 +1164,7 @@ class _FileDataModule(ImageDataModule):
             )
         self.root = Path(root).expanduser()
         self.cache_dir = (
-            Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
+            Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         )
         self.on_bad_file = _check_choice("on_bad_file", on_bad_file, BAD_FILE_MODES)
         super().__init__(**common)
@@ -1153,7 +1178,10 @@ class _FileDataModule(ImageDataModule):
     def _read(
         self, source: Path, *, size: int | None, decode: Callable[[_Found], dict[str, np.ndarray]]
     ) -> tuple[dict[str, np.ndarray], Path, bool]:
-        """Decoded arrays of `source` (from the cache when its files have not changed)."""
+        """Decoded arrays of `source` (from the cache when its files have not changed; as
+        they are when `source` is itself such a cache file)."""
+        if _is_arrays(source):
+            return _read_arrays(source), source, True
         key = {
             "v": _CACHE_VERSION,
             "dataset": self.name,

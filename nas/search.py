@@ -424,6 +424,9 @@ class Search:
                                      "name": info.get("name"),
                                      # layers reused from train.init (transfer learning)
                                      "init_layers": result.extra.get("init_layers"),
+                                     # evaluator=ray: the node that trained it, submissions
+                                     "node": result.extra.get("node"),
+                                     "attempts": result.extra.get("attempts"),
                                      **self._metric_values(result)}.items() if v is not None})
 
     def _metric_values(self, result) -> dict[str, float]:
