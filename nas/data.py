@@ -448,6 +448,13 @@ class ImageDataModule(pl.LightningDataModule):
         idx = self._split_index[split]
         return self._raw.x_train[idx], self._raw.y_train[idx]
 
+    def split_size(self, split: str) -> int:
+        """Images in "train" (after `train_fraction`), "val" or "test"."""
+        split = _check_choice("split", split, SPLITS)
+        if split == "test":
+            return int(len(self._raw.y_test))
+        return int(len(self._split_index[split]))
+
     def setup(self, stage: str | None = None) -> None:
         """Pick where the uint8 data live (see `resident`); tensors are built on first use."""
         device = torch.device("cpu")

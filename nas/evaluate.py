@@ -172,6 +172,11 @@ class Evaluator:
         self.test = bool(test)
         self.timeout_s = None if timeout_s is None else float(timeout_s)
 
+    @property
+    def slots(self) -> int:
+        """Candidates this evaluator trains at once."""
+        return 1
+
     def _task(self, c: Candidate) -> dict:
         return {"arch_id": c.arch_id, "spec": c.spec.to_json(), "seed": int(c.seed),
                 "data": self.data, "train": self.train.to_dict(), "test": self.test}
@@ -327,6 +332,10 @@ class PoolEvaluator(Evaluator):
         self._start_failures = 0
         self._finalizer = weakref.finalize(self, PoolEvaluator._shutdown, self._workers)
         atexit.register(self._finalizer)
+
+    @property
+    def slots(self) -> int:
+        return self.n_workers
 
     def _spawn(self, slot: int) -> _Worker:
         gpu = slot % self.n_gpus if self.n_gpus else None
