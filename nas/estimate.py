@@ -3,13 +3,15 @@
 The model (per candidate, with ``E`` epochs of ``N`` training and ``V`` validation images in
 batches of ``B``, a network of ``M`` forward MACs per image)::
 
-    seconds = c + E * (ceil(N/B) * s + ceil(V/B) * v + M * (3N + V) / R)
+    seconds = c + E * (ceil(N/B) * L * s + ceil(V/B) * L * v + M * (3N + V) / R)
 
-``R`` (forward-MAC equivalents per second), ``s`` and ``v`` (fixed seconds per training step
-and per validation batch: optimiser, Python, small kernels) are measured on this machine in
+with ``L`` the network's layers (leaf modules: each costs kernel launches and Python work
+per batch whatever its size). ``R`` (forward-MAC equivalents per second), ``s`` and ``v``
+(fixed seconds per layer of a training step and of a validation batch) are measured on this
+machine in
 a few seconds by timing training steps of four sampled networks of the space (its smallest,
-quartiles and median by MACs) at the recipe's batch size and thread count (a least-squares
-line of step time against MACs); ``c`` (trainer, data module, first batches) by one real,
+quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at a batch of
+at most 16 (non-negative least squares of step time on layers and MACs x batch); ``c`` (trainer, data module, first batches) by one real,
 two-batch `nas.train.train_spec` run of LeNet-5. A training
 step costs about three forward passes: the backward pass computes the gradients with
 respect to the activations and to the weights, each about one forward's MACs (Kaplan et al.
@@ -44,6 +46,8 @@ TRAIN_MACS_FACTOR = 3.0
 ADVICE_ABOVE_S = 3600.0
 #: sampled genomes that stand for the search's candidates
 SAMPLES = 200
+#: largest batch the throughput probes time
+MEASURE_BATCH = 16
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,13 +60,13 @@ class Throughput:
     """What one candidate slot achieves on this machine (see the module docstring)."""
 
     macs_per_s: float  # R: forward-MAC equivalents per second while training
-    step_s: float  # s: fixed seconds per training step
-    eval_step_s: float  # v: fixed seconds per validation batch
+    step_s: float  # s: fixed seconds per layer of a training step
+    eval_step_s: float  # v: fixed seconds per layer of a validation batch
     candidate_s: float  # c: fixed seconds per candidate
     measured_s: float = 0.0  # how long measuring took
 
     def describe(self) -> str:
-        return (f"{human(self.macs_per_s)}MAC/s + {self.step_s * 1e3:.0f} ms/step, "
+        return (f"{human(self.macs_per_s)}MAC/s + {self.step_s * 1e3:.2f} ms/layer/step, "
                 f"{self.candidate_s:.1f} s/candidate")
 
 
@@ -87,24 +91,34 @@ def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.
                 net(x)
 
     net.train(train)
+    t_end = time.perf_counter() + budget_s
     step()  # warm-up: allocations, kernel selection
     times: list[float] = []
-    t_end = time.perf_counter() + budget_s
-    while len(times) < 2 or (len(times) < 5 and time.perf_counter() < t_end):
+    while not times or (len(times) < 5 and time.perf_counter() < t_end):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
 
+def leaf_modules(spec: ArchSpec) -> int:
+    """Layers of ``spec`` as PyTorch runs them: the modules of its network without
+    children."""
+    from nas.build import build
+
+    return sum(1 for m in build(spec).modules() if next(m.children(), None) is None)
+
+
 def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
                        val_images: int, tiny: ArchSpec) -> Throughput:
     """Time training steps of ``specs`` (networks of the space at several sizes: a
     least-squares line of step time against MACs gives R and s) and evaluation batches of
-    the smallest (v), then one two-batch `train_spec` run of ``tiny`` on the real data
-    config (c; its validation split has ``val_images``), with the recipe's batch size and
-    threads, on the CPU or the first GPU as the recipe would."""
+    the smallest (v), at a batch of at most `MEASURE_BATCH`, then one two-batch
+    `train_spec` run of ``tiny`` on the real data config with the recipe's batch size (c;
+    its validation split has ``val_images``), with the recipe's threads, on the CPU or the
+    first GPU as the recipe would."""
     import torch
+    from scipy.optimize import nnls
 
     from nas.build import build
     from nas.train import TrainConfig, _accelerator, _threads, train_spec
@@ -112,7 +126,9 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
     t_start = time.perf_counter()
     cfg = TrainConfig.from_any(train)
     device = torch.device("cuda" if _accelerator(cfg) == "gpu" else "cpu")
-    B = cfg.batch_size
+    # Steps are timed at a small batch (the fixed part per step does not depend on it, the
+    # rest is linear in it), so that large networks take a second, not a minute.
+    B = min(cfg.batch_size, MEASURE_BATCH)
     specs = sorted(specs, key=lambda sp: totals(sp)[0])
 
     def timed(spec: ArchSpec, is_train: bool) -> float:
@@ -126,24 +142,26 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
         return t
 
     with _threads(cfg.num_threads):
-        macs = np.array([float(totals(sp)[0]) for sp in specs])
-        steps = np.array([timed(sp, True) for sp in specs])
-        work = TRAIN_MACS_FACTOR * B * macs
-        slope, step = (np.polyfit(work, steps, 1) if len(specs) > 1 and np.ptp(work) > 0
-                       else (0.0, 0.0))
-        if slope <= 0 or step < 0:  # noise larger than the differences: no fixed part
-            slope, step = float(steps.sum() / work.sum()), 0.0
+        probes = [*specs, tiny]
+        macs = np.array([float(totals(sp)[0]) for sp in probes])
+        layers = np.array([float(leaf_modules(sp)) for sp in probes])
+        steps = np.array([timed(sp, True) for sp in probes])
+        # step time = layers * s + (3 * batch * MACs) / R, both parts >= 0
+        (step, slope), _ = nnls(np.column_stack([layers, TRAIN_MACS_FACTOR * B * macs]),
+                                steps)
+        if slope <= 0:  # noise larger than the differences: all of it is compute
+            slope, step = float(steps.sum() / (TRAIN_MACS_FACTOR * B * macs).sum()), 0.0
         rate = 1.0 / float(slope)
-        eval_step = max(0.0, timed(specs[0], False) - B * macs[0] / rate)
+        eval_step = max(0.0, (timed(specs[0], False) - B * macs[0] / rate) / layers[0])
         # c: a real candidate of two training batches, minus what the model above says
         # its batches took
         t0 = time.perf_counter()
         train_spec(tiny, data=data, seed=0,
                    train=replace(cfg, epochs=1, limit_train_batches=2, max_time_s=None))
         wall = time.perf_counter() - t0
-    m_tiny, val = float(totals(tiny)[0]), int(val_images)
-    modelled = (2 * (step + TRAIN_MACS_FACTOR * B * m_tiny / rate)
-                + math.ceil(val / B) * eval_step + val * m_tiny / rate)
+    m_tiny, n_tiny, val, B = macs[-1], layers[-1], int(val_images), cfg.batch_size
+    modelled = (2 * (n_tiny * step + TRAIN_MACS_FACTOR * B * m_tiny / rate)
+                + math.ceil(val / B) * n_tiny * eval_step + val * m_tiny / rate)
     return Throughput(macs_per_s=rate, step_s=float(step), eval_step_s=eval_step,
                       candidate_s=max(0.0, wall - modelled),
                       measured_s=time.perf_counter() - t_start)
@@ -164,26 +182,29 @@ class Plan:
     train_images: int  # per epoch, after train_fraction and limit_train_batches
     val_images: int
     batch_size: int
-    baselines: dict[str, float] = field(default_factory=dict)  # name -> MACs (to train)
+    candidate_layers: float = 1.0  # mean layers (leaf modules) of a candidate
+    baselines: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (MACs, layers)
     baseline_epochs: float | None = None  # None: ``epochs``
     scored_images: int | None = None  # candidates scored, not trained (evaluator=supernet)
     extra_s: float = 0.0  # one-off work (training a supernet)
     parallel: int = 1
 
 
-def job_seconds(macs: float, *, epochs: float, train_images: int, val_images: int,
-                batch_size: int, tp: Throughput) -> float:
-    """Seconds to train one network of ``macs`` forward MACs per image (module docstring)."""
+def job_seconds(macs: float, *, layers: float, epochs: float, train_images: int,
+                val_images: int, batch_size: int, tp: Throughput) -> float:
+    """Seconds to train one network of ``macs`` forward MACs per image and ``layers`` leaf
+    modules (module docstring)."""
     train_steps = math.ceil(train_images / batch_size)
     val_steps = math.ceil(val_images / batch_size) if val_images else 0
-    per_epoch = (train_steps * tp.step_s + val_steps * tp.eval_step_s
+    per_epoch = (layers * (train_steps * tp.step_s + val_steps * tp.eval_step_s)
                  + macs * (TRAIN_MACS_FACTOR * train_images + val_images) / tp.macs_per_s)
     return tp.candidate_s + epochs * per_epoch
 
 
-def score_seconds(macs: float, *, images: int, batch_size: int, tp: Throughput) -> float:
+def score_seconds(macs: float, *, layers: float, images: int, batch_size: int,
+                  tp: Throughput) -> float:
     """Seconds to score a network without training it (forward passes over ``images``)."""
-    return (tp.candidate_s + math.ceil(images / batch_size) * tp.eval_step_s
+    return (tp.candidate_s + layers * math.ceil(images / batch_size) * tp.eval_step_s
             + macs * images / tp.macs_per_s)
 
 
@@ -191,17 +212,18 @@ def candidate_seconds(plan: Plan, tp: Throughput, macs: float | None = None) -> 
     """One candidate of ``macs`` (default: the plan's mean) under ``plan``."""
     macs = plan.candidate_macs if macs is None else macs
     if plan.scored_images is not None:
-        return score_seconds(macs, images=plan.scored_images, batch_size=plan.batch_size,
-                             tp=tp)
-    return job_seconds(macs, epochs=plan.epochs, train_images=plan.train_images,
-                       val_images=plan.val_images, batch_size=plan.batch_size, tp=tp)
+        return score_seconds(macs, layers=plan.candidate_layers, images=plan.scored_images,
+                             batch_size=plan.batch_size, tp=tp)
+    return job_seconds(macs, layers=plan.candidate_layers, epochs=plan.epochs,
+                       train_images=plan.train_images, val_images=plan.val_images,
+                       batch_size=plan.batch_size, tp=tp)
 
 
 def baseline_seconds(plan: Plan, tp: Throughput) -> dict[str, float]:
     epochs = plan.epochs if plan.baseline_epochs is None else plan.baseline_epochs
-    return {name: job_seconds(m, epochs=epochs, train_images=plan.train_images,
+    return {name: job_seconds(m, layers=n, epochs=epochs, train_images=plan.train_images,
                               val_images=plan.val_images, batch_size=plan.batch_size, tp=tp)
-            for name, m in plan.baselines.items()}
+            for name, (m, n) in plan.baselines.items()}
 
 
 def work_seconds(plan: Plan, tp: Throughput) -> float:
@@ -336,7 +358,8 @@ def advise(plan: Plan, tp: Throughput, *, train_fraction: float,
     if supernet is not None and supernet_epochs and plan.scored_images is None:
         big, small = supernet
         # sandwich rule: the largest, the smallest and two random subnets per step
-        sn = job_seconds(big + small + 2 * plan.candidate_macs, epochs=supernet_epochs,
+        sn = job_seconds(big + small + 2 * plan.candidate_macs,
+                         layers=4 * plan.candidate_layers, epochs=supernet_epochs,
                          train_images=plan.train_images, val_images=plan.val_images,
                          batch_size=plan.batch_size, tp=tp)
         out.append(("evaluator=supernet (after python -m nas.supernet)", total_seconds(
@@ -389,10 +412,12 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
     # the smallest, the quartiles and the median: the fit spans the candidates' sizes
     probes = [infos[int(q * (len(infos) - 1))]["spec"] for q in (0.0, 0.25, 0.5, 0.75)]
     done = {r.arch_id for r in search.archive.records()}
-    bases = {i["name"]: float(i["macs"]) for i, _ in search.baseline_items()
-             if i["arch_id"] not in done}
+    bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"])))
+             for i, _ in search.baseline_items(quiet=True) if i["arch_id"] not in done}
     n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
-    plan = Plan(n_candidates=n_left, candidate_macs=mean_macs, epochs=float(train.epochs),
+    plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,
+                candidate_layers=float(np.mean([leaf_modules(sp) for sp in probes])),
+                epochs=float(train.epochs),
                 train_images=n_train, val_images=n_val, batch_size=train.batch_size,
                 baselines=bases, parallel=max(1, int(parallel)))
     if ev.get("backend") == "supernet":

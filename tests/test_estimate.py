@@ -11,29 +11,31 @@ import pytest
 from nas import estimate as E
 from nas.estimate import Bill, Plan, Throughput
 
-TP = Throughput(macs_per_s=1e9, step_s=0.01, eval_step_s=0.005, candidate_s=2.0)
-PLAN = Plan(n_candidates=10, candidate_macs=5e6, epochs=3, train_images=1000,
-            val_images=200, batch_size=100, baselines={"big": 4e7, "small": 1e5})
+TP = Throughput(macs_per_s=1e9, step_s=0.001, eval_step_s=0.0005, candidate_s=2.0)
+PLAN = Plan(n_candidates=10, candidate_macs=5e6, candidate_layers=10, epochs=3,
+            train_images=1000, val_images=200, batch_size=100,
+            baselines={"big": (4e7, 30), "small": (1e5, 8)})
 
 
 def test_job_seconds_is_the_documented_formula():
-    # c + E * (ceil(N/B) s + ceil(V/B) v + M (3N + V) / R)
-    want = 2.0 + 3 * (10 * 0.01 + 2 * 0.005 + 5e6 * (3 * 1000 + 200) / 1e9)
-    got = E.job_seconds(5e6, epochs=3, train_images=1000, val_images=200, batch_size=100,
-                        tp=TP)
+    # c + E * (ceil(N/B) L s + ceil(V/B) L v + M (3N + V) / R)
+    want = 2.0 + 3 * (10 * 10 * 0.001 + 2 * 10 * 0.0005 + 5e6 * (3 * 1000 + 200) / 1e9)
+    got = E.job_seconds(5e6, layers=10, epochs=3, train_images=1000, val_images=200,
+                        batch_size=100, tp=TP)
     assert got == pytest.approx(want) and want == pytest.approx(50.33)
     # a partial last batch is a whole step
-    assert E.job_seconds(0, epochs=1, train_images=101, val_images=0, batch_size=100,
-                         tp=TP) == pytest.approx(2.0 + 2 * 0.01)
+    assert E.job_seconds(0, layers=10, epochs=1, train_images=101, val_images=0,
+                         batch_size=100, tp=TP) == pytest.approx(2.0 + 2 * 10 * 0.001)
     # scored, not trained: forward passes only
-    assert E.score_seconds(5e6, images=300, batch_size=100, tp=TP) == pytest.approx(
-        2.0 + 3 * 0.005 + 5e6 * 300 / 1e9)
+    assert E.score_seconds(5e6, layers=10, images=300, batch_size=100,
+                           tp=TP) == pytest.approx(2.0 + 3 * 10 * 0.0005 + 5e6 * 300 / 1e9)
 
 
 def test_total_sums_candidates_and_baselines_over_the_slots():
     per_base = E.baseline_seconds(PLAN, TP)
     assert per_base["big"] == pytest.approx(
-        E.job_seconds(4e7, epochs=3, train_images=1000, val_images=200, batch_size=100, tp=TP))
+        E.job_seconds(4e7, layers=30, epochs=3, train_images=1000, val_images=200,
+                      batch_size=100, tp=TP))
     work = 10 * E.candidate_seconds(PLAN, TP) + sum(per_base.values())
     assert E.work_seconds(PLAN, TP) == pytest.approx(work)
     assert E.total_seconds(PLAN, TP) == pytest.approx(work)
@@ -53,10 +55,11 @@ def test_successive_halving_mean_epochs():
 
 
 def test_advice_above_an_hour_names_settings_with_their_effect():
-    big = Plan(n_candidates=12, candidate_macs=4e7, epochs=3, train_images=45_000,
-               val_images=5_000, batch_size=128,
-               baselines={"lenet5": 6.5e5, "resnet20": 4.1e7, "mobilenet_v2": 9.4e7})
-    tp = Throughput(macs_per_s=2e9, step_s=0.02, eval_step_s=0.01, candidate_s=2.0)
+    big = Plan(n_candidates=12, candidate_macs=4e7, candidate_layers=150, epochs=3,
+               train_images=45_000, val_images=5_000, batch_size=128,
+               baselines={"lenet5": (6.5e5, 12), "resnet20": (4.1e7, 70),
+                          "mobilenet_v2": (9.4e7, 150)})
+    tp = Throughput(macs_per_s=2e9, step_s=2e-4, eval_step_s=1e-4, candidate_s=2.0)
     total = E.total_seconds(big, tp)
     assert total > E.ADVICE_ABOVE_S
     advice = dict(E.advise(big, tp, train_fraction=1.0, resolution_macs={16: 1e7},
