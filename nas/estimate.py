@@ -12,7 +12,9 @@ machine in
 a few seconds by timing training steps of four sampled networks of the space (its smallest,
 quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at a batch of
 at most 16 (non-negative least squares of step time on layers and MACs x batch); ``c`` (trainer, data module, first batches) by one real,
-two-batch `nas.train.train_spec` run of LeNet-5. A training
+two-batch `nas.train.train_spec` run of LeNet-5. Each baseline's training step is timed
+too and gives it its own ``R`` (dense convolutions run at several times the MAC rate of a
+space of depthwise ones). A training
 step costs about three forward passes: the backward pass computes the gradients with
 respect to the activations and to the weights, each about one forward's MACs (Kaplan et al.
 2020, "Scaling Laws for Neural Language Models", sec. 2.1: training compute ~ 6N per token
@@ -48,6 +50,8 @@ ADVICE_ABOVE_S = 3600.0
 SAMPLES = 200
 #: largest batch the throughput probes time
 MEASURE_BATCH = 16
+#: the ETA's pace (actual / estimated) starts as if this share of the run had gone as estimated
+ETA_PRIOR_SHARE = 0.1
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,6 +68,9 @@ class Throughput:
     eval_step_s: float  # v: fixed seconds per layer of a validation batch
     candidate_s: float  # c: fixed seconds per candidate
     measured_s: float = 0.0  # how long measuring took
+    #: R of named networks timed on their own (baselines: dense convolutions run at
+    #: several times the MAC rate of depthwise ones)
+    rates: Mapping[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         return (f"{human(self.macs_per_s)}MAC/s + {self.step_s * 1e3:.2f} ms/layer/step, "
@@ -110,13 +117,15 @@ def leaf_modules(spec: ArchSpec) -> int:
 
 
 def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
-                       val_images: int, tiny: ArchSpec) -> Throughput:
+                       val_images: int, tiny: ArchSpec,
+                       named: Mapping[str, ArchSpec] | None = None) -> Throughput:
     """Time training steps of ``specs`` (networks of the space at several sizes: a
     least-squares line of step time against MACs gives R and s) and evaluation batches of
     the smallest (v), at a batch of at most `MEASURE_BATCH`, then one two-batch
     `train_spec` run of ``tiny`` on the real data config with the recipe's batch size (c;
     its validation split has ``val_images``), with the recipe's threads, on the CPU or the
-    first GPU as the recipe would."""
+    first GPU as the recipe would. Each of ``named`` (the baselines) is timed too, for its
+    own R (``Throughput.rates``)."""
     import torch
     from scipy.optimize import nnls
 
@@ -153,6 +162,11 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
             slope, step = float(steps.sum() / (TRAIN_MACS_FACTOR * B * macs).sum()), 0.0
         rate = 1.0 / float(slope)
         eval_step = max(0.0, (timed(specs[0], False) - B * macs[0] / rate) / layers[0])
+        rates = {}
+        for name, spec in (named or {}).items():
+            compute = timed(spec, True) - leaf_modules(spec) * step
+            m = float(totals(spec)[0])
+            rates[name] = TRAIN_MACS_FACTOR * B * m / compute if compute > 0 and m else rate
         # c: a real candidate of two training batches, minus what the model above says
         # its batches took
         t0 = time.perf_counter()
@@ -164,7 +178,7 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
                 + math.ceil(val / B) * n_tiny * eval_step + val * m_tiny / rate)
     return Throughput(macs_per_s=rate, step_s=float(step), eval_step_s=eval_step,
                       candidate_s=max(0.0, wall - modelled),
-                      measured_s=time.perf_counter() - t_start)
+                      measured_s=time.perf_counter() - t_start, rates=rates)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,13 +205,15 @@ class Plan:
 
 
 def job_seconds(macs: float, *, layers: float, epochs: float, train_images: int,
-                val_images: int, batch_size: int, tp: Throughput) -> float:
+                val_images: int, batch_size: int, tp: Throughput,
+                rate: float | None = None) -> float:
     """Seconds to train one network of ``macs`` forward MACs per image and ``layers`` leaf
-    modules (module docstring)."""
+    modules (module docstring); ``rate``: its own R, if measured."""
+    rate = tp.macs_per_s if rate is None else rate
     train_steps = math.ceil(train_images / batch_size)
     val_steps = math.ceil(val_images / batch_size) if val_images else 0
     per_epoch = (layers * (train_steps * tp.step_s + val_steps * tp.eval_step_s)
-                 + macs * (TRAIN_MACS_FACTOR * train_images + val_images) / tp.macs_per_s)
+                 + macs * (TRAIN_MACS_FACTOR * train_images + val_images) / rate)
     return tp.candidate_s + epochs * per_epoch
 
 
@@ -222,7 +238,8 @@ def candidate_seconds(plan: Plan, tp: Throughput, macs: float | None = None) -> 
 def baseline_seconds(plan: Plan, tp: Throughput) -> dict[str, float]:
     epochs = plan.epochs if plan.baseline_epochs is None else plan.baseline_epochs
     return {name: job_seconds(m, layers=n, epochs=epochs, train_images=plan.train_images,
-                              val_images=plan.val_images, batch_size=plan.batch_size, tp=tp)
+                              val_images=plan.val_images, batch_size=plan.batch_size, tp=tp,
+                              rate=tp.rates.get(name))
             for name, (m, n) in plan.baselines.items()}
 
 
@@ -281,13 +298,15 @@ class Bill:
 
     def remaining_s(self) -> float:
         """Estimated seconds left: the work not done yet, scaled by actual / estimated
-        time of the work done so far (1 before anything finished)."""
+        time of the work done so far, shrunk towards 1 by `ETA_PRIOR_SHARE` of the
+        estimate (one small first job that waited for workers to start must not multiply
+        the whole ETA)."""
+        slots = max(1, self.plan.parallel)
         work = work_seconds(self.plan, self.tp)
-        left = max(0.0, work - self.done_estimate_s) / max(1, self.plan.parallel)
-        if self.done_estimate_s > 0:
-            spent = time.monotonic() - self.started
-            left *= spent / (self.done_estimate_s / max(1, self.plan.parallel))
-        return left
+        left = max(0.0, work - self.done_estimate_s) / slots
+        prior = ETA_PRIOR_SHARE * work / slots
+        spent = time.monotonic() - self.started if self.done_estimate_s > 0 else 0.0
+        return left * (spent + prior) / (self.done_estimate_s / slots + prior)
 
     def report(self) -> str:
         p, tp = self.plan, self.tp
@@ -412,8 +431,8 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
     # the smallest, the quartiles and the median: the fit spans the candidates' sizes
     probes = [infos[int(q * (len(infos) - 1))]["spec"] for q in (0.0, 0.25, 0.5, 0.75)]
     done = {r.arch_id for r in search.archive.records()}
-    bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"])))
-             for i, _ in search.baseline_items(quiet=True) if i["arch_id"] not in done}
+    base_items = [i for i, _ in search.baseline_items(quiet=True) if i["arch_id"] not in done]
+    bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"]))) for i in base_items}
     n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
     plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,
                 candidate_layers=float(np.mean([leaf_modules(sp) for sp in probes])),
@@ -427,7 +446,8 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
     tiny = zoo.get("lenet5", num_classes=search.num_classes, in_channels=search.in_channels,
                    resolution=res)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    tp = measure_throughput(probes, data=data_cfg, train=train, val_images=n_val, tiny=tiny)
+    tp = measure_throughput(probes, data=data_cfg, train=train, val_images=n_val, tiny=tiny,
+                            named={i["name"]: i["spec"] for i in base_items})
     bill = Bill(plan, tp)
     if bill.total_s > ADVICE_ABOVE_S:
         bill.advice = advise(plan, tp, train_fraction=train.train_fraction,

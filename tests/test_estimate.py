@@ -42,6 +42,12 @@ def test_total_sums_candidates_and_baselines_over_the_slots():
     from dataclasses import replace
 
     assert E.total_seconds(replace(PLAN, parallel=4), TP) == pytest.approx(work / 4)
+    # a baseline timed on its own runs at its own MAC rate
+    own = E.baseline_seconds(PLAN, replace(TP, rates={"big": 4e9}))
+    assert own["big"] == pytest.approx(E.job_seconds(
+        4e7, layers=30, epochs=3, train_images=1000, val_images=200, batch_size=100, tp=TP,
+        rate=4e9)) and own["big"] < per_base["big"]
+    assert own["small"] == per_base["small"]
     # per-candidate epochs are an argument: a schedule that stops candidates early
     half = replace(PLAN, epochs=1.5, baselines={})
     assert E.candidate_seconds(half, TP) - TP.candidate_s == pytest.approx(
@@ -109,7 +115,10 @@ def test_eta_scales_the_remaining_estimate_by_the_observed_pace(monkeypatch):
     one = E.candidate_seconds(PLAN, TP)
     clock[0] += one / 2  # the first candidate took half its estimate
     bill.finished(5e6)
-    assert bill.remaining_s() == pytest.approx((work - one) / 2)
+    prior = E.ETA_PRIOR_SHARE * work
+    assert bill.remaining_s() == pytest.approx((work - one) * (one / 2 + prior) / (one + prior))
+    clock[0] += 1000 * one  # a first job that waited long: the ETA grows, not 1000-fold
+    assert bill.remaining_s() < (work - one) * 1000 * one / prior
     bill.finished(4e7, baseline="big")
     assert bill.done_estimate_s == pytest.approx(one + E.baseline_seconds(PLAN, TP)["big"])
 
