@@ -282,10 +282,19 @@ class Bill:
     advice: list[tuple[str, float]] = field(default_factory=list)  # (override, total s)
     started: float = field(default_factory=lambda: time.monotonic())
     done_estimate_s: float = 0.0  # estimated slot-seconds of the finished work
+    #: plan -> advice for it (set by `estimate_search`; `parallel` recomputes the advice)
+    _advise: Any = field(default=None, repr=False)
 
     @property
     def total_s(self) -> float:
         return total_seconds(self.plan, self.tp)
+
+    def parallel(self, slots: int) -> None:
+        """Spread the plan over ``slots`` concurrent candidates; advice follows."""
+        self.plan = replace(self.plan, parallel=max(1, int(slots)))
+        if self._advise is not None:
+            self.advice = self._advise(self.plan) if self.total_s > ADVICE_ABOVE_S else []
+        self.started = time.monotonic()
 
     def seconds_of(self, macs: float, *, baseline: str | None = None) -> float:
         """Estimated slot-seconds of one finished candidate or baseline."""
@@ -448,15 +457,18 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     tp = measure_throughput(probes, data=data_cfg, train=train, val_images=n_val, tiny=tiny,
                             named={i["name"]: i["spec"] for i in base_items})
-    bill = Bill(plan, tp)
-    if bill.total_s > ADVICE_ABOVE_S:
-        bill.advice = advise(plan, tp, train_fraction=train.train_fraction,
-                             resolution_macs=_resolution_macs(search),
-                             sha=_sha_schedule(), supernet=(
-                                 float(totals(space.decode(space.xu))[0]),
-                                 float(totals(space.decode(space.xl))[0])),
-                             supernet_epochs=_supernet_epochs(cfg),
-                             calib_images=10 * train.batch_size)
+    sn = (float(totals(space.decode(space.xu))[0]), float(totals(space.decode(space.xl))[0]))
+    res_macs: dict[int, float] = {}
+
+    def advice_for(p: Plan) -> list[tuple[str, float]]:
+        if not res_macs:  # only a long run needs the space at smaller resolutions
+            res_macs.update(_resolution_macs(search))
+        return advise(p, tp, train_fraction=train.train_fraction, resolution_macs=res_macs,
+                      sha=_sha_schedule(), supernet=sn, supernet_epochs=_supernet_epochs(cfg),
+                      calib_images=10 * train.batch_size)
+
+    bill = Bill(plan, tp, _advise=advice_for)
+    bill.parallel(parallel)
     return bill
 
 

@@ -509,17 +509,22 @@ class Search:
             self.evaluate(items, space="baseline", iteration=-1)
 
     def estimate(self):
-        """Estimate the run's time before training (`nas.estimate`), print it with advice
-        when it is long; None without progress output or with ``estimate=false``."""
+        """The run's time estimated before training (`nas.estimate`), for one slot; None
+        without progress output, with ``estimate=false`` or with nothing to train."""
         if not (self.cfg.get("progress", True) and self.cfg.get("estimate", True)):
             return None
         from nas.estimate import estimate_search
 
-        bill = estimate_search(self, parallel=self.evaluator.slots)
-        if bill is not None:
-            if self.bar is not None:
-                self.bar.clear()
-            print(bill.report(), file=sys.stderr, flush=True)
+        return estimate_search(self)
+
+    def announce(self, bill):
+        """``bill`` spread over the evaluator's slots, printed (with advice when long)."""
+        if bill is None:
+            return None
+        bill.parallel(self.evaluator.slots)
+        if self.bar is not None:
+            self.bar.clear()
+        print(bill.report(), file=sys.stderr, flush=True)
         return bill
 
     # -- state ---------------------------------------------------------------------------
@@ -569,8 +574,9 @@ class Search:
                                                         "[{elapsed}{postfix}]")
         train = OmegaConf.to_container(cfg.train, resolve=True)
         data = OmegaConf.to_container(cfg.data, resolve=True)
+        bill = self.estimate()  # measured before evaluator workers compete for the cores
         with make_evaluator(cfg.evaluator, data=data, train=train) as self.evaluator:
-            self.bill = self.estimate()
+            self.bill = self.announce(bill)
             t_start = time.monotonic()  # the estimate is of what follows
             if self.bar is not None:
                 self.bar.set_description("baselines")
