@@ -38,6 +38,7 @@ from nas import checks, pareto
 from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target, make_algorithm
 from nas.archive import Archive, Record
 from nas.cost import human, totals
+from nas.estimate import duration
 from nas.run import (
     RunFolderError,
     RunLock,
@@ -433,6 +434,9 @@ class Search:
                                      "name": info.get("name"),
                                      # layers reused from train.init (transfer learning)
                                      "init_layers": result.extra.get("init_layers"),
+                                     # evaluator=ray: the node that trained it, submissions
+                                     "node": result.extra.get("node"),
+                                     "attempts": result.extra.get("attempts"),
                                      **self._metric_values(result)}.items() if v is not None})
 
     def _metric_values(self, result) -> dict[str, float]:
@@ -470,10 +474,14 @@ class Search:
                 self.archive.remove(old_id)
                 self.retry_ids.discard(old_id)
             self.archive.add(rec)
+            if self.bill is not None:
+                self.bill.finished(info["macs"], baseline=info.get("name"))
             if self.bar is not None:
                 self.bar.update(1)
                 acc = "failed" if rec.accuracy is None else f"{rec.accuracy:.3f}"
-                self.bar.set_postfix_str(f"{info.get('name') or rec.arch_id}: {acc}")
+                eta = ("" if self.bill is None
+                       else f"eta {duration(self.bill.remaining_s())}, ")
+                self.bar.set_postfix_str(f"{eta}{info.get('name') or rec.arch_id}: {acc}")
             if rec.status == "failed":
                 log.warning("%s failed: %s", rec.arch_id, rec.reason)
 
@@ -503,15 +511,17 @@ class Search:
         reason, n = Counter(failed).most_common(1)[0]
         return f"{len(failed)} of {len(recs)} candidates failed, most often: {reason} (x{n})"
 
-    def baselines(self) -> None:
+    def baseline_items(self, *, quiet: bool = False) -> list[tuple[dict, None]]:
+        """(info, None) of each configured baseline that fits the data and
+        ``baselines.max_macs`` (``quiet``: without logging the skipped ones)."""
         from nas.cli import DataInfo, baseline_spec
 
+        say = (lambda *a: None) if quiet else log.info
         cfg = self.cfg.get("baselines") or {}
         if self.table is not None:
             if cfg.get("names"):
-                log.info("baselines skipped: evaluator=table only knows the genomes of its "
-                         "table")
-            return
+                say("baselines skipped: evaluator=table only knows the genomes of its table")
+            return []
         res = int(cfg.get("resolution") or self.space.decode(self.space.xu).input[1])
         items = []
         for name in cfg.get("names") or []:
@@ -519,23 +529,47 @@ class Search:
                 spec = baseline_spec(name, DataInfo(None, self.num_classes, self.in_channels),
                                      res)
             except ValueError as e:
-                log.warning("baseline %s skipped: %s", name, str(e).splitlines()[0])
+                if not quiet:
+                    log.warning("baseline %s skipped: %s", name, str(e).splitlines()[0])
                 continue
             macs, params, acts = totals(spec)
             if cfg.get("max_macs") and macs > float(cfg.max_macs):
-                log.info("baseline %s skipped: %s MACs > baselines.max_macs", name, human(macs))
+                say("baseline %s skipped: %s MACs > baselines.max_macs", name, human(macs))
                 continue
             lat = (float(self.coster.latency_table.predict(spec))
                    if self.coster.latency_table is not None else None)
             items.append(({"arch_id": f"baseline:{name}", "name": name, "spec": spec,
                            "macs": macs, "params": params, "activations": acts,
                            "latency_ms": lat}, None))
+        return items
+
+    def baselines(self) -> None:
+        items = self.baseline_items()
         todo = [i for i, _ in items if i["arch_id"] not in self.archive]
         if self.bar is not None and todo:
             self.bar.total += len(todo)  # baselines share the bar with the search's budget
             self.bar.refresh()
         if items:
             self.evaluate(items, space="baseline", iteration=-1)
+
+    def estimate(self):
+        """The run's time estimated before training (`nas.estimate`), for one slot; None
+        without progress output, with ``estimate=false`` or with nothing to train."""
+        if not (self.cfg.get("progress", True) and self.cfg.get("estimate", True)):
+            return None
+        from nas.estimate import estimate_search
+
+        return estimate_search(self)
+
+    def announce(self, bill):
+        """``bill`` spread over the evaluator's slots, printed (with advice when long)."""
+        if bill is None:
+            return None
+        bill.parallel(self.evaluator.slots)
+        if self.bar is not None:
+            self.bar.clear()
+        print(bill.report(), file=sys.stderr, flush=True)
+        return bill
 
     # -- state ---------------------------------------------------------------------------
     def load_state(self) -> dict:
@@ -574,17 +608,23 @@ class Search:
             self.retry_ids = {r.id for r in self.archive.records(status="failed")}
         write_status(self.run_dir, "running", evaluations=len(self.search_records()),
                      budget=budget)
-        self.bar = None
+        self.bar, self.bill = None, None
         if cfg.get("progress", True):
             from tqdm.auto import tqdm
 
+            # the ETA is the bill's (postfix), not tqdm's mean rate over unlike candidates
             self.bar = tqdm(total=budget, initial=len(self.search_records()),
                             desc=f"search {self.space.name}", unit="arch", dynamic_ncols=True,
-                            file=sys.stderr)
+                            file=sys.stderr, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                                        "[{elapsed}{postfix}]")
         train = OmegaConf.to_container(cfg.train, resolve=True)
         data = OmegaConf.to_container(cfg.data, resolve=True)
+        bill = self.estimate()  # measured before evaluator workers compete for the cores
+        t_start = time.monotonic()
         try:
             with make_evaluator(cfg.evaluator, data=data, train=train) as self.evaluator:
+                self.bill = self.announce(bill)
+                t_start = time.monotonic()  # the estimate is of what follows
                 self._loop(state, budget)
         except KeyboardInterrupt:
             self._finish(state, "interrupted")
@@ -599,7 +639,10 @@ class Search:
                 f"{min_evaluated(cfg)} successful evaluations. Fix the recipe and continue "
                 f"(failed candidates are trained again): python -m nas.search "
                 f"resume={self.run_dir} train.KEY=VALUE") from None
-        df = self._finish(state, "complete")
+        self.wall_s = time.monotonic() - t_start
+        timing = {} if self.bill is None else {"estimated_s": round(self.bill.total_s, 1),
+                                               "wall_s": round(self.wall_s, 1)}
+        df = self._finish(state, "complete", **timing)
         if cfg.get("progress", True):
             print_summary(self)
         self.archive.close()
@@ -776,6 +819,10 @@ def print_summary(search: Search) -> None:
     axes = " x ".join(o if r == 1.0 else f"{o}/{human(r)}" for o, r in
                       zip(search.objective_columns(), search.objective_refs()))
     con.print(f"hypervolume {hv:.4f} ({axes}, reference point 1 in each)")
+    if search.bill is not None:
+        ratio = search.wall_s / max(search.bill.total_s, 1e-9)
+        con.print(f"time: estimated {duration(search.bill.total_s)}, took "
+                  f"{duration(search.wall_s)} (actual / estimate = {ratio:.2f})")
     con.print(f"run folder: {search.run_dir}")
 
 

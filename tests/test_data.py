@@ -246,6 +246,24 @@ def test_cifar10_second_load_comes_from_cache(cifar10_tar, monkeypatch):
     assert np.array_equal(second.arrays("test")[0], first.arrays("test")[0])
 
 
+def test_a_cache_file_is_a_data_root(tmp_path):
+    """How the Ray evaluator hands a decoded data set to its nodes: the .npz cache file,
+    given as root, loads as is (no source files needed)."""
+    write_cifar10_pickles(tmp_path / "src")
+    first = make_datamodule("cifar10", root=tmp_path / "src", cache_dir=tmp_path / "c")
+    copy = tmp_path / "elsewhere" / "shipped-x.npz"
+    copy.parent.mkdir()
+    copy.write_bytes(first.cache_path.read_bytes())
+    again = make_datamodule("cifar10", root=copy, cache_dir=tmp_path / "unused")
+    for split in ("train", "val", "test"):
+        assert np.array_equal(again.arrays(split)[0], first.arrays(split)[0])
+    assert again.classes == first.classes and not (tmp_path / "unused").exists()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros(3))
+    with pytest.raises(ValueError, match="lacks x_train.*not a nas data cache"):
+        make_datamodule("cifar10", root=bad)
+
+
 # --------------------------------------------------------------------------- CIFAR pickle formats
 
 

@@ -38,14 +38,16 @@ from nas.data.sources import (
     _CACHE_VERSION,
     _cached,
     _decode_tree,
-    _default_cache_dir,
     _download,
     _fingerprint,
     _Found,
+    _is_arrays,
     _locate,
     _parse_cifar_pickles,
+    _read_arrays,
     _scan_dir,
     _scan_tar,
+    default_cache_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -273,6 +275,13 @@ class ImageDataModule(pl.LightningDataModule):
             return self._raw.x_test.copy(), self._raw.y_test.copy()
         idx = self._split_index[split]
         return self._raw.x_train[idx], self._raw.y_train[idx]
+
+    def split_size(self, split: str) -> int:
+        """Images in "train" (after `train_fraction`), "val" or "test"."""
+        split = checks.one_of("split", split, SPLITS)
+        if split == "test":
+            return int(len(self._raw.y_test))
+        return int(len(self._split_index[split]))
 
     def setup(self, stage: str | None = None) -> None:
         """Pick where the uint8 data live (see `resident`); tensors are built on first use."""
@@ -541,7 +550,7 @@ class _FileDataModule(ImageDataModule):
             )
         self.root = Path(root).expanduser()
         self.cache_dir = (
-            Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
+            Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         )
         self.on_bad_file = checks.one_of("on_bad_file", on_bad_file, BAD_FILE_MODES)
         super().__init__(**common)
@@ -555,7 +564,10 @@ class _FileDataModule(ImageDataModule):
     def _read(
         self, source: Path, *, size: int | None, decode: Callable[[_Found], dict[str, np.ndarray]]
     ) -> tuple[dict[str, np.ndarray], Path, bool]:
-        """Decoded arrays of `source` (from the cache when its files have not changed)."""
+        """Decoded arrays of `source` (from the cache when its files have not changed; as
+        they are when `source` is itself such a cache file)."""
+        if _is_arrays(source):
+            return _read_arrays(source), source, True
         key = {
             "v": _CACHE_VERSION,
             "dataset": self.name,

@@ -38,7 +38,8 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _PROGRESS_MIN_FILES = 1000
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
+    """Where decoded data sets are cached: $NAS_CACHE, else ~/.cache/nas."""
     return Path(os.environ.get("NAS_CACHE") or Path.home() / ".cache" / "nas").expanduser()
 
 
@@ -68,6 +69,11 @@ def _is_tar(path: Path) -> bool:
     return path.name.lower().endswith(_TAR_SUFFIXES)
 
 
+def _is_arrays(path: Path) -> bool:
+    """A decoded copy of a data set: the .npz file `_cached` writes (Ray ships it to nodes)."""
+    return path.is_file() and path.name.endswith(".npz")
+
+
 def _is_pickle_dir(path: Path) -> bool:
     return (path / "data_batch_1").is_file() or (
         (path / "train").is_file() and (path / "meta").is_file()
@@ -87,10 +93,11 @@ def _locate(root: Path, *, preferred: tuple[str, ...] = ()) -> Path | None:
 
     Accepted: a tar archive; a folder of CIFAR pickle batches; a folder with train/ and
     test/ class folders; any of these one level down (preferring `preferred` names, e.g.
-    cifar-10-batches-py); or a folder holding a single tar archive.
+    cifar-10-batches-py); a folder holding a single tar archive; or the .npz cache file of
+    a decoded data set (how the Ray evaluator hands data to its nodes).
     """
     if root.is_file():
-        if not _is_tar(root):
+        if not (_is_tar(root) or _is_arrays(root)):
             raise ValueError(
                 f"root={str(root)!r} is a file but not a .tar/.tar.gz/.tgz archive; "
                 "pass an archive or a folder"
@@ -231,6 +238,24 @@ def _cached(
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
     return arrays, path, False
+
+
+_ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes", "skipped")
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a cache file given as ``root`` (ValueError when it is not one)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"root={str(path)!r} is not a readable .npz ({err}); pass the data "
+                         f"set's folder or archive") from None
+    missing = [k for k in _ARRAY_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"root={str(path)!r} lacks {', '.join(missing)}: it is not a nas data "
+                         f"cache; pass the data set's folder or archive")
+    return arrays
 
 
 class _ArrayUnpickler(pickle.Unpickler):

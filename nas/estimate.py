@@ -1,0 +1,531 @@
+"""Know the bill before paying it: a search's training time, estimated before it trains.
+
+The model (per candidate, with ``E`` epochs of ``N`` training and ``V`` validation images in
+batches of ``B``, a network of ``M`` forward MACs per image)::
+
+    seconds = c + E * (ceil(N/B) * L * s + ceil(V/B) * L * v + M * (3N + V) / R)
+
+with ``L`` the network's layers (leaf modules: each costs kernel launches and Python work
+per batch whatever its size). ``R`` (forward-MAC equivalents per second), ``s`` and ``v``
+(fixed seconds per layer of a training step and of a validation batch) are measured on this
+machine in
+a few seconds by timing training steps of four sampled networks of the space (its smallest,
+quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at a batch of
+at most 16 (non-negative least squares of step time on layers and MACs x batch); ``c`` (trainer, data module, first batches) by one real,
+two-batch `nas.train.train_spec` run of LeNet-5. Each baseline's training step is timed
+too and gives it its own ``R`` (dense convolutions run at several times the MAC rate of a
+space of depthwise ones). A training
+step costs about three forward passes: the backward pass computes the gradients with
+respect to the activations and to the weights, each about one forward's MACs (Kaplan et al.
+2020, "Scaling Laws for Neural Language Models", sec. 2.1: training compute ~ 6N per token
+against 2N forward). MACs are exact (`nas.cost`); candidates count at the mean MACs of
+feasible samples of the space, baselines at their own. The run takes the sum over
+candidates and baselines divided by the evaluator's concurrent slots.
+
+`estimate_search` builds the bill of a `nas.search.Search`; `Bill.report` prints it and,
+above `ADVICE_ABOVE_S`, the settings that would bring it down with their estimated effect;
+`Bill.remaining_s` is the progress bar's ETA (the same model, scaled by how long the
+finished candidates actually took against their estimate).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.cost import human, totals
+from nas.spec import ArchSpec
+
+#: forward-MAC multiples of one training step (forward + backward; see the module docstring)
+TRAIN_MACS_FACTOR = 3.0
+#: above this estimate (seconds) the report says which settings bring it down
+ADVICE_ABOVE_S = 3600.0
+#: sampled genomes that stand for the search's candidates
+SAMPLES = 200
+#: largest batch the throughput probes time
+MEASURE_BATCH = 16
+#: the ETA's pace (actual / estimated) starts as if this share of the run had gone as estimated
+ETA_PRIOR_SHARE = 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# Throughput on this machine
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What one candidate slot achieves on this machine (see the module docstring)."""
+
+    macs_per_s: float  # R: forward-MAC equivalents per second while training
+    step_s: float  # s: fixed seconds per layer of a training step
+    eval_step_s: float  # v: fixed seconds per layer of a validation batch
+    candidate_s: float  # c: fixed seconds per candidate
+    measured_s: float = 0.0  # how long measuring took
+    #: R of named networks timed on their own (baselines: dense convolutions run at
+    #: several times the MAC rate of depthwise ones)
+    rates: Mapping[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return (f"{human(self.macs_per_s)}MAC/s + {self.step_s * 1e3:.2f} ms/layer/step, "
+                f"{self.candidate_s:.1f} s/candidate")
+
+
+def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.0) -> float:
+    """Median seconds of one training step (forward, backward, SGD) or one evaluation
+    forward of ``net`` on the batch ``(x, y)``, after one warm-up step."""
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        if train:
+            out = net(x)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                net(x)
+
+    net.train(train)
+    t_end = time.perf_counter() + budget_s
+    step()  # warm-up: allocations, kernel selection
+    times: list[float] = []
+    while not times or (len(times) < 5 and time.perf_counter() < t_end):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def leaf_modules(spec: ArchSpec) -> int:
+    """Layers of ``spec`` as PyTorch runs them: the modules of its network without
+    children."""
+    from nas.build import build
+
+    return sum(1 for m in build(spec).modules() if next(m.children(), None) is None)
+
+
+def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
+                       val_images: int, tiny: ArchSpec,
+                       named: Mapping[str, ArchSpec] | None = None) -> Throughput:
+    """Time training steps of ``specs`` (networks of the space at several sizes: a
+    least-squares line of step time against MACs gives R and s) and evaluation batches of
+    the smallest (v), at a batch of at most `MEASURE_BATCH`, then one two-batch
+    `train_spec` run of ``tiny`` on the real data config with the recipe's batch size (c;
+    its validation split has ``val_images``), with the recipe's threads, on the CPU or the
+    first GPU as the recipe would. Each of ``named`` (the baselines) is timed too, for its
+    own R (``Throughput.rates``)."""
+    import torch
+    from scipy.optimize import nnls
+
+    from nas.build import build
+    from nas.train import TrainConfig, _accelerator, _threads, train_spec
+
+    t_start = time.perf_counter()
+    cfg = TrainConfig.from_any(train)
+    device = torch.device("cuda" if _accelerator(cfg) == "gpu" else "cpu")
+    # Steps are timed at a small batch (the fixed part per step does not depend on it, the
+    # rest is linear in it), so that large networks take a second, not a minute.
+    B = min(cfg.batch_size, MEASURE_BATCH)
+    specs = sorted(specs, key=lambda sp: totals(sp)[0])
+
+    def timed(spec: ArchSpec, is_train: bool) -> float:
+        c, h, w = spec.input
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(B, c, h, w, generator=gen).to(device)
+        y = torch.randint(0, spec.num_classes, (B,), generator=gen).to(device)
+        t = _step_seconds(build(spec, seed=0).to(device), x, y, train=is_train, budget_s=0.5)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return t
+
+    with _threads(cfg.num_threads):
+        probes = [*specs, tiny]
+        macs = np.array([float(totals(sp)[0]) for sp in probes])
+        layers = np.array([float(leaf_modules(sp)) for sp in probes])
+        steps = np.array([timed(sp, True) for sp in probes])
+        # step time = layers * s + (3 * batch * MACs) / R, both parts >= 0
+        (step, slope), _ = nnls(np.column_stack([layers, TRAIN_MACS_FACTOR * B * macs]),
+                                steps)
+        if slope <= 0:  # noise larger than the differences: all of it is compute
+            slope, step = float(steps.sum() / (TRAIN_MACS_FACTOR * B * macs).sum()), 0.0
+        rate = 1.0 / float(slope)
+        eval_step = max(0.0, (timed(specs[0], False) - B * macs[0] / rate) / layers[0])
+        rates = {}
+        for name, spec in (named or {}).items():
+            compute = timed(spec, True) - leaf_modules(spec) * step
+            m = float(totals(spec)[0])
+            rates[name] = TRAIN_MACS_FACTOR * B * m / compute if compute > 0 and m else rate
+        # c: a real candidate of two training batches, minus what the model above says
+        # its batches took
+        t0 = time.perf_counter()
+        train_spec(tiny, data=data, seed=0,
+                   train=replace(cfg, epochs=1, limit_train_batches=2, max_time_s=None))
+        wall = time.perf_counter() - t0
+    m_tiny, n_tiny, val, B = macs[-1], layers[-1], int(val_images), cfg.batch_size
+    modelled = (2 * (n_tiny * step + TRAIN_MACS_FACTOR * B * m_tiny / rate)
+                + math.ceil(val / B) * n_tiny * eval_step + val * m_tiny / rate)
+    return Throughput(macs_per_s=rate, step_s=float(step), eval_step_s=eval_step,
+                      candidate_s=max(0.0, wall - modelled),
+                      measured_s=time.perf_counter() - t_start, rates=rates)
+
+
+# --------------------------------------------------------------------------------------------
+# The bill
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will train: the inputs of the bill, changed one at a time for advice."""
+
+    n_candidates: int
+    candidate_macs: float  # mean forward MACs per image of a candidate
+    epochs: float  # per candidate; a mean for schedules that stop some candidates early
+    train_images: int  # per epoch, after train_fraction and limit_train_batches
+    val_images: int
+    batch_size: int
+    candidate_layers: float = 1.0  # mean layers (leaf modules) of a candidate
+    baselines: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (MACs, layers)
+    baseline_epochs: float | None = None  # None: ``epochs``
+    scored_images: int | None = None  # candidates scored, not trained (evaluator=supernet)
+    extra_s: float = 0.0  # one-off work (training a supernet)
+    parallel: int = 1
+
+
+def job_seconds(macs: float, *, layers: float, epochs: float, train_images: int,
+                val_images: int, batch_size: int, tp: Throughput,
+                rate: float | None = None) -> float:
+    """Seconds to train one network of ``macs`` forward MACs per image and ``layers`` leaf
+    modules (module docstring); ``rate``: its own R, if measured."""
+    rate = tp.macs_per_s if rate is None else rate
+    train_steps = math.ceil(train_images / batch_size)
+    val_steps = math.ceil(val_images / batch_size) if val_images else 0
+    per_epoch = (layers * (train_steps * tp.step_s + val_steps * tp.eval_step_s)
+                 + macs * (TRAIN_MACS_FACTOR * train_images + val_images) / rate)
+    return tp.candidate_s + epochs * per_epoch
+
+
+def score_seconds(macs: float, *, layers: float, images: int, batch_size: int,
+                  tp: Throughput) -> float:
+    """Seconds to score a network without training it (forward passes over ``images``)."""
+    return (tp.candidate_s + layers * math.ceil(images / batch_size) * tp.eval_step_s
+            + macs * images / tp.macs_per_s)
+
+
+def candidate_seconds(plan: Plan, tp: Throughput, macs: float | None = None) -> float:
+    """One candidate of ``macs`` (default: the plan's mean) under ``plan``."""
+    macs = plan.candidate_macs if macs is None else macs
+    if plan.scored_images is not None:
+        return score_seconds(macs, layers=plan.candidate_layers, images=plan.scored_images,
+                             batch_size=plan.batch_size, tp=tp)
+    return job_seconds(macs, layers=plan.candidate_layers, epochs=plan.epochs,
+                       train_images=plan.train_images, val_images=plan.val_images,
+                       batch_size=plan.batch_size, tp=tp)
+
+
+def baseline_seconds(plan: Plan, tp: Throughput) -> dict[str, float]:
+    epochs = plan.epochs if plan.baseline_epochs is None else plan.baseline_epochs
+    return {name: job_seconds(m, layers=n, epochs=epochs, train_images=plan.train_images,
+                              val_images=plan.val_images, batch_size=plan.batch_size, tp=tp,
+                              rate=tp.rates.get(name))
+            for name, (m, n) in plan.baselines.items()}
+
+
+def work_seconds(plan: Plan, tp: Throughput) -> float:
+    """Slot-seconds of the whole plan (candidates, baselines, one-off work)."""
+    return (plan.n_candidates * candidate_seconds(plan, tp)
+            + sum(baseline_seconds(plan, tp).values()) + plan.extra_s * plan.parallel)
+
+
+def total_seconds(plan: Plan, tp: Throughput) -> float:
+    """Wall-clock seconds of the plan with ``plan.parallel`` slots kept busy."""
+    return work_seconds(plan, tp) / max(1, plan.parallel)
+
+
+def sha_mean_epochs(rungs: Sequence[float], eta: float) -> float:
+    """Mean epochs per candidate under successive halving (Li et al. 2020): all train to
+    ``rungs[0]``, the best 1/eta continue to ``rungs[1]`` from their checkpoint, ..."""
+    prev, mean = 0.0, 0.0
+    for k, r in enumerate(rungs):
+        mean += (float(r) - prev) / float(eta) ** k
+        prev = float(r)
+    return mean
+
+
+def duration(seconds: float) -> str:
+    """12 s, 4.2 min, 3.1 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
+class Bill:
+    """A run's estimated time, its advice, and the progress bar's ETA."""
+
+    plan: Plan
+    tp: Throughput
+    advice: list[tuple[str, float]] = field(default_factory=list)  # (override, total s)
+    started: float = field(default_factory=lambda: time.monotonic())
+    done_estimate_s: float = 0.0  # estimated slot-seconds of the finished work
+    #: plan -> advice for it (set by `estimate_search`; `parallel` recomputes the advice)
+    _advise: Any = field(default=None, repr=False)
+
+    @property
+    def total_s(self) -> float:
+        return total_seconds(self.plan, self.tp)
+
+    def parallel(self, slots: int) -> None:
+        """Spread the plan over ``slots`` concurrent candidates; advice follows."""
+        self.plan = replace(self.plan, parallel=max(1, int(slots)))
+        if self._advise is not None:
+            self.advice = self._advise(self.plan) if self.total_s > ADVICE_ABOVE_S else []
+        self.started = time.monotonic()
+
+    def seconds_of(self, macs: float, *, baseline: str | None = None) -> float:
+        """Estimated slot-seconds of one finished candidate or baseline."""
+        if baseline is not None and baseline in self.plan.baselines:
+            return baseline_seconds(self.plan, self.tp)[baseline]
+        return candidate_seconds(self.plan, self.tp, macs)
+
+    def finished(self, macs: float, *, baseline: str | None = None) -> None:
+        self.done_estimate_s += self.seconds_of(macs, baseline=baseline)
+
+    def remaining_s(self) -> float:
+        """Estimated seconds left: the work not done yet, scaled by actual / estimated
+        time of the work done so far, shrunk towards 1 by `ETA_PRIOR_SHARE` of the
+        estimate (one small first job that waited for workers to start must not multiply
+        the whole ETA)."""
+        slots = max(1, self.plan.parallel)
+        work = work_seconds(self.plan, self.tp)
+        left = max(0.0, work - self.done_estimate_s) / slots
+        prior = ETA_PRIOR_SHARE * work / slots
+        spent = time.monotonic() - self.started if self.done_estimate_s > 0 else 0.0
+        return left * (spent + prior) / (self.done_estimate_s / slots + prior)
+
+    def report(self) -> str:
+        p, tp = self.plan, self.tp
+        what = (f"scored on {p.scored_images:,} images each" if p.scored_images is not None
+                else f"{p.epochs:g} epochs of {p.train_images:,} images "
+                     f"(+{p.val_images:,} validation)")
+        lines = [f"estimate: {duration(self.total_s)} for {p.n_candidates} candidates "
+                 f"(mean {human(p.candidate_macs)} MACs, {what}) and {len(p.baselines)} "
+                 f"baselines on {p.parallel} slot{'s' * (p.parallel != 1)}; measured "
+                 f"{tp.describe()} in {tp.measured_s:.1f} s"]
+        per_base = baseline_seconds(p, tp)
+        if per_base:
+            lines.append("  baselines: " + ", ".join(
+                f"{n} {duration(s)}" for n, s in sorted(per_base.items(), key=lambda x: -x[1])))
+        if self.advice:
+            lines.append(f"  that is over {duration(ADVICE_ABOVE_S)}; each of these brings "
+                         f"it down (estimated total):")
+            width = max(len(o) for o, _ in self.advice)
+            lines += [f"    {o:<{width}}  -> {duration(s)}" for o, s in self.advice]
+        return "\n".join(lines)
+
+
+def advise(plan: Plan, tp: Throughput, *, train_fraction: float,
+           resolutions: Sequence[int] | None = None,
+           resolution_macs: Mapping[int, float] | None = None,
+           sha: tuple[Sequence[float], float] | None = None,
+           supernet: tuple[float, float] | None = None,
+           supernet_epochs: float | None = None,
+           calib_images: int = 0) -> list[tuple[str, float]]:
+    """Overrides that shorten ``plan`` and the estimated total after each (each alone).
+
+    Args:
+        train_fraction: the current ``train.train_fraction``.
+        resolutions: the space's current resolution choices; ``resolution_macs`` maps a
+            smaller resolution to the candidates' mean MACs there.
+        sha: (rungs, eta) of ``fidelity=sha`` when that config exists.
+        supernet: (largest, smallest) subnet MACs, for ``evaluator=supernet``, with the
+            supernet's ``supernet_epochs``; ``calib_images`` BN recalibration images.
+    """
+    now = total_seconds(plan, tp)
+    out: list[tuple[str, float]] = []
+
+    def fit(options: Sequence[Any], make) -> None:
+        """The mildest option that fits under the threshold, else the strongest."""
+        tried = [(o, total_seconds(make(o), tp)) for o in options]
+        tried = [(o, s) for o, s in tried if s < now * 0.9]
+        if tried:
+            under = [t for t in tried if t[1] <= ADVICE_ABOVE_S]
+            o, s = under[0] if under else tried[-1]
+            out.append((o[0], s))
+
+    if plan.scored_images is None:
+        fit([(f"train.train_fraction={f * train_fraction:g}", f)
+             for f in (0.5, 0.25, 0.1, 0.05, 0.02)],
+            lambda o: replace(plan, train_images=max(1, int(plan.train_images * o[1]))))
+        batches = math.ceil(plan.train_images / plan.batch_size)
+        fit([(f"train.limit_train_batches={n}", n) for n in (200, 100, 50, 20, 10)
+             if n < batches],
+            lambda o: replace(plan, train_images=o[1] * plan.batch_size))
+    if resolution_macs:
+        fit([(f"space.resolutions=[{r}]", m) for r, m in sorted(resolution_macs.items(),
+                                                                  reverse=True)],
+            lambda o: replace(plan, candidate_macs=o[1]))
+    if sha is not None and plan.scored_images is None:
+        rungs, eta = sha
+        out.append(("fidelity=sha", total_seconds(
+            replace(plan, epochs=sha_mean_epochs(rungs, eta)), tp)))
+    if supernet is not None and supernet_epochs and plan.scored_images is None:
+        big, small = supernet
+        # sandwich rule: the largest, the smallest and two random subnets per step
+        sn = job_seconds(big + small + 2 * plan.candidate_macs,
+                         layers=4 * plan.candidate_layers, epochs=supernet_epochs,
+                         train_images=plan.train_images, val_images=plan.val_images,
+                         batch_size=plan.batch_size, tp=tp)
+        out.append(("evaluator=supernet (after python -m nas.supernet)", total_seconds(
+            replace(plan, scored_images=plan.val_images + calib_images,
+                    extra_s=sn), tp)))
+    per_base = baseline_seconds(plan, tp)
+    costly = [n for n, s in per_base.items() if s > 0.1 * work_seconds(plan, tp)]
+    if costly:
+        keep = {n: m for n, m in plan.baselines.items() if n not in costly}
+        out.append((f"baselines.names=[{','.join(keep)}]",
+                    total_seconds(replace(plan, baselines=keep), tp)))
+    return [(o, t) for o, t in out if t < now * 0.9]  # only what really helps
+
+
+# --------------------------------------------------------------------------------------------
+# A search's bill
+# --------------------------------------------------------------------------------------------
+
+
+def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
+    """The bill of a `nas.search.Search` whose archive is open (work already archived is
+    not counted); None for looked-up results (evaluator=table), which train nothing."""
+    from omegaconf import OmegaConf
+
+    from nas.data import make_datamodule
+    from nas.train import TrainConfig
+    from search_spaces import baselines as zoo
+
+    cfg = search.cfg
+    ev = OmegaConf.to_container(cfg.evaluator, resolve=True)
+    if ev.get("backend") == "table":
+        return None
+    train = TrainConfig.from_any(OmegaConf.to_container(cfg.train, resolve=True))
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    name = data.pop("name")
+    dm = make_datamodule(name, **data, batch_size=train.batch_size,
+                         train_fraction=train.train_fraction, val_fraction=train.val_fraction)
+    n_train, n_val = dm.split_size("train"), dm.split_size("val")
+    lim = train.limit_train_batches
+    if isinstance(lim, int) and not isinstance(lim, bool):
+        n_train = min(n_train, lim * train.batch_size)
+    elif isinstance(lim, float):
+        n_train = int(n_train * lim)
+
+    space = search.space
+    genomes = space.sample(SAMPLES, np.random.default_rng(2024))
+    feasible = [g for g in genomes if search.feasible(g)] or list(genomes)
+    infos = sorted((search.coster.info(g) for g in feasible), key=lambda i: i["macs"])
+    mean_macs = float(np.mean([i["macs"] for i in infos]))
+    # the smallest, the quartiles and the median: the fit spans the candidates' sizes
+    probes = [infos[int(q * (len(infos) - 1))]["spec"] for q in (0.0, 0.25, 0.5, 0.75)]
+    done = {r.arch_id for r in search.archive.records()}
+    base_items = [i for i, _ in search.baseline_items(quiet=True) if i["arch_id"] not in done]
+    bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"]))) for i in base_items}
+    n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
+    plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,
+                candidate_layers=float(np.mean([leaf_modules(sp) for sp in probes])),
+                epochs=float(train.epochs),
+                train_images=n_train, val_images=n_val, batch_size=train.batch_size,
+                baselines=bases, parallel=max(1, int(parallel)))
+    if ev.get("backend") == "supernet":
+        calib = int(ev.get("calib_batches", 10)) * train.batch_size
+        plan = replace(plan, scored_images=n_val + calib)
+    res = space.decode(space.xu).input[1]
+    tiny = zoo.get("lenet5", num_classes=search.num_classes, in_channels=search.in_channels,
+                   resolution=res)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    tp = measure_throughput(probes, data=data_cfg, train=train, val_images=n_val, tiny=tiny,
+                            named={i["name"]: i["spec"] for i in base_items})
+    sn = (float(totals(space.decode(space.xu))[0]), float(totals(space.decode(space.xl))[0]))
+    res_macs: dict[int, float] = {}
+
+    def advice_for(p: Plan) -> list[tuple[str, float]]:
+        if not res_macs:  # only a long run needs the space at smaller resolutions
+            res_macs.update(_resolution_macs(search))
+        return advise(p, tp, train_fraction=train.train_fraction, resolution_macs=res_macs,
+                      sha=_sha_schedule(), supernet=sn, supernet_epochs=_supernet_epochs(cfg),
+                      calib_images=10 * train.batch_size)
+
+    bill = Bill(plan, tp, _advise=advice_for)
+    bill.parallel(parallel)
+    return bill
+
+
+def _resolution_macs(search: Any) -> dict[int, float]:
+    """Mean candidate MACs at smaller single resolutions than the space's (exact: the space
+    rebuilt with ``resolutions=[r]`` and sampled)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from nas.search import Coster
+
+    space_cfg = OmegaConf.to_container(search.cfg.space, resolve=True)
+    current = space_cfg.get("resolutions")
+    if not current:
+        return {}
+    low = min(int(r) for r in current)
+    out = {}
+    for r in sorted({max(8, low * 3 // 4 // 4 * 4), max(8, low // 2 // 4 * 4)}, reverse=True):
+        if r >= low:
+            continue
+        kw = {k: v for k, v in space_cfg.items() if k != "name"}
+        kw["resolutions"] = [r]
+        try:
+            space = instantiate(kw, num_classes=search.num_classes,
+                                in_channels=search.in_channels, _convert_="all")
+        except Exception:  # noqa: BLE001 - a space that cannot go that small: no advice
+            continue
+        coster = Coster(space, ("macs",))
+        genomes = space.sample(SAMPLES, np.random.default_rng(2024))
+        out[r] = float(np.mean([coster.info(g)["macs"] for g in genomes]))
+    return out
+
+
+def _sha_schedule() -> tuple[list[float], float] | None:
+    """(rungs, eta) of conf/fidelity/sha.yaml, when that fidelity exists."""
+    from omegaconf import OmegaConf
+
+    path = Path(__file__).resolve().parents[1] / "conf" / "fidelity" / "sha.yaml"
+    if not path.exists():
+        return None
+    doc = OmegaConf.to_container(OmegaConf.load(path))
+    rungs, eta = doc.get("rungs"), doc.get("eta")
+    if not isinstance(rungs, list) or not rungs or not isinstance(eta, (int, float)):
+        return None
+    try:
+        return [float(r) for r in rungs], float(eta)
+    except (TypeError, ValueError):
+        return None
+
+
+def _supernet_epochs(cfg: Any) -> float:
+    """The supernet's epochs as conf/supernet.yaml would set them for this data set."""
+    preset = cfg.get("preset") or {}
+    return float(preset.get("supernet_epochs") or 60)
+
+
+__all__ = ["ADVICE_ABOVE_S", "Bill", "Plan", "TRAIN_MACS_FACTOR", "Throughput", "advise",
+           "baseline_seconds", "candidate_seconds", "duration", "estimate_search",
+           "job_seconds", "measure_throughput", "score_seconds", "sha_mean_epochs",
+           "total_seconds", "work_seconds"]
