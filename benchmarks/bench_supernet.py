@@ -1,22 +1,27 @@
 """Supernet evaluation against from-scratch training: cost per candidate and ranking fidelity.
 
-    python benchmarks/bench_supernet.py --checkpoint runs/supernet/.../checkpoints/last.ckpt
-        [--n 30] [--calib 2 5 10] [--train proxy] [--seeds 0 1] [--out runs/bench_supernet]
-        [overrides ...]
+    python benchmarks/bench_supernet.py [--checkpoint runs/supernet/.../checkpoints/last.ckpt]
+        [--n 30] [--calib 2 5 10] [--val-images 500 1000] [--train proxy] [--seeds 0 1]
+        [--out runs/bench_supernet] [--tag NAME] [--summary] [overrides ...]
 
-Samples ``--n`` random architectures of the checkpoint's space (seeded), then
+Samples ``--n`` random architectures of the search config's space (seeded; with a checkpoint
+the space must be the supernet's), then
 
-* scores each with inherited weights (``nas.supernet.InheritedScorer``, the code behind
-  ``evaluator=supernet``) for every ``--calib`` number of BN-calibration batches, timing
-  each score (extraction + calibration + validation);
+* with ``--checkpoint``, scores each with inherited weights (``nas.supernet.InheritedScorer``,
+  the code behind ``evaluator=supernet``) for every ``--calib`` number of BN-calibration
+  batches, timing each score (extraction + calibration + validation); the accuracy on the
+  first ``--val-images`` validation images is recorded too, from the same pass;
 * trains each from scratch with ``--train`` (a conf/train/ recipe, the search's proxy by
   default) once per ``--seeds`` entry, timing each training (``nas.train.train_spec``, the
   code behind ``evaluator=local``);
 
 and prints seconds per candidate side by side, the Kendall tau between supernet accuracy and
 the mean from-scratch accuracy, and the from-scratch repeatability (tau between the first
-two seeds). Rows go to ``--out/rows.csv`` so an interrupted run keeps what it measured.
-Extra arguments are Hydra overrides of the search config (data, train).
+two seeds). Rows go to ``--out/rows-TAG.csv`` so an interrupted run keeps what it measured;
+the summary reads every ``--out/rows*.csv``, so processes with different ``--tag`` (say one
+per seed, or one for the supernet) can measure side by side and ``--summary`` alone prints
+the result. Extra arguments are Hydra overrides of the search config (data, space, train);
+calibration batches have the proxy recipe's batch size.
 """
 
 from __future__ import annotations
@@ -29,55 +34,111 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
+from nas.data import make_datamodule
 from nas.search import CONF_DIR
-from nas.supernet import InheritedScorer, load_supernet
+from nas.supernet import InheritedScorer, check_space
 from nas.train import train_spec
 from search_spaces import format_genome
 
 
+def summary(out: Path, calib: list[int], val_images: list[int], train: str,
+            seeds: list[int]) -> None:
+    files = sorted(out.glob("rows*.csv"))
+    if not files:
+        print(f"no rows in {out}")
+        return
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    df = df.drop_duplicates(["genome", "method"], keep="last")
+    acc = df.pivot(index="genome", columns="method", values="accuracy")
+    sec = df.groupby("method")["seconds"].agg(["mean", "median", "count"])
+    print(f"\n{len(acc)} architectures; seconds per candidate (mean / median, n):")
+    for m, r in sec.iterrows():
+        print(f"  {m:<16} {r['mean']:7.2f} / {r['median']:7.2f}  ({int(r['count'])})")
+    scratch = [f"{train}_s{s}" for s in seeds if f"{train}_s{s}" in acc]
+    if not scratch:
+        return
+    full = acc[scratch].dropna()
+    ref = full.mean(axis=1)
+    print(f"from scratch ({train}, seeds {seeds}): {len(full)} architectures, mean accuracy "
+          f"{ref.mean():.4f} (range {ref.min():.4f}-{ref.max():.4f})")
+    if len(scratch) >= 2:
+        rep = kendalltau(full[scratch[0]], full[scratch[1]]).statistic
+        print(f"from-scratch repeatability ({scratch[0]} vs {scratch[1]}): tau {rep:.3f}")
+    for c in calib:
+        m = f"supernet_c{c}"
+        if m not in acc:
+            continue
+        for col, label in [("accuracy", "all"), *[(f"accuracy_v{v}", str(v))
+                                                  for v in val_images]]:
+            sub = df[df.method == m].set_index("genome")
+            if col not in sub:
+                continue
+            both = pd.concat([sub[col], ref], axis=1, join="inner").dropna()
+            tau = kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
+            taus = [kendalltau(pd.concat([sub[col], full[s]], axis=1, join="inner").dropna()
+                               .iloc[:, 0], full[s].reindex(both.index)).statistic
+                    for s in scratch]
+            print(f"  supernet, {c:3d} calibration batches, {label:>4} val images: tau vs "
+                  f"mean {tau:.3f} (vs each seed {', '.join(f'{t:.3f}' for t in taus)}), "
+                  f"n={len(both)}, mean accuracy {both.iloc[:, 0].mean():.4f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a python -m nas.supernet checkpoint")
+    p.add_argument("--checkpoint", help="a python -m nas.supernet checkpoint (else from "
+                                        "scratch only)")
     p.add_argument("--n", type=int, default=30, help="random architectures")
-    p.add_argument("--calib", type=int, nargs="+", default=[2, 5, 10],
+    p.add_argument("--calib", type=int, nargs="*", default=[2, 5, 10],
                    help="BN-calibration batch counts to compare")
+    p.add_argument("--val-images", type=int, nargs="*", default=[],
+                   help="also score on the first N validation images (same pass)")
     p.add_argument("--train", default="proxy", help="from-scratch recipe (conf/train/)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="from-scratch seeds")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="from-scratch seeds")
     p.add_argument("--out", type=Path, default=Path("runs/bench_supernet"))
+    p.add_argument("--tag", default="", help="rows file: --out/rows-TAG.csv")
+    p.add_argument("--summary", action="store_true", help="only print the summary")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the search config")
     args = p.parse_args()
+    if args.summary:
+        summary(args.out, args.calib, args.val_images, args.train, args.seeds)
+        return
     torch.set_num_threads(1)
 
-    supernet, sha = load_supernet(args.checkpoint)
-    space = supernet.space
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("search", overrides=["+space=mobile", f"train={args.train}",
                                            *args.overrides])
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    train = OmegaConf.to_container(cfg.train, resolve=True)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         proxy = OmegaConf.to_container(compose("search", overrides=["+space=mobile",
                                                                      *args.overrides]).train,
                                        resolve=True)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    dm = make_datamodule(data["name"], **{k: v for k, v in data.items() if k != "name"})
+    space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
+    space = instantiate(space_cfg, num_classes=dm.num_classes, in_channels=dm.in_channels,
+                        _convert_="all")
+    scorers = {c: InheritedScorer(args.checkpoint, data=data, train=proxy, calib_batches=c)
+               for c in (args.calib if args.checkpoint else [])}
+    for scorer in scorers.values():
+        check_space(scorer.supernet, space, args.checkpoint)
     genomes = space.sample(args.n, np.random.default_rng(2024))
     args.out.mkdir(parents=True, exist_ok=True)
-    rows_path = args.out / "rows.csv"
-    done = pd.read_csv(rows_path) if rows_path.exists() else pd.DataFrame()
-    rows = done.to_dict("records")
+    rows_path = args.out / (f"rows-{args.tag}.csv" if args.tag else "rows.csv")
+    rows = pd.read_csv(rows_path).to_dict("records") if rows_path.exists() else []
     seen = {(r["genome"], r["method"]) for r in rows}
 
     def add(row: dict) -> None:
         rows.append(row)
         pd.DataFrame(rows).to_csv(rows_path, index=False)
 
-    scorers = {c: InheritedScorer(args.checkpoint, data=data, train=proxy, calib_batches=c)
-               for c in args.calib}
-    print(f"checkpoint {args.checkpoint} (sha256 {sha[:16]}), {args.n} architectures, "
-          f"supernet scores with {args.calib} calibration batches of {proxy['batch_size']}, "
-          f"from scratch: train={args.train} seeds {args.seeds}", flush=True)
+    sha = next(iter(scorers.values())).sha256[:16] if scorers else "-"
+    print(f"checkpoint {args.checkpoint} (sha256 {sha}), {args.n} architectures, "
+          f"supernet scores with {list(scorers)} calibration batches of "
+          f"{proxy['batch_size']}, from scratch: train={args.train} seeds {args.seeds}",
+          flush=True)
     for i, g in enumerate(genomes):
         key = format_genome(g)
         spec = space.decode(g)
@@ -86,9 +147,13 @@ def main() -> None:
             if (key, method) in seen:
                 continue
             t = time.perf_counter()
-            s = scorer.score(g)
-            add({"genome": key, "method": method, "accuracy": s["accuracy"],
-                 "seconds": time.perf_counter() - t, "arch_id": spec.name})
+            s = scorer.score(g, per_image=True)
+            row = {"genome": key, "method": method, "accuracy": s["accuracy"],
+                   "seconds": time.perf_counter() - t, "arch_id": spec.name,
+                   "calib_images": s["calib_images"], "val_images": s["val_images"]}
+            row.update({f"accuracy_v{v}": float(s["correct"][:v].mean())
+                        for v in args.val_images})
+            add(row)
         for seed in args.seeds:
             method = f"{args.train}_s{seed}"
             if (key, method) in seen:
@@ -98,25 +163,7 @@ def main() -> None:
             add({"genome": key, "method": method, "accuracy": out["accuracy"],
                  "seconds": time.perf_counter() - t, "arch_id": spec.name})
         print(f"  {i + 1}/{args.n} {spec.name}", flush=True)
-
-    df = pd.DataFrame(rows)
-    acc = df.pivot(index="genome", columns="method", values="accuracy")
-    sec = df.groupby("method")["seconds"].agg(["mean", "median"])
-    scratch = [f"{args.train}_s{s}" for s in args.seeds]
-    ref = acc[scratch].mean(axis=1)
-    print(f"\n{len(acc)} architectures; seconds per candidate (mean / median):")
-    for m, r in sec.iterrows():
-        print(f"  {m:<14} {r['mean']:7.2f} / {r['median']:7.2f}")
-    print(f"Kendall tau of supernet accuracy vs mean {args.train} accuracy "
-          f"({len(args.seeds)} seeds):")
-    for c in args.calib:
-        tau = kendalltau(acc[f"supernet_c{c}"], ref).statistic
-        print(f"  {c:3d} calibration batches: tau {tau:.3f}, mean accuracy "
-              f"{acc[f'supernet_c{c}'].mean():.3f}")
-    if len(scratch) >= 2:
-        rep = kendalltau(acc[scratch[0]], acc[scratch[1]]).statistic
-        print(f"from-scratch repeatability ({scratch[0]} vs {scratch[1]}): tau {rep:.3f}; "
-              f"mean accuracy {ref.mean():.3f}")
+    summary(args.out, args.calib, args.val_images, args.train, args.seeds)
 
 
 if __name__ == "__main__":

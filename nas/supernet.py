@@ -658,18 +658,25 @@ class SubnetData:
         return self._cache[key]
 
     @torch.no_grad()
-    def score(self, net: nn.Module, resolution: int) -> dict[str, float]:
-        """Recalibrate ``net``'s BN statistics, then its validation accuracy and loss."""
+    def score(self, net: nn.Module, resolution: int, *,
+              per_image: bool = False) -> dict[str, Any]:
+        """Recalibrate ``net``'s BN statistics, then its validation accuracy and loss
+        (with ``per_image``, also ``"correct"``: a bool array, one entry per validation
+        image in split order)."""
         dev = next(net.parameters()).device
         n_cal = calibrate_bn(net, (x.to(dev) for x, _ in self.batches("calib", resolution)))
-        correct, loss, n = 0, 0.0, 0
+        hits, loss, n = [], 0.0, 0
         for x, y in self.batches("val", resolution):
             logits = net(x.to(dev)).float().cpu()
-            correct += int((logits.argmax(1) == y).sum())
+            hits.append(logits.argmax(1) == y)
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             n += int(y.shape[0])
-        return {"accuracy": correct / n, "val_loss": loss / n, "calib_images": n_cal,
-                "val_images": n}
+        correct = torch.cat(hits)
+        out = {"accuracy": int(correct.sum()) / n, "val_loss": loss / n,
+               "calib_images": n_cal, "val_images": n}
+        if per_image:
+            out["correct"] = correct.numpy()
+        return out
 
 
 def subnet_net(supernet: MobileSupernet, genome: Any) -> nn.Module:
@@ -916,16 +923,18 @@ class InheritedScorer:
     def check_space(self, space: Any) -> None:
         check_space(self.supernet, space, self.checkpoint)
 
-    def network(self, genome: Any, *, seed: int = 0) -> tuple[S.ArchSpec, nn.Module, dict]:
+    def network(self, genome: Any, *, seed: int = 0,
+                per_image: bool = False) -> tuple[S.ArchSpec, nn.Module, dict]:
         """``(spec, net, score)``: the subnet with its inherited (fine-tuned, recalibrated)
-        weights in eval mode, and its validation score."""
+        weights in eval mode, and its validation score (``per_image``: see
+        :meth:`SubnetData.score`)."""
         genome = self.supernet.space.canonical(genome)
         spec, state = self.supernet.extract(genome)
         net = B.build(spec)
         net.load_state_dict(state)
         if self.finetune_steps:
             net = self._finetune(spec, net, seed)
-        score = self.data.score(net, spec.input[1])
+        score = self.data.score(net, spec.input[1], per_image=per_image)
         return spec, net, score
 
     def _finetune(self, spec: S.ArchSpec, net: nn.Module, seed: int) -> nn.Module:
@@ -954,7 +963,7 @@ class InheritedScorer:
             trainer.fit(model, datamodule=dm)
         return model.net.eval()
 
-    def score(self, genome: Any, *, seed: int = 0) -> dict:
+    def score(self, genome: Any, *, seed: int = 0, per_image: bool = False) -> dict:
         """``{"accuracy", "val_loss", "seconds", ...}`` of one subnet."""
         import time
 
@@ -962,7 +971,7 @@ class InheritedScorer:
 
         t0 = time.perf_counter()
         with _threads(self.train.num_threads):
-            _, _, score = self.network(genome, seed=seed)
+            _, _, score = self.network(genome, seed=seed, per_image=per_image)
         return {**score, "seconds": time.perf_counter() - t0}
 
 
