@@ -710,12 +710,19 @@ class SupernetModule(pl.LightningModule):
         train: the recipe (TrainConfig fields).
         random_subnets, distill, sort_channels: see above and
             :meth:`MobileSupernet.sort_channels` (each epoch after the first).
+        progressive: progressive shrinking (Cai et al., Once-for-All 2020): gene kinds (the
+            last part of a gene's name, e.g. ``[kernel, depth, expand]`` for mobile) in the
+            order they become elastic. The epochs are split into ``len + 1`` equal phases:
+            in the first every listed kind is held at its largest choice, each later phase
+            frees the next kind. Unlisted kinds (resolution, SE) are elastic throughout.
+            None: every gene elastic from the start.
         seed: initial weights and subnet sampling.
     """
 
     def __init__(self, *, space: str, space_config: Mapping, width: float | None = None,
                  block: str | None = None, train: Any = None, random_subnets: int = 2,
-                 distill: bool = True, sort_channels: bool = True, seed: int = 0) -> None:
+                 distill: bool = True, sort_channels: bool = True,
+                 progressive: Iterable[str] | None = None, seed: int = 0) -> None:
         super().__init__()
         from nas.train import TrainConfig
         from search_spaces import get_space
@@ -730,6 +737,14 @@ class SupernetModule(pl.LightningModule):
             self.supernet = make_supernet(get_space(space, **dict(space_config)), width=width,
                                           block=block)
         self.space = self.supernet.space
+        self.progressive = None if progressive is None else [str(k) for k in progressive]
+        kinds = {g.name.rsplit(".", 1)[-1]: None for g in self.space.genes}
+        bad = [k for k in self.progressive or [] if k not in kinds]
+        if bad or (self.progressive is not None and
+                   (not self.progressive or len(set(self.progressive)) < len(self.progressive))):
+            raise ValueError(f"supernet.progressive={self.progressive!r} is invalid; pass null "
+                             f"or distinct gene kinds of the {self.space.name} space in the "
+                             f"order they become elastic, from: {', '.join(kinds)}")
         self.random_subnets, self.distill = random_subnets, bool(distill)
         self.sort = bool(sort_channels)
         self.seed = int(seed)
@@ -739,16 +754,38 @@ class SupernetModule(pl.LightningModule):
             "width": getattr(self.supernet, "width", None),
             "block": getattr(self.supernet, "block", None), "train": self.cfg.to_dict(),
             "random_subnets": random_subnets, "distill": self.distill,
-            "sort_channels": self.sort, "seed": self.seed})
+            "sort_channels": self.sort, "progressive": self.progressive, "seed": self.seed})
 
     def forward(self, x: torch.Tensor, genome: Any) -> torch.Tensor:
         return self.supernet(x, genome)
 
-    def sandwich(self, step: int) -> list[tuple[int, ...]]:
-        """The subnets of one step: largest, smallest, then the random ones."""
+    def held(self, epoch: int | None) -> list[str]:
+        """The gene kinds held at their largest choice in ``epoch`` (progressive
+        shrinking; none without it, or for ``epoch=None``)."""
+        if self.progressive is None or epoch is None:
+            return []
+        phases = len(self.progressive) + 1
+        phase = min(phases - 1, int(epoch) * phases // max(1, self.cfg.epochs))
+        return self.progressive[phase:]
+
+    def sandwich(self, step: int, epoch: int | None = None) -> list[tuple[int, ...]]:
+        """The subnets of one step: largest, smallest, then the random ones (with
+        progressive shrinking, the kinds :meth:`held` in ``epoch`` at their largest)."""
         rng = np.random.default_rng([self.seed, int(step)])
-        return [self.supernet.largest(), self.supernet.smallest(),
+        nets = [self.supernet.largest(), self.supernet.smallest(),
                 *map(tuple, self.space.sample(self.random_subnets, rng))]
+        held = set(self.held(epoch))
+        if not held:
+            return nets
+        big = nets[0]
+        pos = [g.position for g in self.space.genes if g.name.rsplit(".", 1)[-1] in held]
+        out = []
+        for genome in nets:
+            g = list(genome)
+            for i in pos:
+                g[i] = big[i]
+            out.append(tuple(self.space.canonical(g)))
+        return out
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         from nas.train import CandidateFailed
@@ -759,7 +796,7 @@ class SupernetModule(pl.LightningModule):
         opt.zero_grad()
         teacher = None
         losses = []
-        for genome in self.sandwich(self.global_step):
+        for genome in self.sandwich(self.global_step, self.current_epoch):
             res = self.space.values(genome)["resolution"]
             logits = self.supernet(resize(x, res), genome).float()
             if teacher is None or not self.distill:
@@ -1053,7 +1090,8 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         module = SupernetModule(space=space.name, space_config=space.config(),
                                 width=cfg.get("width"), block=cfg.get("block"), train=train,
                                 random_subnets=opts["random_subnets"], distill=opts["distill"],
-                                sort_channels=opts["sort_channels"], seed=seed)
+                                sort_channels=opts["sort_channels"],
+                                progressive=opts.get("progressive"), seed=seed)
         scorer = ScoreExtremes(SubnetData(cfg.data, train, calib_batches=opts["calib_batches"],
                                           seed=seed))
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -295,6 +295,40 @@ def test_sandwich_samples_largest_smallest_and_seeded_random_subnets():
     assert m.sandwich(8)[2:] != a[2:]
 
 
+def test_progressive_shrinking_frees_one_kind_per_phase(tmp_path):
+    from nas.supernet import SupernetModule, load_supernet, run_supernet
+
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    m = SupernetModule(space="mobile", space_config=space.config(), train={"epochs": 4},
+                       progressive=["kernel", "depth"], random_subnets=2, seed=0)
+    # 3 phases over 4 epochs: epoch * 3 // 4
+    assert [m.held(e) for e in range(4)] == [["kernel", "depth"], ["kernel", "depth"],
+                                             ["depth"], []]
+    genes = m.space.genes
+
+    def choices(genome, kind):
+        return {g.choices[genome[g.position]] for g in genes if g.name.endswith("." + kind)}
+
+    first = [g for step in range(6) for g in m.sandwich(step, 0)]
+    second = [g for step in range(6) for g in m.sandwich(step, 2)]
+    assert all(choices(g, "kernel") == {7} and choices(g, "depth") == {3} for g in first)
+    assert len({g for g in first}) > 1  # resolution, SE and width still vary
+    assert all(choices(g, "depth") == {3} for g in second)
+    assert set().union(*(choices(g, "kernel") for g in second)) == {3, 5, 7}
+    assert m.sandwich(5, 3) == m.sandwich(5) and m.sandwich(5, 3)[1] == m.supernet.smallest()
+    for bad in (["width_mult"], [], ["kernel", "kernel"]):
+        with pytest.raises(ValueError, match=r"supernet.progressive=.* is invalid; pass null "
+                                             r"or distinct gene kinds of the mobile space .*"
+                                             r"from: resolution, width, depth, se, kernel"):
+            SupernetModule(space="mobile", space_config=space.config(), progressive=bad)
+    # The config switch end to end: a tiny run trains through both phases and records them.
+    summary = run_supernet(supernet_cfg("supernet.progressive=[kernel]"), tmp_path / "ps")
+    assert summary["steps"] == 6
+    ckpt = torch.load(tmp_path / "ps" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["progressive"] == ["kernel"]
+    load_supernet(tmp_path / "ps" / "checkpoints" / "last.ckpt")
+
+
 def test_resume_after_kill_continues_to_the_same_weights(tmp_path, trained):
     """A run killed (SIGKILL) after its first epoch's checkpoint, resumed, ends with the
     weights of the uninterrupted run (the module fixture)."""
