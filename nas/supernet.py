@@ -796,6 +796,10 @@ class SupernetModule(pl.LightningModule):
         opt.zero_grad()
         teacher = None
         losses = []
+        # One process: a backward pass per subnet (one graph alive at a time). DDP reduces
+        # gradients once per step, so there the subnets' losses are summed into one backward.
+        distributed = self.trainer.world_size > 1
+        total = 0.0
         for genome in self.sandwich(self.global_step, self.current_epoch):
             res = self.space.values(genome)["resolution"]
             logits = self.supernet(resize(x, res), genome).float()
@@ -805,8 +809,13 @@ class SupernetModule(pl.LightningModule):
                 loss = -(teacher * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
             if teacher is None:
                 teacher = F.softmax(logits.detach(), dim=1)
-            self.manual_backward(loss)
+            if distributed:
+                total = total + loss
+            else:
+                self.manual_backward(loss)
             losses.append(loss.detach())
+        if distributed:
+            self.manual_backward(total)
         if not all(torch.isfinite(v) for v in losses):
             raise CandidateFailed(f"diverged: losses {[float(v) for v in losses]} at step "
                                   f"{self.global_step}")
@@ -1026,7 +1035,8 @@ class SupernetError(ValueError):
 def run_supernet(cfg: Any, run_dir: Any) -> dict:
     """Train (or, with ``cfg.resume``, continue) a supernet into ``run_dir``; the plain
     function behind the CLI. Writes ``config.yaml``, ``checkpoints/last.ckpt`` (every epoch),
-    ``metrics.csv`` and ``summary.json``; returns the summary."""
+    ``metrics.csv`` and ``summary.json``; returns the summary (an empty dict in the other
+    processes of a DDP run)."""
     import json
     import time
     import warnings
@@ -1105,7 +1115,9 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         accelerator = _accelerator(train)
         trainer = pl.Trainer(
             max_epochs=train.epochs, accelerator=accelerator, devices=train.devices,
-            strategy=train.strategy,
+            # Subnets leave parts of the supernet unused in a step: DDP must look for them.
+            strategy=(f"{train.strategy}_find_unused_parameters_true"
+                      if train.strategy in ("ddp", "ddp_spawn") else train.strategy),
             precision=resolve_precision(train.precision, accelerator),
             deterministic=train.deterministic,
             logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
@@ -1121,6 +1133,8 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
             warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
         seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:  # DDP: the first process writes and prints the summary
+        return {}
     _merge_metrics(run_dir)
     scores = scorer.last or scorer.scores(module)
     previous = {}
