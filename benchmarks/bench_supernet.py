@@ -20,7 +20,10 @@ the mean from-scratch accuracy, and the from-scratch repeatability (tau between 
 two seeds). Rows go to ``--out/rows-TAG.csv`` so an interrupted run keeps what it measured;
 the summary reads every ``--out/rows*.csv``, so processes with different ``--tag`` (say one
 per seed, or one for the supernet) can measure side by side and ``--summary`` alone prints
-the result. Extra arguments are Hydra overrides of the search config (data, space, train);
+the result. ``--floor`` measures the convolution throughput of this machine (a dense 3x3
+convolution, 64 channels, 32x32, batch 64, forward, the scorer's thread count) before and
+after the supernet scores and compares each score's time with its compute floor,
+(calibration + validation images) x 2 x MACs at that throughput. Extra arguments are Hydra overrides of the search config (data, space, train);
 calibration batches have the proxy recipe's batch size.
 """
 
@@ -38,11 +41,28 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
+from nas.cost import totals
 from nas.data import make_datamodule
 from nas.search import CONF_DIR
 from nas.supernet import InheritedScorer, check_space
 from nas.train import train_spec
 from search_spaces import format_genome
+
+
+def conv_flops_per_second(repeat: int = 20) -> float:
+    """FLOP/s of a dense 3x3 convolution (64 -> 64 channels, 32x32, batch 64) in eval
+    mode, best of ``repeat`` timed calls after a warm-up."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()
+    x = torch.randn(64, 64, 32, 32)
+    flops = 2 * 64 * 64 * 9 * 32 * 32 * 64
+    best = float("inf")
+    with torch.no_grad():
+        conv(x)
+        for _ in range(repeat):
+            t = time.perf_counter()
+            conv(x)
+            best = min(best, time.perf_counter() - t)
+    return flops / best
 
 
 def summary(out: Path, calib: list[int], val_images: list[int], train: str,
@@ -58,6 +78,21 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
     print(f"\n{len(acc)} architectures; seconds per candidate (mean / median, n):")
     for m, r in sec.iterrows():
         print(f"  {m:<16} {r['mean']:7.2f} / {r['median']:7.2f}  ({int(r['count'])})")
+    tp = out / "throughput.csv"
+    if tp.exists() and "macs" in df:
+        flops = pd.read_csv(tp)["flops_per_second"]
+        rate = flops.max()
+        print(f"conv throughput: {rate / 1e9:.2f} GFLOP/s (best of {len(flops)} measurements, "
+              f"range {flops.min() / 1e9:.2f}-{rate / 1e9:.2f})")
+        sn = df[df.method.str.startswith("supernet_")].copy()
+        sn["floor"] = (sn.calib_images + sn.val_images) * 2 * sn.macs / rate
+        for m, g in sn.groupby("method"):
+            ratio = g.seconds / g.floor
+            print(f"  {m:<16} MACs {g.macs.mean() / 1e6:.1f}M mean, "
+                  f"{int(g.calib_images.iloc[0])} + {int(g.val_images.iloc[0])} images: "
+                  f"{g.seconds.mean():.2f} s against a floor of {g.floor.mean():.2f} s "
+                  f"(ratio median {ratio.median():.2f}, range {ratio.min():.2f}-"
+                  f"{ratio.max():.2f})")
     scratch = [f"{train}_s{s}" for s in seeds if f"{train}_s{s}" in acc]
     if not scratch:
         return
@@ -101,6 +136,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/bench_supernet"))
     p.add_argument("--tag", default="", help="rows file: --out/rows-TAG.csv")
     p.add_argument("--summary", action="store_true", help="only print the summary")
+    p.add_argument("--floor", action="store_true",
+                   help="measure the conv throughput and compare scores with the floor")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the search config")
     args = p.parse_args()
     if args.summary:
@@ -134,6 +171,14 @@ def main() -> None:
         rows.append(row)
         pd.DataFrame(rows).to_csv(rows_path, index=False)
 
+    def throughput() -> None:
+        if args.floor:
+            path = args.out / "throughput.csv"
+            old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+            new = pd.DataFrame([{"flops_per_second": conv_flops_per_second()}])
+            pd.concat([old, new]).to_csv(path, index=False)
+
+    throughput()
     sha = next(iter(scorers.values())).sha256[:16] if scorers else "-"
     print(f"checkpoint {args.checkpoint} (sha256 {sha}), {args.n} architectures, "
           f"supernet scores with {list(scorers)} calibration batches of "
@@ -150,7 +195,8 @@ def main() -> None:
             s = scorer.score(g, per_image=True)
             row = {"genome": key, "method": method, "accuracy": s["accuracy"],
                    "seconds": time.perf_counter() - t, "arch_id": spec.name,
-                   "calib_images": s["calib_images"], "val_images": s["val_images"]}
+                   "calib_images": s["calib_images"], "val_images": s["val_images"],
+                   "macs": totals(spec)[0]}
             row.update({f"accuracy_v{v}": float(s["correct"][:v].mean())
                         for v in args.val_images})
             add(row)
@@ -163,6 +209,7 @@ def main() -> None:
             add({"genome": key, "method": method, "accuracy": out["accuracy"],
                  "seconds": time.perf_counter() - t, "arch_id": spec.name})
         print(f"  {i + 1}/{args.n} {spec.name}", flush=True)
+    throughput()
     summary(args.out, args.calib, args.val_images, args.train, args.seeds)
 
 
