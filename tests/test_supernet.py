@@ -414,6 +414,27 @@ def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
     assert "inherited from supernet" in text and "python -m nas.train" in text
 
 
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_gloo_processes(tmp_path):
+    """Lightning's DDP path (train.strategy=ddp, 2 CPU processes, gloo): trains, the first
+    process writes the one summary, and the checkpoint loads."""
+    import json
+    import subprocess
+    import sys
+
+    from nas.supernet import load_supernet
+
+    run = tmp_path / "ddp"
+    p = subprocess.run([sys.executable, "-m", "nas.supernet", *TINY_DATA, *TINY_SPACE,
+                        *TINY_TRAIN, "train.batch_size=16", "train.accelerator=cpu",
+                        "train.devices=2", "train.strategy=ddp", f"hydra.run.dir={run}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["epochs"] == 2  # 3 batches of each rank's shard
+    load_supernet(run / "checkpoints" / "last.ckpt")
+
+
 def _search_args(ckpt, *extra: str) -> list[str]:
     return [*TINY_DATA, *TINY_SPACE, "space.width_mults=[0.5]", "train=fast",
             "train.batch_size=32", "evaluator=supernet", f"evaluator.checkpoint={ckpt}",
