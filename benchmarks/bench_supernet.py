@@ -22,8 +22,9 @@ the summary reads every ``--out/rows*.csv``, so processes with different ``--tag
 per seed, or one for the supernet) can measure side by side and ``--summary`` alone prints
 the result. ``--floor`` measures the convolution throughput of this machine (a dense 3x3
 convolution, 64 channels, 32x32, batch 64, forward, the scorer's thread count) before and
-after the supernet scores and compares each score's time with its compute floor,
-(calibration + validation images) x 2 x MACs at that throughput. Extra arguments are Hydra overrides of the search config (data, space, train);
+after the supernet scores and compares each score's time (CPU time of the one-thread
+scorer, which load from other processes does not inflate, and wall time) with its compute
+floor, (calibration + validation images) x 2 x MACs at the best measured throughput. Extra arguments are Hydra overrides of the search config (data, space, train);
 calibration batches have the proxy recipe's batch size.
 """
 
@@ -74,10 +75,15 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
     df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     df = df.drop_duplicates(["genome", "method"], keep="last")
     acc = df.pivot(index="genome", columns="method", values="accuracy")
-    sec = df.groupby("method")["seconds"].agg(["mean", "median", "count"])
-    print(f"\n{len(acc)} architectures; seconds per candidate (mean / median, n):")
+    cols = [c for c in ("seconds", "cpu_seconds") if c in df]
+    sec = df.groupby("method")[cols].agg(["mean", "median", "count"])
+    print(f"\n{len(acc)} architectures; seconds per candidate, wall (and CPU, one thread) "
+          f"mean / median, n:")
     for m, r in sec.iterrows():
-        print(f"  {m:<16} {r['mean']:7.2f} / {r['median']:7.2f}  ({int(r['count'])})")
+        cpu = (f"   CPU {r['cpu_seconds', 'mean']:7.2f} / {r['cpu_seconds', 'median']:7.2f}"
+               if "cpu_seconds" in cols and r["cpu_seconds", "count"] else "")
+        print(f"  {m:<16} {r['seconds', 'mean']:7.2f} / {r['seconds', 'median']:7.2f}  "
+              f"({int(r['seconds', 'count'])}){cpu}")
     tp = out / "throughput.csv"
     if tp.exists() and "macs" in df:
         flops = pd.read_csv(tp)["flops_per_second"]
@@ -86,13 +92,18 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
               f"range {flops.min() / 1e9:.2f}-{rate / 1e9:.2f})")
         sn = df[df.method.str.startswith("supernet_")].copy()
         sn["floor"] = (sn.calib_images + sn.val_images) * 2 * sn.macs / rate
+        # CPU time of the (one-thread) scorer: what an idle core would take, whatever
+        # else loads the machine; wall time as well.
         for m, g in sn.groupby("method"):
-            ratio = g.seconds / g.floor
-            print(f"  {m:<16} MACs {g.macs.mean() / 1e6:.1f}M mean, "
-                  f"{int(g.calib_images.iloc[0])} + {int(g.val_images.iloc[0])} images: "
-                  f"{g.seconds.mean():.2f} s against a floor of {g.floor.mean():.2f} s "
-                  f"(ratio median {ratio.median():.2f}, range {ratio.min():.2f}-"
-                  f"{ratio.max():.2f})")
+            for col in ("cpu_seconds", "seconds"):
+                if col not in g or g[col].isna().all():
+                    continue
+                ratio = g[col] / g.floor
+                print(f"  {m:<16} MACs {g.macs.mean() / 1e6:.1f}M mean, "
+                      f"{int(g.calib_images.iloc[0])} + {int(g.val_images.iloc[0])} images, "
+                      f"{'CPU' if col == 'cpu_seconds' else 'wall'}: {g[col].mean():.2f} s "
+                      f"against a floor of {g.floor.mean():.2f} s (ratio median "
+                      f"{ratio.median():.2f}, range {ratio.min():.2f}-{ratio.max():.2f})")
     scratch = [f"{train}_s{s}" for s in seeds if f"{train}_s{s}" in acc]
     if not scratch:
         return
@@ -136,6 +147,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/bench_supernet"))
     p.add_argument("--tag", default="", help="rows file: --out/rows-TAG.csv")
     p.add_argument("--summary", action="store_true", help="only print the summary")
+    p.add_argument("--reverse", action="store_true",
+                   help="measure the architectures last to first (a second process on the "
+                        "same --out meets the first half-way)")
     p.add_argument("--floor", action="store_true",
                    help="measure the conv throughput and compare scores with the floor")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the search config")
@@ -165,7 +179,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / (f"rows-{args.tag}.csv" if args.tag else "rows.csv")
     rows = pd.read_csv(rows_path).to_dict("records") if rows_path.exists() else []
-    seen = {(r["genome"], r["method"]) for r in rows}
+
+    def measured() -> set[tuple[str, str]]:
+        """What any process writing into --out has measured so far."""
+        files = [f for f in args.out.glob("rows*.csv") if f != rows_path]
+        done = [pd.read_csv(f)[["genome", "method"]] for f in files]
+        return ({(r["genome"], r["method"]) for r in rows} |
+                {tuple(x) for d in done for x in d.itertuples(index=False)})
 
     def add(row: dict) -> None:
         rows.append(row)
@@ -184,17 +204,21 @@ def main() -> None:
           f"supernet scores with {list(scorers)} calibration batches of "
           f"{proxy['batch_size']}, from scratch: train={args.train} seeds {args.seeds}",
           flush=True)
-    for i, g in enumerate(genomes):
+    order = range(len(genomes) - 1, -1, -1) if args.reverse else range(len(genomes))
+    for i in order:
+        g = genomes[i]
         key = format_genome(g)
+        seen = measured()
         spec = space.decode(g)
         for c, scorer in scorers.items():
             method = f"supernet_c{c}"
             if (key, method) in seen:
                 continue
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             s = scorer.score(g, per_image=True)
             row = {"genome": key, "method": method, "accuracy": s["accuracy"],
-                   "seconds": time.perf_counter() - t, "arch_id": spec.name,
+                   "seconds": time.perf_counter() - t,
+                   "cpu_seconds": time.process_time() - cpu, "arch_id": spec.name,
                    "calib_images": s["calib_images"], "val_images": s["val_images"],
                    "macs": totals(spec)[0]}
             row.update({f"accuracy_v{v}": float(s["correct"][:v].mean())
@@ -202,12 +226,13 @@ def main() -> None:
             add(row)
         for seed in args.seeds:
             method = f"{args.train}_s{seed}"
-            if (key, method) in seen:
+            if (key, method) in measured():
                 continue
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             out = train_spec(spec, data=data, train=train, seed=seed)
             add({"genome": key, "method": method, "accuracy": out["accuracy"],
-                 "seconds": time.perf_counter() - t, "arch_id": spec.name})
+                 "seconds": time.perf_counter() - t,
+                 "cpu_seconds": time.process_time() - cpu, "arch_id": spec.name})
         print(f"  {i + 1}/{args.n} {spec.name}", flush=True)
     throughput()
     summary(args.out, args.calib, args.val_images, args.train, args.seeds)
