@@ -21,10 +21,11 @@ two seeds). Rows go to ``--out/rows-TAG.csv`` so an interrupted run keeps what i
 the summary reads every ``--out/rows*.csv``, so processes with different ``--tag`` (say one
 per seed, or one for the supernet) can measure side by side and ``--summary`` alone prints
 the result. ``--floor`` measures the convolution throughput of this machine (a dense 3x3
-convolution, 64 channels, 32x32, batch 64, forward, the scorer's thread count) before and
+convolution, 64 channels, 32x32, batch 64, forward, one thread, in CPU time) before and
 after the supernet scores and compares each score's time (CPU time of the one-thread
 scorer, which load from other processes does not inflate, and wall time) with its compute
-floor, (calibration + validation images) x 2 x MACs at the best measured throughput. Extra arguments are Hydra overrides of the search config (data, space, train);
+floor, (calibration + validation images) x 2 x MACs at the best measured throughput.
+Scores run on one thread (``torch.set_num_threads(1)``). Extra arguments are Hydra overrides of the search config (data, space, train);
 calibration batches have the proxy recipe's batch size.
 """
 
@@ -50,9 +51,10 @@ from nas.train import train_spec
 from search_spaces import format_genome
 
 
-def conv_flops_per_second(repeat: int = 20) -> float:
+def conv_flops_per_second(repeat: int = 10) -> float:
     """FLOP/s of a dense 3x3 convolution (64 -> 64 channels, 32x32, batch 64) in eval
-    mode, best of ``repeat`` timed calls after a warm-up."""
+    mode, one thread, best of ``repeat`` calls after a warm-up, timed in CPU time (as the
+    scores are, so that other processes on the machine do not change the ratio)."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval()
     x = torch.randn(64, 64, 32, 32)
     flops = 2 * 64 * 64 * 9 * 32 * 32 * 64
@@ -60,9 +62,9 @@ def conv_flops_per_second(repeat: int = 20) -> float:
     with torch.no_grad():
         conv(x)
         for _ in range(repeat):
-            t = time.perf_counter()
+            t = time.process_time()
             conv(x)
-            best = min(best, time.perf_counter() - t)
+            best = min(best, time.process_time() - t)
     return flops / best
 
 
