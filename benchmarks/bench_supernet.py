@@ -9,8 +9,8 @@ the space must be the supernet's), then
 
 * with ``--checkpoint``, scores each with inherited weights (``nas.supernet.InheritedScorer``,
   the code behind ``evaluator=supernet``) for every ``--calib`` number of BN-calibration
-  batches, timing each score (extraction + calibration + validation); the accuracy on the
-  first ``--val-images`` validation images is recorded too, from the same pass;
+  batches, timing each score (extraction + calibration + validation); the accuracy on
+  ``--val-images`` seeded random validation images is recorded too, from the same pass;
 * trains each from scratch with ``--train`` (a conf/train/ recipe, the search's proxy by
   default) once per ``--seeds`` entry, timing each training (``nas.train.train_spec``, the
   code behind ``evaluator=local``);
@@ -116,6 +116,12 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
     if len(scratch) >= 2:
         rep = kendalltau(full[scratch[0]], full[scratch[1]]).statistic
         print(f"from-scratch repeatability ({scratch[0]} vs {scratch[1]}): tau {rep:.3f}")
+    sn = df[df.method.str.startswith("supernet_")]
+    if "macs" in sn and len(sn):
+        macs = sn.groupby("genome")["macs"].first()
+        both = pd.concat([macs, ref], axis=1, join="inner").dropna()
+        tau = kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
+        print(f"  MACs alone (no training): tau vs mean {tau:.3f}, n={len(both)}")
     for c in calib:
         m = f"supernet_c{c}"
         if m not in acc:
@@ -143,7 +149,7 @@ def main() -> None:
     p.add_argument("--calib", type=int, nargs="*", default=[2, 5, 10],
                    help="BN-calibration batch counts to compare")
     p.add_argument("--val-images", type=int, nargs="*", default=[],
-                   help="also score on the first N validation images (same pass)")
+                   help="also score on N random validation images (same pass)")
     p.add_argument("--train", default="proxy", help="from-scratch recipe (conf/train/)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="from-scratch seeds")
     p.add_argument("--out", type=Path, default=Path("runs/bench_supernet"))
@@ -223,7 +229,9 @@ def main() -> None:
                    "cpu_seconds": time.process_time() - cpu, "arch_id": spec.name,
                    "calib_images": s["calib_images"], "val_images": s["val_images"],
                    "macs": totals(spec)[0]}
-            row.update({f"accuracy_v{v}": float(s["correct"][:v].mean())
+            # a seeded random subset: the split's order need not be random (e.g. by class)
+            pick = np.random.default_rng(0).permutation(len(s["correct"]))
+            row.update({f"accuracy_v{v}": float(s["correct"][pick[:v]].mean())
                         for v in args.val_images})
             add(row)
         for seed in args.seeds:
