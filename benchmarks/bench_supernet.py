@@ -136,9 +136,12 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
             taus = [kendalltau(pd.concat([sub[col], full[s]], axis=1, join="inner").dropna()
                                .iloc[:, 0], full[s].reindex(both.index)).statistic
                     for s in scratch]
+            same = pd.concat([sub[col], sub["accuracy"]], axis=1, join="inner").dropna()
+            own = kendalltau(same.iloc[:, 0], same.iloc[:, 1]).statistic
             print(f"  supernet, {c:3d} calibration batches, {label:>4} val images: tau vs "
-                  f"mean {tau:.3f} (vs each seed {', '.join(f'{t:.3f}' for t in taus)}), "
-                  f"n={len(both)}, mean accuracy {both.iloc[:, 0].mean():.4f}")
+                  f"mean {tau:.3f} (vs each seed {', '.join(f'{t:.3f}' for t in taus)}; "
+                  f"vs its all-image score {own:.3f}), n={len(both)}, mean accuracy "
+                  f"{both.iloc[:, 0].mean():.4f}")
 
 
 def main() -> None:
