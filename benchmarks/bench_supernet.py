@@ -200,7 +200,9 @@ def main() -> None:
 
     def add(row: dict) -> None:
         rows.append(row)
-        pd.DataFrame(rows).to_csv(rows_path, index=False)
+        tmp = rows_path.with_suffix(".tmp")  # replaced in one step: readers never see half
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        tmp.replace(rows_path)
 
     def throughput() -> None:
         if args.floor:
