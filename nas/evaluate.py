@@ -121,10 +121,14 @@ def failure_reason(e: BaseException) -> str:
 
 
 def run_candidate(task: Mapping) -> dict:
-    """Train one candidate described by a task dict (see `Evaluator._task`); never raises.
+    """Train one candidate described by a task dict (see `Evaluator._task`), or score it
+    with inherited weights when the task has a ``supernet`` entry (`score_candidate`);
+    never raises.
 
     Returns a `Result` as a dict. Runs in whatever process the backend chose.
     """
+    if task.get("supernet"):  # evaluator=supernet: inherited weights, no training
+        return score_candidate(task)
     t0 = time.perf_counter()
     arch_id = str(task.get("arch_id"))
     try:
@@ -841,6 +845,52 @@ class TableEvaluator(Evaluator):
 # --------------------------------------------------------------------------------------------
 
 
+#: per process, the scorer of the supernet that scored last (a pool worker keeps its
+#: supernet, calibration and validation images between candidates)
+_SCORERS: dict[str, Any] = {}
+
+
+def _scorer(opts: Mapping, data: Mapping, train: Mapping) -> Any:
+    import json
+
+    from nas.supernet import InheritedScorer
+
+    key = json.dumps([opts["checkpoint"], opts["calib_batches"], opts["finetune_steps"],
+                      data, train], sort_keys=True, default=str)
+    if key not in _SCORERS:
+        _SCORERS.clear()  # one supernet per process
+        _SCORERS[key] = InheritedScorer(opts["checkpoint"], data=data, train=train,
+                                        calib_batches=opts["calib_batches"],
+                                        finetune_steps=opts["finetune_steps"])
+    return _SCORERS[key]
+
+
+def score_candidate(task: Mapping) -> dict:
+    """Score one candidate of a `SupernetEvaluator` task with inherited weights (in
+    whatever process the evaluator chose; never raises). The task's ``supernet`` entry names
+    the checkpoint, its sha256 and the scoring options; the process loads that supernet
+    once and keeps it for the next candidates. Returns a `Result` as a dict."""
+    t0 = time.perf_counter()
+    opts, arch_id = task["supernet"], str(task.get("arch_id"))
+    try:
+        scorer = _scorer(opts, task["data"], task["train"])
+        if scorer.sha256 != opts["sha256"]:
+            raise ValueError(f"supernet checkpoint {opts['checkpoint']} changed while the "
+                             f"search ran (sha256 {scorer.sha256[:16]}, the search began "
+                             f"with {opts['sha256'][:16]}); restore it or start a new search")
+        s = scorer.score(task["genome"], seed=int(task["seed"]))
+        result = Result(arch_id=arch_id, status="ok", accuracy=s["accuracy"],
+                        val_loss=s["val_loss"], train_seconds=s["seconds"],
+                        extra={"fidelity": dict(scorer.fidelity),
+                               "calib_images": s["calib_images"],
+                               "val_images": s["val_images"]})
+    except Exception as e:  # noqa: BLE001 - every failure becomes a failed result
+        log.debug("candidate %s failed:\n%s", arch_id, traceback.format_exc())
+        result = Result.failed(arch_id, failure_reason(e))
+    result.extra["wall_seconds"] = time.perf_counter() - t0
+    return result.to_dict()
+
+
 class SupernetEvaluator(LocalEvaluator):
     """Scores candidates with weights inherited from a trained supernet (`nas.supernet`):
     the subnet is extracted, optionally fine-tuned for ``finetune_steps`` steps, its BN
@@ -849,60 +899,81 @@ class SupernetEvaluator(LocalEvaluator):
     result's ``extra["fidelity"]`` names the checkpoint by the sha256 of its content.
 
     Candidates that are not genomes of the supernet's space (the baselines) are trained
-    from scratch with the recipe, in this process, as `LocalEvaluator` does.
+    from scratch with the recipe, as `LocalEvaluator` does.
 
     Args:
         checkpoint: ``checkpoints/last.ckpt`` of a ``python -m nas.supernet`` run.
         calib_batches: training batches (of ``train.batch_size``) for BN recalibration.
         finetune_steps: optimiser steps of the recipe before scoring (0: none).
-        **common: see `Evaluator`.
+        workers: 0 scores in this process; N > 0 scores in N persistent worker processes
+            (a `PoolEvaluator`), each of which loads the supernet once and keeps it.
+        threads_per_worker: torch CPU threads per worker when ``train.num_threads`` is
+            null; null = cores / workers.
+        **common: see `Evaluator` (``timeout_s``: in this process, the baselines'
+            ``train.max_time_s``; with workers, the pool's hard per-candidate limit).
     """
 
     def __init__(self, *, checkpoint: str | None = None, calib_batches: int = 10,
-                 finetune_steps: int = 0, **common: Any) -> None:
+                 finetune_steps: int = 0, workers: int = 0,
+                 threads_per_worker: int | None = None, **common: Any) -> None:
         super().__init__(**common)
         if not checkpoint:
             raise ValueError("evaluator=supernet needs evaluator.checkpoint=PATH, the "
                              "checkpoints/last.ckpt of a `python -m nas.supernet` run")
-        from nas.supernet import InheritedScorer
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"evaluator.workers={workers!r} is invalid; pass 0 (score in the "
+                             f"search's process) or a number of worker processes")
+        for key, value, low in (("calib_batches", calib_batches, 1),
+                                ("finetune_steps", finetune_steps, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"evaluator.{key}={value!r} is invalid; pass an integer "
+                                 f">= {low}")
+        from nas.supernet import load_supernet
 
-        self.scorer = InheritedScorer(checkpoint, data=self.data, train=self.train,
-                                      calib_batches=calib_batches,
-                                      finetune_steps=finetune_steps)
+        self.supernet, sha256 = load_supernet(checkpoint)
+        self.options = {"checkpoint": str(checkpoint), "sha256": sha256,
+                        "calib_batches": calib_batches, "finetune_steps": finetune_steps}
+        self._pool: PoolEvaluator | None = None
+        if workers:
+            self._pool = PoolEvaluator(workers=workers, threads_per_worker=threads_per_worker,
+                                       data=self.data, train=self.train,
+                                       timeout_s=self.timeout_s)
+        else:  # bad options (calib_batches, finetune_steps) fail here, before any search
+            _scorer(self.options, self.data, self.train.to_dict())
 
     def check_space(self, space: Any) -> None:
         """ValueError unless ``space`` is the supernet's space with the same config."""
-        self.scorer.check_space(space)
+        from nas.supernet import check_space
+
+        check_space(self.supernet, space, self.options["checkpoint"])
 
     def _task(self, c: Candidate) -> dict:
         task = super()._task(c)
-        task["genome"] = None if c.genome is None else [int(g) for g in c.genome]
-        task["space"] = c.space
+        space = self.supernet.space
+        if c.genome is None or c.space != space.name:
+            return task  # a baseline: trained from scratch
+        if space.arch_id(c.genome) != c.arch_id:
+            raise ValueError(f"candidate {c.arch_id} is not a genome of the supernet's "
+                             f"{space.name} space config (another config made its id); "
+                             f"search with the checkpoint's space config")
+        task["genome"] = [int(g) for g in c.genome]
+        task["supernet"] = self.options
         return task
 
     def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
-        space = self.scorer.supernet.space
+        if self._pool is not None:
+            self._pool._run(tasks, done)
+            return
         for i, task in enumerate(tasks):
-            if task.get("genome") is None or task.get("space") != space.name:
-                done(i, Result(**run_candidate(task)))
-                continue
-            if space.arch_id(task["genome"]) != task["arch_id"]:
-                raise ValueError(f"candidate {task['arch_id']} is not a genome of the "
-                                 f"supernet's {space.name} space config (another config "
-                                 f"made its id); search with the checkpoint's space config")
-            t0 = time.perf_counter()
-            try:
-                s = self.scorer.score(task["genome"], seed=int(task["seed"]))
-                result = Result(arch_id=task["arch_id"], status="ok", accuracy=s["accuracy"],
-                                val_loss=s["val_loss"], train_seconds=s["seconds"],
-                                extra={"fidelity": dict(self.scorer.fidelity),
-                                       "calib_images": s["calib_images"],
-                                       "val_images": s["val_images"]})
-            except Exception as e:  # noqa: BLE001 - every failure becomes a failed result
-                log.debug("candidate %s failed:\n%s", task["arch_id"], traceback.format_exc())
-                result = Result.failed(task["arch_id"], failure_reason(e))
-            result.extra["wall_seconds"] = time.perf_counter() - t0
-            done(i, result)
+            done(i, Result(**run_candidate(task)))
+
+    def _abort(self) -> None:
+        if self._pool is not None:
+            self._pool._abort()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
 
 
 #: evaluator options that, when set, must be positive numbers (integers where marked)
@@ -984,4 +1055,4 @@ __all__ = ["BACKENDS", "Candidate", "Evaluator", "LocalEvaluator", "PoolEvaluato
            "RayEvaluator", "Result", "SupernetEvaluator", "TableEvaluator", "backend_options",
            "check_evaluator", "check_evaluator_options", "code_runtime_env", "failure_reason",
            "make_evaluator", "ray_connect", "ray_slots", "ray_system_failure", "run_candidate",
-           "run_ray_candidate", "should_retry"]
+           "run_ray_candidate", "score_candidate", "should_retry"]

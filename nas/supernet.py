@@ -659,18 +659,25 @@ class SubnetData:
         return self._cache[key]
 
     @torch.no_grad()
-    def score(self, net: nn.Module, resolution: int) -> dict[str, float]:
-        """Recalibrate ``net``'s BN statistics, then its validation accuracy and loss."""
+    def score(self, net: nn.Module, resolution: int, *,
+              per_image: bool = False) -> dict[str, Any]:
+        """Recalibrate ``net``'s BN statistics, then its validation accuracy and loss
+        (with ``per_image``, also ``"correct"``: a bool array, one entry per validation
+        image in split order)."""
         dev = next(net.parameters()).device
         n_cal = calibrate_bn(net, (x.to(dev) for x, _ in self.batches("calib", resolution)))
-        correct, loss, n = 0, 0.0, 0
+        hits, loss, n = [], 0.0, 0
         for x, y in self.batches("val", resolution):
             logits = net(x.to(dev)).float().cpu()
-            correct += int((logits.argmax(1) == y).sum())
+            hits.append(logits.argmax(1) == y)
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             n += int(y.shape[0])
-        return {"accuracy": correct / n, "val_loss": loss / n, "calib_images": n_cal,
-                "val_images": n}
+        correct = torch.cat(hits)
+        out = {"accuracy": int(correct.sum()) / n, "val_loss": loss / n,
+               "calib_images": n_cal, "val_images": n}
+        if per_image:
+            out["correct"] = correct.numpy()
+        return out
 
 
 def subnet_net(supernet: MobileSupernet, genome: Any) -> nn.Module:
@@ -704,12 +711,19 @@ class SupernetModule(pl.LightningModule):
         train: the recipe (TrainConfig fields).
         random_subnets, distill, sort_channels: see above and
             :meth:`MobileSupernet.sort_channels` (each epoch after the first).
+        progressive: progressive shrinking (Cai et al., Once-for-All 2020): gene kinds (the
+            last part of a gene's name, e.g. ``[kernel, depth, expand]`` for mobile) in the
+            order they become elastic. The epochs are split into ``len + 1`` equal phases:
+            in the first every listed kind is held at its largest choice, each later phase
+            frees the next kind. Unlisted kinds (resolution, SE) are elastic throughout.
+            None: every gene elastic from the start.
         seed: initial weights and subnet sampling.
     """
 
     def __init__(self, *, space: str, space_config: Mapping, width: float | None = None,
                  block: str | None = None, train: Any = None, random_subnets: int = 2,
-                 distill: bool = True, sort_channels: bool = True, seed: int = 0) -> None:
+                 distill: bool = True, sort_channels: bool = True,
+                 progressive: Iterable[str] | None = None, seed: int = 0) -> None:
         super().__init__()
         from nas.train import TrainConfig
         from search_spaces import get_space
@@ -724,6 +738,14 @@ class SupernetModule(pl.LightningModule):
             self.supernet = make_supernet(get_space(space, **dict(space_config)), width=width,
                                           block=block)
         self.space = self.supernet.space
+        self.progressive = None if progressive is None else [str(k) for k in progressive]
+        kinds = {g.name.rsplit(".", 1)[-1]: None for g in self.space.genes}
+        bad = [k for k in self.progressive or [] if k not in kinds]
+        if bad or (self.progressive is not None and
+                   (not self.progressive or len(set(self.progressive)) < len(self.progressive))):
+            raise ValueError(f"supernet.progressive={self.progressive!r} is invalid; pass null "
+                             f"or distinct gene kinds of the {self.space.name} space in the "
+                             f"order they become elastic, from: {', '.join(kinds)}")
         self.random_subnets, self.distill = random_subnets, bool(distill)
         self.sort = bool(sort_channels)
         self.seed = int(seed)
@@ -733,16 +755,38 @@ class SupernetModule(pl.LightningModule):
             "width": getattr(self.supernet, "width", None),
             "block": getattr(self.supernet, "block", None), "train": self.cfg.to_dict(),
             "random_subnets": random_subnets, "distill": self.distill,
-            "sort_channels": self.sort, "seed": self.seed})
+            "sort_channels": self.sort, "progressive": self.progressive, "seed": self.seed})
 
     def forward(self, x: torch.Tensor, genome: Any) -> torch.Tensor:
         return self.supernet(x, genome)
 
-    def sandwich(self, step: int) -> list[tuple[int, ...]]:
-        """The subnets of one step: largest, smallest, then the random ones."""
+    def held(self, epoch: int | None) -> list[str]:
+        """The gene kinds held at their largest choice in ``epoch`` (progressive
+        shrinking; none without it, or for ``epoch=None``)."""
+        if self.progressive is None or epoch is None:
+            return []
+        phases = len(self.progressive) + 1
+        phase = min(phases - 1, int(epoch) * phases // max(1, self.cfg.epochs))
+        return self.progressive[phase:]
+
+    def sandwich(self, step: int, epoch: int | None = None) -> list[tuple[int, ...]]:
+        """The subnets of one step: largest, smallest, then the random ones (with
+        progressive shrinking, the kinds :meth:`held` in ``epoch`` at their largest)."""
         rng = np.random.default_rng([self.seed, int(step)])
-        return [self.supernet.largest(), self.supernet.smallest(),
+        nets = [self.supernet.largest(), self.supernet.smallest(),
                 *map(tuple, self.space.sample(self.random_subnets, rng))]
+        held = set(self.held(epoch))
+        if not held:
+            return nets
+        big = nets[0]
+        pos = [g.position for g in self.space.genes if g.name.rsplit(".", 1)[-1] in held]
+        out = []
+        for genome in nets:
+            g = list(genome)
+            for i in pos:
+                g[i] = big[i]
+            out.append(tuple(self.space.canonical(g)))
+        return out
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         from nas.train import CandidateFailed
@@ -753,7 +797,11 @@ class SupernetModule(pl.LightningModule):
         opt.zero_grad()
         teacher = None
         losses = []
-        for genome in self.sandwich(self.global_step):
+        # One process: a backward pass per subnet (one graph alive at a time). DDP reduces
+        # gradients once per step, so there the subnets' losses are summed into one backward.
+        distributed = self.trainer.world_size > 1
+        total = 0.0
+        for genome in self.sandwich(self.global_step, self.current_epoch):
             res = self.space.values(genome)["resolution"]
             logits = self.supernet(resize(x, res), genome).float()
             if teacher is None or not self.distill:
@@ -762,8 +810,13 @@ class SupernetModule(pl.LightningModule):
                 loss = -(teacher * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
             if teacher is None:
                 teacher = F.softmax(logits.detach(), dim=1)
-            self.manual_backward(loss)
+            if distributed:
+                total = total + loss
+            else:
+                self.manual_backward(loss)
             losses.append(loss.detach())
+        if distributed:
+            self.manual_backward(total)
         if not all(torch.isfinite(v) for v in losses):
             raise CandidateFailed(f"diverged: losses {[float(v) for v in losses]} at step "
                                   f"{self.global_step}")
@@ -917,16 +970,18 @@ class InheritedScorer:
     def check_space(self, space: Any) -> None:
         check_space(self.supernet, space, self.checkpoint)
 
-    def network(self, genome: Any, *, seed: int = 0) -> tuple[S.ArchSpec, nn.Module, dict]:
+    def network(self, genome: Any, *, seed: int = 0,
+                per_image: bool = False) -> tuple[S.ArchSpec, nn.Module, dict]:
         """``(spec, net, score)``: the subnet with its inherited (fine-tuned, recalibrated)
-        weights in eval mode, and its validation score."""
+        weights in eval mode, and its validation score (``per_image``: see
+        :meth:`SubnetData.score`)."""
         genome = self.supernet.space.canonical(genome)
         spec, state = self.supernet.extract(genome)
         net = B.build(spec)
         net.load_state_dict(state)
         if self.finetune_steps:
             net = self._finetune(spec, net, seed)
-        score = self.data.score(net, spec.input[1])
+        score = self.data.score(net, spec.input[1], per_image=per_image)
         return spec, net, score
 
     def _finetune(self, spec: S.ArchSpec, net: nn.Module, seed: int) -> nn.Module:
@@ -955,7 +1010,7 @@ class InheritedScorer:
             trainer.fit(model, datamodule=dm)
         return model.net.eval()
 
-    def score(self, genome: Any, *, seed: int = 0) -> dict:
+    def score(self, genome: Any, *, seed: int = 0, per_image: bool = False) -> dict:
         """``{"accuracy", "val_loss", "seconds", ...}`` of one subnet."""
         import time
 
@@ -963,7 +1018,7 @@ class InheritedScorer:
 
         t0 = time.perf_counter()
         with _threads(self.train.num_threads):
-            _, _, score = self.network(genome, seed=seed)
+            _, _, score = self.network(genome, seed=seed, per_image=per_image)
         return {**score, "seconds": time.perf_counter() - t0}
 
 
@@ -981,7 +1036,8 @@ class SupernetError(ValueError):
 def run_supernet(cfg: Any, run_dir: Any) -> dict:
     """Train (or, with ``cfg.resume``, continue) a supernet into ``run_dir``; the plain
     function behind the CLI. Writes ``config.yaml``, ``checkpoints/last.ckpt`` (every epoch),
-    ``metrics.csv`` and ``summary.json``; returns the summary."""
+    ``metrics.csv`` and ``summary.json``; returns the summary (an empty dict in the other
+    processes of a DDP run)."""
     import json
     import time
     import warnings
@@ -999,6 +1055,7 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         _accelerator,
         _quiet,
         _threads,
+        keyboard_interrupts,
         resolve_precision,
     )
 
@@ -1045,7 +1102,8 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         module = SupernetModule(space=space.name, space_config=space.config(),
                                 width=cfg.get("width"), block=cfg.get("block"), train=train,
                                 random_subnets=opts["random_subnets"], distill=opts["distill"],
-                                sort_channels=opts["sort_channels"], seed=seed)
+                                sort_channels=opts["sort_channels"],
+                                progressive=opts.get("progressive"), seed=seed)
         scorer = ScoreExtremes(SubnetData(cfg.data, train, calib_batches=opts["calib_batches"],
                                           seed=seed))
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -1059,7 +1117,9 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         accelerator = _accelerator(train)
         trainer = pl.Trainer(
             max_epochs=train.epochs, accelerator=accelerator, devices=train.devices,
-            strategy=train.strategy,
+            # Subnets leave parts of the supernet unused in a step: DDP must look for them.
+            strategy=(f"{train.strategy}_find_unused_parameters_true"
+                      if train.strategy in ("ddp", "ddp_spawn") else train.strategy),
             precision=resolve_precision(train.precision, accelerator),
             deterministic=train.deterministic,
             logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
@@ -1070,11 +1130,13 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
             limit_val_batches=0, log_every_n_steps=10, default_root_dir=str(run_dir),
             use_distributed_sampler=False)
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), keyboard_interrupts():
             # Subnets are scored by ScoreExtremes (calibrated BN), not by a validation loop.
             warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
         seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:  # DDP: the first process writes and prints the summary
+        return {}
     _merge_metrics(run_dir)
     scores = scorer.last or scorer.scores(module)
     previous = {}

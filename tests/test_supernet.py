@@ -295,6 +295,40 @@ def test_sandwich_samples_largest_smallest_and_seeded_random_subnets():
     assert m.sandwich(8)[2:] != a[2:]
 
 
+def test_progressive_shrinking_frees_one_kind_per_phase(tmp_path):
+    from nas.supernet import SupernetModule, load_supernet, run_supernet
+
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    m = SupernetModule(space="mobile", space_config=space.config(), train={"epochs": 4},
+                       progressive=["kernel", "depth"], random_subnets=2, seed=0)
+    # 3 phases over 4 epochs: epoch * 3 // 4
+    assert [m.held(e) for e in range(4)] == [["kernel", "depth"], ["kernel", "depth"],
+                                             ["depth"], []]
+    genes = m.space.genes
+
+    def choices(genome, kind):
+        return {g.choices[genome[g.position]] for g in genes if g.name.endswith("." + kind)}
+
+    first = [g for step in range(6) for g in m.sandwich(step, 0)]
+    second = [g for step in range(6) for g in m.sandwich(step, 2)]
+    assert all(choices(g, "kernel") == {7} and choices(g, "depth") == {3} for g in first)
+    assert len({g for g in first}) > 1  # resolution, SE and width still vary
+    assert all(choices(g, "depth") == {3} for g in second)
+    assert set().union(*(choices(g, "kernel") for g in second)) == {3, 5, 7}
+    assert m.sandwich(5, 3) == m.sandwich(5) and m.sandwich(5, 3)[1] == m.supernet.smallest()
+    for bad in (["width_mult"], [], ["kernel", "kernel"]):
+        with pytest.raises(ValueError, match=r"supernet.progressive=.* is invalid; pass null "
+                                             r"or distinct gene kinds of the mobile space .*"
+                                             r"from: resolution, width, depth, se, kernel"):
+            SupernetModule(space="mobile", space_config=space.config(), progressive=bad)
+    # The config switch end to end: a tiny run trains through both phases and records them.
+    summary = run_supernet(supernet_cfg("supernet.progressive=[kernel]"), tmp_path / "ps")
+    assert summary["steps"] == 6
+    ckpt = torch.load(tmp_path / "ps" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["progressive"] == ["kernel"]
+    load_supernet(tmp_path / "ps" / "checkpoints" / "last.ckpt")
+
+
 def test_resume_after_kill_continues_to_the_same_weights(tmp_path, trained):
     """A run killed (SIGKILL) after its first epoch's checkpoint, resumed, ends with the
     weights of the uninterrupted run (the module fixture)."""
@@ -378,6 +412,120 @@ def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
         assert torch.equal(exported.state_dict()[k], v), k
     text = summary(res)
     assert "inherited from supernet" in text and "python -m nas.train" in text
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_gloo_processes(tmp_path):
+    """Lightning's DDP path (train.strategy=ddp, 2 CPU processes, gloo): trains, the first
+    process writes the one summary, and the checkpoint loads."""
+    import json
+    import subprocess
+    import sys
+
+    from nas.supernet import load_supernet
+
+    run = tmp_path / "ddp"
+    p = subprocess.run([sys.executable, "-m", "nas.supernet", *TINY_DATA, *TINY_SPACE,
+                        *TINY_TRAIN, "train.batch_size=16", "train.accelerator=cpu",
+                        "train.devices=2", "train.strategy=ddp", f"hydra.run.dir={run}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["epochs"] == 2  # 3 batches of each rank's shard
+    load_supernet(run / "checkpoints" / "last.ckpt")
+
+
+def _search_args(ckpt, *extra: str) -> list[str]:
+    return [*TINY_DATA, *TINY_SPACE, "space.width_mults=[0.5]", "train=fast",
+            "train.batch_size=32", "evaluator=supernet", f"evaluator.checkpoint={ckpt}",
+            "evaluator.calib_batches=2", "baselines.names=[]", "progress=false",
+            "algorithm.generations=3", "algorithm.pop_size=12", *extra]
+
+
+def test_supernet_scoring_in_worker_processes_matches_in_process(trained):
+    """evaluator.workers=2: two pool workers each load the supernet and score what the
+    search's process would; a baseline (no genome) still trains from scratch there."""
+    from nas.evaluate import Candidate, make_evaluator
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    data = {"name": "synthetic", "size": 12, "n_train": 160, "n_test": 32, "augment": False}
+    train = {"epochs": 1, "batch_size": 32, "limit_train_batches": 2, "num_threads": 1}
+    scorer = InheritedScorer(ckpt, data=data, train=train, calib_batches=2)
+    space = scorer.supernet.space
+    genomes = [space.canonical(g) for g in space.sample(5, np.random.default_rng(1))]
+    cands = [Candidate(space.arch_id(g), space.decode(g), 0, genome=tuple(g), space="mobile")
+             for g in genomes]
+    cands.append(Candidate("baseline", space.decode(genomes[0]), 0))  # no genome: trained
+    with make_evaluator({"backend": "supernet", "checkpoint": str(ckpt), "calib_batches": 2,
+                         "workers": 2}, data=data, train=train) as ev:
+        assert ev._pool is not None and ev._pool.n_workers == 2
+        results = ev.evaluate(cands)
+    assert [r.arch_id for r in results] == [c.arch_id for c in cands]
+    assert all(r.status == "ok" for r in results), [r.reason for r in results]
+    for g, r in zip(genomes, results):
+        assert r.accuracy == pytest.approx(scorer.score(g)["accuracy"], abs=1e-9)
+        assert r.extra["fidelity"] == scorer.fidelity
+    assert "fidelity" not in results[-1].extra and results[-1].images_per_second > 0
+    with pytest.raises(ValueError, match=r"evaluator.workers=-1 is invalid"):
+        make_evaluator({"backend": "supernet", "checkpoint": str(ckpt), "workers": -1},
+                       data=data, train=train)
+    with pytest.raises(ValueError, match=r"evaluator.calib_batches=0 is invalid"):
+        make_evaluator({"backend": "supernet", "checkpoint": str(ckpt), "calib_batches": 0,
+                        "workers": 2}, data=data, train=train)
+
+
+@pytest.mark.slow
+def test_supernet_search_resumes_after_sigkill_without_scoring_twice(tmp_path, trained):
+    """A supernet-scored search killed mid-way and resumed keeps every row archived before
+    the kill as it was (same row id and time) and ends with the archive of an uninterrupted
+    run: each architecture scored once."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import archive_records
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    args = _search_args(ckpt, "budget.evaluations=30", "budget.initial=4",
+                        "budget.per_iteration=2")
+
+    def rows(path):
+        con = sqlite3.connect(path)
+        try:
+            return con.execute("SELECT id, arch_id, accuracy, created FROM records "
+                               "ORDER BY id").fetchall()
+        finally:
+            con.close()
+
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args,
+                             f"hydra.run.dir={killed}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while archive_records(killed / "archive.sqlite") < 8 and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = rows(killed / "archive.sqlite")
+    assert 8 <= len(before) < 30
+    subprocess.run([sys.executable, "-m", "nas.search", f"resume={killed}", "progress=false"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "nas.search", *args, f"hydra.run.dir={full}"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    after, ref = rows(killed / "archive.sqlite"), rows(full / "archive.sqlite")
+    assert after[:len(before)] == before  # archived rows untouched, none scored again
+    assert len(after) == len(ref) == 30
+    assert len({r[1] for r in after}) == 30
+    assert [r[1] for r in after] == [r[1] for r in ref]
+    for a, b in zip(after, ref):
+        assert a[2] == pytest.approx(b[2], abs=1e-9)
 
 
 def test_finetune_steps_change_the_score_path(trained):
