@@ -998,7 +998,9 @@ def check_evaluator_options(cfg: Mapping) -> None:
         if key not in allowed:
             continue
         if kind is int:
-            checks.integer(f"evaluator.{key}", opts.get(key), lo=1, none="the default")
+            # evaluator=supernet: workers=0 scores in the search's own process
+            lo = 0 if (backend, key) == ("supernet", "workers") else 1
+            checks.integer(f"evaluator.{key}", opts.get(key), lo=lo, none="the default")
         else:
             checks.number(f"evaluator.{key}", opts.get(key), lo=0.0, lo_open=True,
                           none="the default")
