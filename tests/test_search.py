@@ -28,6 +28,7 @@ TINY = [
     "train=fast", "train.batch_size=64", "budget.evaluations=6", "budget.initial=4",
     "budget.per_iteration=2", "baselines.names=[lenet5]", "progress=false",
     "space.resolutions=[12,16]", "algorithm.generations=5", "algorithm.pop_size=16",
+    "evaluator=local",
 ]
 
 
