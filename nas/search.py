@@ -321,6 +321,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def weights_path(run_dir: str | os.PathLike, arch_id: str) -> Path:
+    """Where a run keeps the trained state of ``arch_id``: a Lightning checkpoint (weights,
+    optimiser, schedule, epoch) in ``weights/``."""
+    return Path(run_dir) / "weights" / f"{arch_id.replace(':', '_')}.ckpt"
+
+
 def write_status(run_dir: Path, state: str, **extra: Any) -> None:
     doc = {"state": state, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
     _atomic_write(run_dir / "status.json", json.dumps(doc, indent=1).encode())
@@ -578,7 +584,7 @@ class Search:
                          "iteration": iteration, "rung": rung}
 
     def _weights_path(self, arch_id: str) -> Path:
-        return self.run_dir / "weights" / f"{arch_id.replace(':', '_')}.ckpt"
+        return weights_path(self.run_dir, arch_id)
 
     def _promote(self) -> None:
         """Successive halving: queue (first) every architecture in the best ``1/eta`` of

@@ -608,6 +608,35 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
     return out
 
 
+def validate_spec(spec: ArchSpec, weights: Mapping, *, data: Mapping,
+                  train: TrainConfig | Mapping, seed: int) -> dict:
+    """Accuracy of ``spec`` with trained ``weights`` (its network's state_dict) on the
+    validation split `train_spec` scores it on (same data config, recipe and seed), through
+    the same LightningModule and data module. Returns ``{"accuracy", "val_loss",
+    "val_images"}``."""
+    from nas.data import make_datamodule
+
+    cfg = TrainConfig.from_any(train)
+    data = dict(_plain(data))
+    name = data.pop("name")
+    with _threads(cfg.num_threads), _quiet(True):
+        dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
+                             train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
+                             resolution=spec.input[1], seed=seed)
+        check_data(spec, dm, name)
+        model = ClassifierModule(spec, train=dataclasses.replace(cfg, init=None, freeze=None),
+                                 seed=seed)
+        model.net.load_state_dict(dict(weights))
+        accelerator = _accelerator(cfg)
+        trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
+                             precision=resolve_precision(cfg.precision, accelerator),
+                             enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False)
+        (out,) = trainer.validate(model, datamodule=dm, verbose=False)
+    return {"accuracy": float(out["val/acc"]), "val_loss": float(out["val/loss"]),
+            "val_images": len(dm.arrays("val")[1])}
+
+
 # --------------------------------------------------------------------------------------------
 # Shared CLI helpers (also used by nas.baselines)
 # --------------------------------------------------------------------------------------------
