@@ -144,6 +144,14 @@ def check_config(cfg: DictConfig) -> None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise SearchError(f"constraints.{key} must be a positive number or null, got {v!r}")
     fidelity_rungs(cfg)
+    ev = cfg.get("evaluator") or {}
+    for key in ("workers", "threads_per_worker", "per_gpu"):
+        v = ev.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SearchError(f"evaluator.{key}={v!r} is invalid; pass a positive integer"
+                              + (" or null (every core: one worker per GPU, else one per "
+                                 "core)" if key != "per_gpu" else "")
+                              + f", e.g. evaluator.{key}=2")
     kw = cfg.get("keep_weights", 0)
     if isinstance(kw, bool) or not isinstance(kw, int) or kw < 0:
         raise SearchError(f"keep_weights must be an integer >= 0 (0: keep none), got {kw!r}; "
@@ -517,6 +525,8 @@ class Search:
                                      "name": info.get("name"),
                                      # layers reused from train.init (transfer learning)
                                      "init_layers": result.extra.get("init_layers"),
+                                     # successive halving: epochs trained before this rung
+                                     "start_epoch": result.extra.get("start_epoch"),
                                      **self._metric_values(result)}.items() if v is not None})
 
     def _metric_values(self, result) -> dict[str, float]:

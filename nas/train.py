@@ -572,10 +572,12 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
             log_every_n_steps=10, default_root_dir=str(run_dir) if run_dir else None,
             use_distributed_sampler=False,  # the data module shards by rank itself
         )
-        ckpt_in = None
+        ckpt_in, start_epoch = None, 0
         if resume is not None:
             ckpt_in = Path(tmp) / "resume.ckpt"
             ckpt_in.write_bytes(resume)
+            start_epoch = int(torch.load(ckpt_in, map_location="cpu",
+                                         weights_only=False).get("epoch", 0))
         t_fit = time.perf_counter()
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_in)
         fit_s = time.perf_counter() - t_fit
@@ -599,6 +601,8 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         "macs": macs,
         "params": params,
     })
+    if resume is not None:
+        out["start_epoch"] = start_epoch  # the epochs the saved state had trained
     if state is not None:
         out["state"] = state
     if model.init_report is not None:
