@@ -662,10 +662,16 @@ class Search:
                 break
             if generational and any(not b["told"] for b in state["batches"]):
                 break  # a generation is told whole before the next is asked
-            first = not state["batches"]
-            if first:
-                n = int(cfg.budget.initial)
-            elif slots == 1 or generational:
+            # Random samples (the algorithm's initial()) until the results can steer it:
+            # when almost all of the initial sample is back (all but one per other slot; at
+            # least a few), as the synchronous search had it; more slots than the initial
+            # sample fill with more random samples meanwhile.
+            initial = int(cfg.budget.initial)
+            first = not state["batches"] or (not generational and len(self.search_records())
+                                             < max(min(initial, 4), initial - slots + 1))
+            if not state["batches"]:
+                n = initial
+            elif (slots == 1 or generational) and not first:
                 n = int(cfg.budget.per_iteration)
             else:
                 n = slots - busy
