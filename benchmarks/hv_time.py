@@ -4,8 +4,9 @@
 
 For each run folder: the hypervolume (the search's own: error x cost / cost_ref, reference
 point 1, each architecture at the highest fidelity it had reached) after every archived
-result, against seconds since the run's first result minus that result's own training
-time (~ the start of training), and at the ``--at`` times in one table. Used for
+result, against seconds since the run folder's config.yaml was written (the search's start:
+worker start-up, data loading and every training included), and at the ``--at`` times in
+one table. Used for
 successive halving against fixed fidelity (benchmarks/RESULTS.md).
 """
 
@@ -27,7 +28,7 @@ def curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         df = a.to_frame()
         ref = float(a.get_meta("cost_ref"))
     df = df.sort_values("id").reset_index(drop=True)
-    t0 = float(df["created"].iloc[0] - (df["train_seconds"].fillna(0).iloc[0]))
+    t0 = (run_dir / "config.yaml").stat().st_mtime
     ts, hv = [], []
     for i in range(len(df)):
         part = df.iloc[: i + 1]
