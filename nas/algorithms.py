@@ -73,6 +73,8 @@ class Context:
     costs: Callable[[Sequence[int]], Sequence[float]] | None = None
     # genomes being evaluated right now (asynchronous evaluation): never proposed again
     pending: set[str] = field(default_factory=set)
+    # (m, n_var) the pending genomes themselves (the surrogate search ranks them as "lies")
+    pending_X: np.ndarray | None = None
 
     @property
     def n_obj(self) -> int:
@@ -254,6 +256,8 @@ def _operators(space, seen: set[str]):
 
 class Algorithm:
     name = ""
+    #: asked a generation at a time: the next ask waits until the last one is told
+    generational = False
 
     def __init__(self, *, seed: int):
         self.rng = np.random.default_rng(seed)
@@ -332,7 +336,8 @@ class SurrogateSearch(Algorithm):
         self.target = check_target(self.surrogate_cfg.pop("target", "log"))
         self.generations = generations
         self.pop_size = pop_size
-        self._pending_pred: dict[str, float] = {}
+        self._pending_pred: dict[str, float] = {}  # arch id -> predicted error, until told
+        self._told: list[tuple[float, float]] = []  # (true, predicted) error of told ones
 
     def fit(self, ctx: Context):
         """Fit one surrogate per predicted objective (error, table metrics) on the evaluated
@@ -427,28 +432,49 @@ class SurrogateSearch(Algorithm):
         ctx_g = dataclasses.replace(ctx, pending=ctx.pending | {ctx.space.arch_id(g)
                                                                 for g in chosen})
         cand_X, cand_F, cv = self.candidates(ctx_g, predict)
+        # Constant liar (Ginsbourger et al. 2010): architectures still training count as
+        # evaluated at the surrogate's own prediction, so candidates they would dominate
+        # wait, and new picks spread away from them.
+        lies = None
+        if ctx.pending_X is not None and len(ctx.pending_X):
+            lies = objective_matrix(ctx, np.asarray(ctx.pending_X, np.int64), predict)
+        against = self._against(ctx)
+        if against is not None and lies is not None:
+            against = np.vstack([against, lies])
         chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen),
-                                 against=self._against(ctx))
+                                 against=against, spread_from=lies)
         if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
             ctx2 = dataclasses.replace(
                 ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})
             chosen += sample_new(ctx2, n - len(chosen), self.rng)
         preds = predict(np.array(chosen, dtype=np.int64))[:, 0] if chosen else []
-        self._pending_pred = {ctx.space.arch_id(g): float(p) for g, p in zip(chosen, preds)}
+        self._pending_pred.update({ctx.space.arch_id(g): float(p)
+                                   for g, p in zip(chosen, preds)})
         self.log.append(entry)
         return chosen
 
+    #: held-out quality is measured on at least this many of the latest told predictions
+    HELDOUT_WINDOW = 6
+
     def tell(self, ctx: Context, genomes, F) -> None:
-        # Held-out quality: the surrogate's predictions for this batch, made before training.
-        pred = np.array([self._pending_pred.get(ctx.space.arch_id(g), np.nan) for g in genomes])
-        ok = np.isfinite(pred) & (F[:, 0] < 1.0)
-        if self.log and ok.sum() >= 3:
-            m = rank_metrics(F[ok, 0], pred[ok])
+        # Held-out quality: the surrogate's predictions, made before training, of the told
+        # architectures (the latest HELDOUT_WINDOW of them when asks are smaller).
+        if not hasattr(self, "_told"):  # a state pickled before asynchronous evaluation
+            self._told = []
+        for g, f in zip(genomes, F):
+            p = self._pending_pred.pop(ctx.space.arch_id(g), None)
+            if p is not None and f[0] < 1.0:
+                self._told.append((float(f[0]), p))
+        window = self._told[-max(self.HELDOUT_WINDOW, len(genomes)):]
+        if self.log and len(window) >= 3:
+            true, pred = (np.array(v) for v in zip(*window))
+            m = rank_metrics(true, pred)
             self.log[-1].update({f"heldout_{k}": float(v) for k, v in m.items()})
 
 
 def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
-                   against: np.ndarray | None = None) -> list[tuple[int, ...]]:
+                   against: np.ndarray | None = None,
+                   spread_from: np.ndarray | None = None) -> list[tuple[int, ...]]:
     """Pick ``n`` new architectures from the predicted front, spread along the cost axis:
     candidates are taken front by front, and within a front at evenly spaced cost quantiles
     (NSGANetV2 picks a diverse subset of the predicted front in the same spirit).
@@ -456,7 +482,11 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
     ``against``: the evaluated objectives; when given, the fronts are those of the
     candidates sorted together with the evaluated architectures, so a candidate predicted
     to be dominated by a trained network waits behind those predicted to be dominated only
-    by other candidates (it spends no evaluation where the front is already known)."""
+    by other candidates (it spends no evaluation where the front is already known).
+
+    ``spread_from``: objectives of architectures still training (predicted); when given,
+    each front is sampled farthest-first from them instead of at cost quantiles, so an
+    ask for one architecture while others train does not repeat their region."""
     feas = np.ones(len(X), bool) if cv is None else (cv.reshape(-1) <= 0)
     keys = [ctx.space.arch_id(x) for x in X]
     fresh = np.array([feas[i] and keys[i] not in ctx.seen and keys[i] not in ctx.pending
@@ -475,6 +505,8 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
         need = n - len(chosen)
         if len(layer) <= need:
             chosen += list(layer)
+        elif spread_from is not None and len(spread_from):
+            chosen += list(layer[_farthest_points(F[layer], need, anchors=spread_from)])
         elif F.shape[1] == 2:
             pos = np.unique(np.round(np.linspace(0, len(layer) - 1, need)).astype(int))
             chosen += list(layer[pos])
@@ -490,13 +522,21 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
     return out
 
 
-def _farthest_points(F: np.ndarray, k: int) -> np.ndarray:
-    """Indices of ``k`` rows of ``F`` spread out: start at the lowest first objective, then
-    repeatedly the row farthest from those chosen (objectives min-max normalised)."""
-    lo, span = F.min(axis=0), np.ptp(F, axis=0)
+def _farthest_points(F: np.ndarray, k: int, anchors: np.ndarray | None = None) -> np.ndarray:
+    """Indices of ``k`` rows of ``F`` spread out: start at the lowest first objective (or,
+    with ``anchors``, at the row farthest from them), then repeatedly the row farthest from
+    those chosen (objectives min-max normalised over ``F`` and the anchors)."""
+    both = F if anchors is None else np.vstack([F, anchors])
+    lo, span = both.min(axis=0), np.ptp(both, axis=0)
     Z = (F - lo) / np.where(span > 0, span, 1.0)
-    chosen = [int(np.argmin(F[:, 0]))]
-    dist = np.linalg.norm(Z - Z[chosen[0]], axis=1)
+    if anchors is not None and len(anchors):
+        A = (np.asarray(anchors, float) - lo) / np.where(span > 0, span, 1.0)
+        dist = np.min(np.linalg.norm(Z[:, None, :] - A[None, :, :], axis=2), axis=1)
+        chosen = [int(np.argmax(dist))]
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[chosen[0]], axis=1))
+    else:
+        chosen = [int(np.argmin(F[:, 0]))]
+        dist = np.linalg.norm(Z - Z[chosen[0]], axis=1)
     while len(chosen) < k:
         i = int(np.argmax(dist))
         chosen.append(i)
@@ -508,6 +548,7 @@ class EvolutionNSGA2(Algorithm):
     """pymoo NSGA-II, every individual trained; ``initial`` is its first population."""
 
     name = "nsga2"
+    generational = True
 
     def __init__(self, *, seed: int):
         super().__init__(seed=seed)
@@ -594,6 +635,7 @@ class OptunaSearch(Algorithm):
     that repeats an architecture being evaluated (``Context.pending``) is told as failed."""
 
     name = "optuna"
+    generational = True
 
     def __init__(self, *, seed: int, sampler: str = "nsga2", population_size: int = 16):
         super().__init__(seed=seed)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "Archive", "Record"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "Archive", "Record", "final_rows"]
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed")
@@ -374,3 +374,23 @@ class Archive:
 
     def __repr__(self) -> str:
         return f"Archive({str(self.path)!r})"
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per architecture of an archive frame (:meth:`Archive.to_frame`): the one at
+    its highest fidelity (``epochs`` in the fidelity; successive halving archives a row per
+    rung), the latest such row on ties, with an ``epochs`` column (None when the fidelity
+    names none). Rows keep the order of each architecture's first evaluation."""
+    if frame.empty:
+        return frame.assign(epochs=pd.Series(dtype="float64"))
+
+    def epochs(text: str) -> float:
+        v = json.loads(text).get("epochs") if isinstance(text, str) else None
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+    df = frame.assign(epochs=frame["fidelity"].map(epochs))
+    first = df.groupby("arch_id", sort=False)["id"].transform("min")
+    order = df.assign(_first=first, _e=df["epochs"].fillna(-1.0))
+    best = order.sort_values(["_e", "id"]).groupby("arch_id", sort=False).tail(1)
+    return best.sort_values("_first").drop(columns=["_first", "_e"]).reset_index(drop=True)
+

@@ -440,7 +440,7 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
     # the smallest, the quartiles and the median: the fit spans the candidates' sizes
     probes = [infos[int(q * (len(infos) - 1))]["spec"] for q in (0.0, 0.25, 0.5, 0.75)]
     done = {r.arch_id for r in search.archive.records()}
-    base_items = [i for i, _ in search.baseline_items(quiet=True) if i["arch_id"] not in done]
+    base_items = [i for i in search.baseline_items(quiet=True) if i["arch_id"] not in done]
     bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"]))) for i in base_items}
     n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
     plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,

@@ -2,12 +2,14 @@
 
 ``evaluate(candidates, callback=...)`` returns results in the order of the candidates and
 calls ``callback(result)`` in the calling process as each one completes, so a search can
-archive results as they arrive. Three backends, chosen in config (conf/evaluator/*.yaml):
+archive results as they arrive. ``run(feed, callback)`` trains from a `Feed` that the
+callback may keep filling, so every slot (``evaluator.slots``) stays busy while the search
+asks for more (asynchronous evaluation). Three backends, chosen in config (conf/evaluator/*.yaml):
 
 * `LocalEvaluator`: in this process, one candidate after another.
-* `PoolEvaluator`: persistent worker processes (``spawn``), one per GPU (each pinned with
-  CUDA_VISIBLE_DEVICES) or ``workers`` on CPU; the parent kills and replaces a worker that
-  exceeds ``timeout_s`` or dies.
+* `PoolEvaluator` (the search's default): persistent worker processes (``spawn``), one per
+  GPU (each pinned with CUDA_VISIBLE_DEVICES) or one per core on CPU (`plan_workers`); the
+  parent kills and replaces a worker that exceeds ``timeout_s`` or dies.
 * `RayEvaluator`: one Ray task per candidate on a local or existing Ray cluster.
 * `TableEvaluator`: no training: each candidate's genome is looked up in a table of known
   results (`nas.table`, e.g. NAS-Bench-201 from ``analog-nasbench``).
@@ -58,6 +60,13 @@ class Candidate:
     seed: int
     genome: tuple | None = None
     space: str | None = None
+    #: train only up to this epoch of the recipe's schedule (successive halving's rung);
+    #: None: every epoch of ``train.epochs``
+    stop_epoch: int | None = None
+    #: a Lightning checkpoint (bytes) to continue from: weights, optimiser, schedule, epoch
+    resume: bytes | None = field(default=None, repr=False)
+    #: return the trained state (``Result.extra["state"]``, a Lightning checkpoint as bytes)
+    keep_state: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, ArchSpec):
@@ -136,7 +145,9 @@ def run_candidate(task: Mapping) -> dict:
 
         spec = ArchSpec.from_json(task["spec"])
         out = train_spec(spec, data=task["data"], train=task["train"], seed=int(task["seed"]),
-                         test=bool(task.get("test", False)))
+                         test=bool(task.get("test", False)), stop_epoch=task.get("stop_epoch"),
+                         resume=task.get("resume"),
+                         keep_state=bool(task.get("keep_state", False)))
         result = Result.from_train(arch_id, out)
     except Exception as e:  # noqa: BLE001 - every failure becomes a failed result
         log.debug("candidate %s failed:\n%s", arch_id, traceback.format_exc())
@@ -151,6 +162,88 @@ def _release_cuda_memory() -> None:
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# Feed: the candidates an evaluator pulls while it runs
+# --------------------------------------------------------------------------------------------
+
+
+class Feed:
+    """Candidates an evaluator pulls, in order, while it runs; more may be put while it
+    runs (typically from the result callback, so that a freed slot gets work at once) until
+    the feed is closed. Backends see it as ``tasks``: ``tasks.next()`` is the index of the
+    next task to start (None when nothing is queued now), ``tasks[i]`` its task dict, and
+    ``tasks.exhausted`` says that nothing more will come.
+
+    A feed that is empty, still open and has no task in flight would wait forever:
+    ``next()`` raises RuntimeError then (whoever fills the feed must close it when done)."""
+
+    def __init__(self, candidates: Iterable[Candidate] = (), *, closed: bool = False) -> None:
+        self._cands: list[Candidate] = []
+        self._tasks: list[dict | None] = []
+        self._queue: deque[int] = deque()
+        self._to_task: Callable[[Candidate], dict] | None = None
+        self._closed = False
+        self.in_flight = 0
+        for c in candidates:
+            self.put(c)
+        self._closed = bool(closed)
+
+    def put(self, c: Candidate, *, front: bool = False) -> int:
+        """Queue ``c`` (``front``: before those queued); returns its index (the ``i`` of
+        the result callback)."""
+        if not isinstance(c, Candidate):
+            raise TypeError(f"candidates[{len(self._cands)}] is a {type(c).__name__}, not a "
+                            f"Candidate")
+        if self._closed:
+            raise RuntimeError("this feed is closed; put candidates before closing it")
+        self._cands.append(c)
+        self._tasks.append(None if self._to_task is None else self._to_task(c))
+        if front:
+            self._queue.appendleft(len(self._cands) - 1)
+        else:
+            self._queue.append(len(self._cands) - 1)
+        return len(self._cands) - 1
+
+    def close(self) -> None:
+        """Nothing more will be put: the evaluator returns once the queue is done."""
+        self._closed = True
+
+    def candidate(self, i: int) -> Candidate:
+        return self._cands[i]
+
+    def __len__(self) -> int:
+        return len(self._cands)
+
+    @property
+    def queued(self) -> int:
+        """Candidates put and not yet started."""
+        return len(self._queue)
+
+    @property
+    def exhausted(self) -> bool:
+        return self._closed and not self._queue
+
+    def next(self) -> int | None:
+        if self._queue:
+            self.in_flight += 1
+            return self._queue.popleft()
+        if not self._closed and self.in_flight == 0:
+            raise RuntimeError("the evaluator's feed is empty, still open and nothing is "
+                               "in flight: close the feed when no more candidates will come")
+        return None
+
+    def __getitem__(self, i: int) -> dict:
+        task = self._tasks[i]
+        if task is None:
+            task = self._tasks[i] = self._to_task(self._cands[i])
+        return task
+
+    def bind(self, to_task: Callable[[Candidate], dict]) -> None:
+        """Set how candidates become task dicts (the evaluator's ``_task``)."""
+        self._to_task = to_task
+        self._tasks = [None] * len(self._cands)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,36 +278,49 @@ class Evaluator:
         return 1
 
     def _task(self, c: Candidate) -> dict:
-        return {"arch_id": c.arch_id, "spec": c.spec.to_json(), "seed": int(c.seed),
+        task = {"arch_id": c.arch_id, "spec": c.spec.to_json(), "seed": int(c.seed),
                 "data": self.data, "train": self.train.to_dict(), "test": self.test}
+        if c.stop_epoch is not None or c.resume is not None or c.keep_state:
+            task.update(stop_epoch=c.stop_epoch, resume=c.resume, keep_state=c.keep_state)
+        return task
 
     def evaluate(self, candidates: Iterable[Candidate], *,
                  callback: Callable[[Result], None] | None = None) -> list[Result]:
         """Train every candidate; results in candidate order, ``callback`` on each as it
         completes (in this process)."""
-        cands = list(candidates)
-        for i, c in enumerate(cands):
-            if not isinstance(c, Candidate):
-                raise TypeError(f"candidates[{i}] is a {type(c).__name__}, not a Candidate")
-        results: list[Result | None] = [None] * len(cands)
+        feed = Feed(candidates, closed=True)
+        results: list[Result | None] = [None] * len(feed)
 
         def done(i: int, r: Result) -> None:
             results[i] = r
             if callback is not None:
                 callback(r)
 
-        if cands:
+        self.run(feed, done)
+        return results  # type: ignore[return-value]
+
+    def run(self, feed: Feed, callback: Callable[[int, Result], None]) -> None:
+        """Train what ``feed`` holds and whatever is put into it while this runs (from
+        ``callback``, say), until it is closed and done; ``callback(i, result)`` gets each
+        result as it completes, ``i`` being the candidate's index in the feed
+        (``feed.candidate(i)``)."""
+        feed.bind(self._task)
+
+        def done(i: int, r: Result) -> None:
+            feed.in_flight -= 1
+            callback(i, r)
+
+        if len(feed) or not feed.exhausted:
             try:
-                self._run([self._task(c) for c in cands], done)
+                self._run(feed, done)
             except KeyboardInterrupt:
                 self.terminate()
                 raise
             except BaseException:
                 self._abort()
                 raise
-        return results  # type: ignore[return-value]
 
-    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+    def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
         raise NotImplementedError
 
     def _abort(self) -> None:
@@ -254,9 +360,9 @@ class LocalEvaluator(Evaluator):
             task["train"] = replace(self.train, max_time_s=self.timeout_s).to_dict()
         return task
 
-    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
-        for i, task in enumerate(tasks):
-            done(i, Result(**run_candidate(task)))
+    def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
+        while (i := tasks.next()) is not None:
+            done(i, Result(**run_candidate(tasks[i])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,32 +445,84 @@ def _exit_text(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+#: MACs of one training step (per-image MACs x batch) above which a CPU candidate gets
+#: several torch threads: below it a step takes milliseconds on one core, and intra-op
+#: threads add more synchronisation than they save, so one thread per candidate and one
+#: candidate per core use the machine best (the digits nets of every space are 10-100x below)
+THREADED_STEP_MACS = 5e9
+
+
+def plan_workers(*, cores: int, gpus: int, threads: int | None = None,
+                 per_gpu: int = 1, step_macs: float | None = None) -> tuple[int, int]:
+    """(workers, torch threads per worker) that use every core or GPU of a machine.
+
+    With GPUs: ``per_gpu`` workers per GPU (small candidates can share one), the cores split
+    between them. On CPU: ``threads`` per worker when given, else one thread for small
+    candidates (``step_macs``, the MACs of one training step, under
+    :data:`THREADED_STEP_MACS` or unknown) and up to four for large ones; as many workers as
+    the cores hold."""
+    if gpus:
+        workers = gpus * per_gpu
+        return workers, threads or max(1, cores // workers)
+    if threads is None:
+        threads = 1 if step_macs is None or step_macs < THREADED_STEP_MACS else min(cores, 4)
+    return max(1, cores // threads), threads
+
+
 class PoolEvaluator(Evaluator):
     """Persistent worker processes from a ``spawn`` context.
 
     Args:
-        workers: number of processes; None: one per visible GPU with CUDA, else 2. With
-            CUDA, worker i is pinned to GPU ``i % n_gpus``.
-        threads_per_worker: torch CPU threads in each worker; None: cores / workers.
+        workers: number of processes; None: every core or GPU in use (`plan_workers`):
+            ``per_gpu`` per visible GPU with CUDA, else cores / threads per worker. With
+            CUDA, worker i is pinned to GPU ``i % n_gpus``. More workers than cores is
+            allowed, with a warning.
+        threads_per_worker: torch CPU threads in each worker; None: ``train.num_threads``
+            when set, else from the candidates' size (`plan_workers`).
+        per_gpu: workers per GPU when ``workers`` is None (several small candidates on one
+            GPU at once).
+        step_macs: MACs of a typical candidate's training step (per-image MACs x batch), the
+            size `plan_workers` chooses threads by; None: small.
         timeout_s: hard per-candidate limit from dispatch: the worker is killed and
             replaced and the candidate fails with "timeout ...".
         **common: see `Evaluator`.
     """
 
     def __init__(self, *, workers: int | None = None, threads_per_worker: int | None = None,
-                 **common: Any) -> None:
+                 per_gpu: int = 1, step_macs: float | None = None, **common: Any) -> None:
         super().__init__(**common)
         import torch
 
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        for name, v in (("workers", workers), ("threads_per_worker", threads_per_worker)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"evaluator.{name}={v!r} is invalid; pass a positive integer "
+                                 f"or null (every core: one worker per GPU, else one per "
+                                 f"core), e.g. evaluator.{name}=2")
+        if isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1:
+            raise ValueError(f"evaluator.per_gpu={per_gpu!r} is invalid; pass a positive "
+                             f"integer, e.g. evaluator.per_gpu=2")
+        cores = usable_cores()
+        planned, threads = plan_workers(
+            cores=cores, gpus=n_gpus, per_gpu=per_gpu,
+            threads=threads_per_worker or self.train.num_threads, step_macs=step_macs)
         if workers is None:
-            workers = n_gpus or 2
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers={workers!r} is invalid; pass a positive integer or "
-                             f"null (one per GPU, else 2)")
-        if threads_per_worker is None:
-            threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
-        self.n_workers, self.n_gpus, self.threads = workers, n_gpus, threads_per_worker
+            workers = planned
+        elif threads_per_worker is None and self.train.num_threads is None:
+            threads = max(1, cores // workers) if not n_gpus else threads
+        if not n_gpus and workers * threads > cores:
+            log.warning("evaluator.workers=%d x %d thread(s) is more than the %d cores of this "
+                        "machine: candidates will compete for them (evaluator.workers=null "
+                        "uses every core once)", workers, threads, cores)
+        self.n_workers, self.n_gpus, self.threads = workers, n_gpus, threads
         self._ctx = mp.get_context("spawn")
         self._workers = [self._spawn(i) for i in range(workers)]
         self._start_failures = 0
@@ -383,22 +541,18 @@ class PoolEvaluator(Evaluator):
         w.kill()
         self._workers[w.slot] = self._spawn(w.slot)
 
-    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+    def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
         if not self._workers:
             raise RuntimeError("this PoolEvaluator is closed; make a new one")
-        pending = deque(range(len(tasks)))
-        left = len(tasks)
 
         def finish(w: _Worker, result: Result) -> None:
-            nonlocal left
             idx, w.task, w.deadline = w.task, None, float("inf")
-            left -= 1
             done(idx, result)
 
-        while left:
+        while not tasks.exhausted or any(w.task is not None for w in self._workers):
             for w in self._workers:
-                if w.ready and w.task is None and pending:
-                    i = pending.popleft()
+                if w.ready and w.task is None and tasks.queued:
+                    i = tasks.next()
                     w.task = i
                     try:
                         w.conn.send((i, tasks[i]))
@@ -406,6 +560,9 @@ class PoolEvaluator(Evaluator):
                         pass  # it just died: the liveness check below reports the task
                     w.deadline = (time.monotonic() + self.timeout_s if self.timeout_s
                                   else float("inf"))
+            if not any(w.task is not None for w in self._workers) and not tasks.queued \
+                    and all(w.ready for w in self._workers):
+                tasks.next()  # raises: nothing queued, nothing running, the feed still open
             nearest = min(w.deadline for w in self._workers) - time.monotonic()
             mp_wait([w.conn for w in self._workers] + [w.proc.sentinel for w in self._workers],
                     timeout=max(0.0, min(1.0, nearest)))
@@ -563,16 +720,18 @@ class RayEvaluator(Evaluator):
 
         return ray_slots(ray.cluster_resources(), self.cpus_per_task, self.gpus_per_task)
 
-    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+    def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
         import ray
 
         self._ship_data()
-        pending = deque((i, 0) for i in range(len(tasks)))  # (task, attempts so far)
+        retry: deque[tuple[int, int]] = deque()  # (task, attempts so far) to submit again
         inflight = self._inflight
-        while pending or inflight:
-            while pending and len(inflight) < self.slots:
-                i, attempt = pending.popleft()
+        while not tasks.exhausted or inflight or retry:
+            while (retry or tasks.queued) and len(inflight) < self.slots:
+                i, attempt = retry.popleft() if retry else (tasks.next(), 0)
                 inflight[self._submit(tasks[i])] = (i, self._deadline(), attempt)
+            if not inflight:
+                tasks.next()  # raises: nothing queued, nothing running, the feed still open
             nearest = min(d for _, d, _ in inflight.values()) - time.monotonic()
             ready, _ = ray.wait(list(inflight), num_returns=1,
                                 timeout=max(0.0, min(1.0, nearest)))
@@ -580,7 +739,7 @@ class RayEvaluator(Evaluator):
                 i, _, attempt = inflight.pop(ref)
                 result = self._resolve(ref, tasks[i], attempt)
                 if result is None:
-                    pending.appendleft((i, attempt + 1))  # first in line for the next slot
+                    retry.appendleft((i, attempt + 1))  # first in line for the next slot
                 else:
                     done(i, result)
             now = time.monotonic()
@@ -822,9 +981,9 @@ class TableEvaluator(Evaluator):
     def _task(self, c: Candidate) -> dict:
         return {"arch_id": c.arch_id, "genome": c.genome}
 
-    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
-        for i, task in enumerate(tasks):
-            done(i, self.lookup(task["arch_id"], task["genome"]))
+    def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
+        while (i := tasks.next()) is not None:
+            done(i, self.lookup(tasks[i]["arch_id"], tasks[i]["genome"]))
 
     def lookup(self, arch_id: str, genome: tuple | None) -> Result:
         if genome is None:
@@ -941,6 +1100,10 @@ class SupernetEvaluator(LocalEvaluator):
         else:  # bad options (calib_batches, finetune_steps) fail here, before any search
             _scorer(self.options, self.data, self.train.to_dict())
 
+    @property
+    def slots(self) -> int:
+        return self._pool.slots if self._pool is not None else 1
+
     def check_space(self, space: Any) -> None:
         """ValueError unless ``space`` is the supernet's space with the same config."""
         from nas.supernet import check_space
@@ -960,12 +1123,12 @@ class SupernetEvaluator(LocalEvaluator):
         task["supernet"] = self.options
         return task
 
-    def _run(self, tasks: list[dict], done: Callable[[int, Result], None]) -> None:
+    def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
         if self._pool is not None:
             self._pool._run(tasks, done)
             return
-        for i, task in enumerate(tasks):
-            done(i, Result(**run_candidate(task)))
+        while (i := tasks.next()) is not None:
+            done(i, Result(**run_candidate(tasks[i])))
 
     def _abort(self) -> None:
         if self._pool is not None:
@@ -977,8 +1140,9 @@ class SupernetEvaluator(LocalEvaluator):
 
 
 #: evaluator options that, when set, must be positive numbers (integers where marked)
-_POSITIVE_OPTIONS = {"workers": int, "threads_per_worker": int, "timeout_s": float,
-                     "cpus_per_task": float, "gpus_per_task": float, "calib_batches": int}
+_POSITIVE_OPTIONS = {"workers": int, "threads_per_worker": int, "per_gpu": int,
+                     "timeout_s": float, "cpus_per_task": float, "gpus_per_task": float,
+                     "calib_batches": int}
 
 
 def check_evaluator_options(cfg: Mapping) -> None:
@@ -1044,17 +1208,24 @@ def backend_options(backend: str) -> set[str]:
     return names - {"data", "train"}
 
 
-def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping) -> Evaluator:
+def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping,
+                   hints: Mapping | None = None) -> Evaluator:
     """The evaluator named by ``cfg.backend`` (local | pool | ray | supernet) with the rest of ``cfg``
-    as its options (see conf/evaluator/*.yaml)."""
+    as its options (see conf/evaluator/*.yaml). ``hints`` (e.g. ``{"step_macs": ...}``, what
+    the caller knows of its candidates) go to the backends that take them."""
     check_evaluator_options(cfg)
     opts = dict(plain(cfg))
     backend = opts.pop("backend")
+    allowed = backend_options(backend)
+    for k, v in (hints or {}).items():
+        if k in allowed and opts.get(k) is None:
+            opts[k] = v
     return _backend_classes()[backend](data=data, train=train, **opts)
 
 
-__all__ = ["BACKENDS", "Candidate", "Evaluator", "LocalEvaluator", "PoolEvaluator",
+__all__ = ["BACKENDS", "Candidate", "Evaluator", "Feed", "LocalEvaluator", "PoolEvaluator",
            "RayEvaluator", "Result", "SupernetEvaluator", "TableEvaluator", "backend_options",
            "check_evaluator", "check_evaluator_options", "code_runtime_env", "failure_reason",
-           "make_evaluator", "ray_connect", "ray_slots", "ray_system_failure", "run_candidate",
-           "run_ray_candidate", "score_candidate", "should_retry"]
+           "make_evaluator", "plan_workers", "ray_connect", "ray_slots", "ray_system_failure",
+           "run_candidate", "run_ray_candidate", "score_candidate", "should_retry",
+           "usable_cores"]

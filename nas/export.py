@@ -25,9 +25,14 @@ Pick rules (``pick=``):
   architecture whose cost is within the budget (ties: the cheaper one). Numbers take
   suffixes k, M, G, T (``300M``, ``1.5G``).
 
-The search does not keep weights of its candidates, so unless ``weights=`` names a
-checkpoint the exported model carries the initial weights of the candidate's seed: it is
-the deployable *architecture*; ``train_command.txt`` trains it.
+A search keeps the trained weights of its front's architectures (``weights/<arch_id>.ckpt``
+in the run folder, ``keep_weights`` of them at most). Unless ``weights=`` names a
+checkpoint, the export writes those weights and prints the exported model's accuracy on the
+search's validation split, which reproduces the archived one. For an architecture whose
+weights the run did not keep (not on the front, ``keep_weights=0``, or a run folder written
+before the search kept weights) the exported model carries the initial weights of the
+candidate's seed, and the summary says so plainly: it is the deployable *architecture*, and
+``train_command.txt`` trains it.
 
 A run scored by a supernet (``evaluator=supernet``) is the exception: its candidates have
 trained weights, inherited from the supernet. Unless ``weights=`` is given, the export
@@ -272,6 +277,10 @@ class ExportResult:
     row: dict = field(default_factory=dict)
     #: for a supernet-scored run: checkpoint, its sha256, the exported weights' score
     inherited: dict = field(default_factory=dict)
+    #: the trained weights the search kept: file and the exported weights' validation score
+    kept: dict = field(default_factory=dict)
+    #: where the weights came from: "kept", "inherited", "given" or "initial"
+    weights_source: str = "initial"
 
 
 def _check(name: str, ref, out, rtol: float) -> float:
@@ -499,6 +508,25 @@ def inherited_weights(run: Run, row: pd.Series) -> tuple[dict, dict] | None:
     return net.state_dict(), info
 
 
+def kept_weights(run: Run, row: pd.Series, spec: ArchSpec) -> tuple[dict, dict] | None:
+    """``(state_dict, info)`` of the trained weights a search kept for ``row`` (its
+    front), ``info`` with the file and the weights' accuracy on the search's validation
+    split; None when the run kept none for it."""
+    from nas.run import weights_path
+
+    path = weights_path(run.path, str(row.get("arch_id", "")))
+    cfg = run.config if isinstance(run.config, dict) else {}
+    if not path.is_file() or not isinstance(cfg.get("data"), dict) or "train" not in cfg:
+        return None
+    from nas.build import build
+    from nas.train import validate_spec
+
+    sd = _fit_state_dict(read_weights(path), build(spec, seed=0).state_dict())
+    score = validate_spec(spec, sd, data=cfg["data"], train=cfg["train"],
+                          seed=_seed_of(row, run))
+    return sd, {"file": str(path), **score}
+
+
 def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
                batch: int = 1, weights: str | Path | None = None) -> ExportResult:
     """Pick an architecture of a run folder and export it (see the module docstring)."""
@@ -520,12 +548,19 @@ def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
         else:
             data = ["data=DATA"]
     cmd = train_command((out_dir / "spec.json").resolve(), data or ["data=DATA"], seed)
+    source = "given" if weights is not None else "initial"
     inherited = inherited_weights(run, row) if weights is None else None
+    kept = kept_weights(run, row, spec) if weights is None and inherited is None else None
     if inherited is not None:
-        weights = inherited[0]
+        weights, source = inherited[0], "inherited"
+    elif kept is not None:
+        weights, source = kept[0], "kept"
     res = export(spec, out_dir, batch=batch, seed=seed, weights=weights, train_command=cmd)
+    res.weights_source = source
     if inherited is not None:
         res.inherited = inherited[1]
+    if kept is not None:
+        res.kept = kept[1]
     res.row = {k: (None if isinstance(v, float) and math.isnan(v) else v)
                for k, v in row.to_dict().items()}
     res.row["data_known"] = data is not None
@@ -556,6 +591,15 @@ def summary(res: ExportResult) -> str:
                      f"{i['sha256'][:16]}), BN recalibrated on {i['calib_images']} training "
                      f"images: validation accuracy {100 * i['accuracy']:.2f}% on "
                      f"{i['val_images']} images")
+    if res.kept:
+        k = res.kept
+        lines.append(f"  weights   trained by the search ({k['file']}): validation accuracy "
+                     f"{100 * k['accuracy']:.2f}% on {k['val_images']} images")
+    elif res.weights_source == "initial":
+        lines.append("  weights   NOT trained: the run kept no weights for this architecture "
+                     "(not on its front, keep_weights=0, or a run from before searches kept "
+                     "weights); weights.pt holds the initial weights of its seed; train it "
+                     "with the command below")
     lines.append(f"  load with  nas.load({str(res.files['spec'])!r}, "
                  f"weights={str(res.files['weights'])!r})")
     lines.append(f"  train with {res.train_command}")
@@ -639,7 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["load", "select", "parse_number", "export", "export_run", "inherited_weights", "summary",
+__all__ = ["load", "select", "parse_number", "export", "export_run", "inherited_weights",
+           "kept_weights", "summary",
            "train_command", "ExportResult", "PickError", "ExportCheckError", "main"]
 
 if __name__ == "__main__":

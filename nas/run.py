@@ -38,11 +38,12 @@ ARCHIVE = "archive.sqlite"
 STATE = "state.pkl"
 STATUS = "status.json"
 LOCK = "run.lock"
+WEIGHTS = "weights"
 
 #: columns of evaluated.csv and baselines.csv (baselines add ``name`` first)
 EVALUATED_COLUMNS = ["id", "arch_id", "space", "genome", "spec", "macs", "params",
-                     "activations", "latency_ms", "accuracy", "error", "status", "reason",
-                     "iteration", "seed", "train_seconds"]
+                     "activations", "latency_ms", "accuracy", "error", "epochs", "status",
+                     "reason", "iteration", "seed", "train_seconds"]
 #: cost columns a front can be drawn against -> axis label
 COST_LABELS = {"macs": "MACs", "params": "parameters", "activations": "activations",
                "latency_ms": "latency (ms)"}
@@ -68,6 +69,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def weights_path(run_dir: str | os.PathLike, arch_id: str) -> Path:
+    """Where a run keeps the trained state of ``arch_id``: a Lightning checkpoint (weights,
+    optimiser, schedule, epoch) in ``weights/``."""
+    return Path(run_dir) / WEIGHTS / f"{arch_id.replace(':', '_')}.ckpt"
 
 
 def write_status(run_dir: Path, state: str, **extra: Any) -> None:
@@ -397,7 +404,9 @@ def read_run(path: str | Path) -> Run:
     evaluated = _read_csv(run_dir / "evaluated.csv")
     baselines = _read_csv(run_dir / "baselines.csv")
     if archive.is_file():
-        from_archive = split_archive(read_archive(archive))
+        from nas.archive import final_rows
+
+        from_archive = split_archive(final_rows(read_archive(archive)))
         if evaluated is None:
             evaluated = from_archive[0]
         if baselines is None:
@@ -450,7 +459,7 @@ def open_resume(path: str | os.PathLike) -> tuple[Path, Any]:
 
 
 __all__ = ["ARCHIVE", "CONFIG", "COST_LABELS", "EVALUATED_COLUMNS", "LOCK", "STATE", "STATES",
-           "STATUS", "Run", "RunFolderError", "RunLock", "atomic_write", "cleanup_hydra_dir",
+           "STATUS", "WEIGHTS", "Run", "RunFolderError", "RunLock", "atomic_write", "cleanup_hydra_dir",
            "cost_column", "front_of", "hypervolume_curve", "hypervolume_of", "load_state",
            "ok_rows", "open_resume", "pid_alive", "read_archive", "read_config", "read_run",
-           "read_status", "save_state", "split_archive", "write_status"]
+           "read_status", "save_state", "split_archive", "weights_path", "write_status"]

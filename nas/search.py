@@ -12,10 +12,25 @@ A run folder holds everything that must survive a crash: ``config.yaml`` (resolv
 ``status.json``. From these it writes ``evaluated.csv``, ``pareto.csv``, ``baselines.csv``,
 ``hypervolume.csv``, ``surrogate.csv``, ``pareto.png`` and ``pareto.html``.
 
-Resume: the algorithm state is saved after each iteration; on resume the interrupted
-iteration is asked again (it proposes the same architectures, its random state being
-restored) and every architecture already in the archive is taken from there, so nothing is
-trained twice and the archive equals that of an uninterrupted run.
+Evaluation is asynchronous: the evaluator's slots (one per core or GPU by default) are kept
+busy, and whenever one frees the algorithm is asked for more, knowing which architectures
+are still training (``Context.pending``). Generational comparators (``nsga2``, ``optuna``)
+are asked for a whole generation once the previous one is told; with a single slot every
+algorithm is asked for ``budget.per_iteration`` at a time, as nothing runs while it thinks.
+
+Resume: every ask is saved (``state.pkl``: the algorithm after the ask, random generators
+included, and the proposals in order) before its architectures are queued, and every result
+is archived the moment it arrives; on resume the proposals without a result are queued
+again first, batches whose results all arrived are told, and the search goes on. Nothing is
+lost or trained twice, and with one slot (``evaluator=local``) the archive equals that of an
+uninterrupted run.
+
+``fidelity=sha`` trains by asynchronous successive halving (ASHA, Li et al. 2020): every
+architecture first trains ``fidelity.rungs[0]`` epochs of a schedule that spans the last
+rung; whenever a rung's results allow, the best ``1/eta`` of them (by Pareto rank, then error,
+as multi-objective ASHA ranks, Schmucker et al. 2021) continue from their checkpoint to the
+next rung. Each rung is an archive row; the CSVs and fronts hold each architecture's highest
+rung, with its ``epochs``.
 """
 
 from __future__ import annotations
@@ -36,18 +51,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas import checks, pareto
 from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target, make_algorithm
-from nas.archive import Archive, Record
+from nas.archive import Archive, Record, final_rows
 from nas.cost import human, totals
 from nas.estimate import duration
 from nas.run import (
     RunFolderError,
     RunLock,
+    atomic_write,
     cleanup_hydra_dir,
     hypervolume_of,
     load_state,
     open_resume,
     save_state,
     split_archive,
+    weights_path,
     write_status,
 )
 from nas.surrogate import NotEnoughDataError
@@ -55,6 +72,8 @@ from nas.surrogate import NotEnoughDataError
 log = logging.getLogger("nas.search")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+#: fidelity.kind values
+FIDELITIES = ("fixed", "sha")
 #: cost objectives (known from the spec before training) -> their archive column
 COSTS = COST_OBJECTIVES
 #: the objectives when the config names none: error and MACs
@@ -161,6 +180,8 @@ def check_config(cfg: DictConfig) -> None:
         raise SearchError(str(e)) from None
     names = objectives_of(cfg)
     check_objectives(names, table=(cfg.get("evaluator") or {}).get("backend") == "table")
+    fidelity_rungs(cfg)
+    checks.integer("keep_weights", cfg.get("keep_weights", 0), lo=0, error=SearchError)
 
 
 def min_evaluated(cfg: DictConfig) -> int:
@@ -192,6 +213,37 @@ def apply_resume_overrides(saved: DictConfig, cfg: DictConfig, overrides: list[s
         OmegaConf.update(saved, key, value, merge=False, force_add=True)
         applied.append(f"{key}={text.split('=', 1)[1] if '=' in text else value}")
     return applied
+
+
+def fidelity_rungs(cfg: DictConfig) -> tuple[list[int] | None, float]:
+    """``(rungs, eta)`` of ``fidelity=sha`` (epochs per rung, increasing; reduction
+    factor), or ``(None, 0)`` for fixed fidelity; SearchError naming the fix otherwise."""
+    f = cfg.get("fidelity") or {}
+    kind = f.get("kind", "fixed")
+    if kind not in FIDELITIES:
+        raise SearchError(f"fidelity.kind={kind!r} is invalid; use fidelity=fixed or "
+                          f"fidelity=sha")
+    if kind == "fixed":
+        return None, 0.0
+    rungs, eta = f.get("rungs"), f.get("eta")
+    ok = (rungs is not None and not isinstance(rungs, str) and len(rungs) >= 2
+          and all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rungs)
+          and all(a < b for a, b in zip(rungs, list(rungs)[1:])))
+    if not ok:
+        raise SearchError(f"fidelity.rungs={_show(rungs)} is invalid: give two or more epoch "
+                          f"counts in increasing order, e.g. fidelity.rungs=[1,3,9]")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 1:
+        raise SearchError(f"fidelity.eta={eta!r} is invalid: the reduction factor must be a "
+                          f"number > 1, e.g. fidelity.eta=3")
+    return [int(r) for r in rungs], float(eta)
+
+
+def _show(v: Any) -> str:
+    try:
+        v = OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+    except ValueError:
+        pass
+    return str(v).replace(" ", "") if isinstance(v, list) else repr(v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +370,6 @@ class Search:
 
         self.cfg, self.run_dir = cfg, run_dir
         self.retry_failed = retry_failed
-        self.retry_ids: set[int] = set()
         check_config(cfg)
         self.objectives = objectives_of(cfg)
         ev_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
@@ -377,24 +428,50 @@ class Search:
                              "metric": ev_cfg.get("metric", "baseline_accuracy"),
                              "dataset": self.table.dataset}
         self.seed = int(cfg.seed)
+        self.rungs, self.eta = fidelity_rungs(cfg)
+        if self.rungs is not None:
+            self.fidelity = {**self.fidelity, "epochs": self.rungs[-1],
+                             "schedule_epochs": self.rungs[-1]}
+        # trained states are kept where training happens (not for looked-up or inherited
+        # scores): the front's weights (keep_weights) and successive halving's checkpoints
+        self.trains = ev_cfg.get("backend") not in ("table", "supernet")
+        self.keep_weights = int(cfg.get("keep_weights", 0) or 0) if self.trains else 0
 
     # -- archive views -------------------------------------------------------------------
     def search_records(self) -> list[Record]:
-        return [r for r in self.archive.records() if r.space != "baseline"]
+        """One record per searched architecture (its highest fidelity), in the order of
+        their first evaluation."""
+        best: dict[str, Record] = {}
+        for r in self.archive.records():
+            if r.space == "baseline":
+                continue
+            old = best.get(r.arch_id)
+            if old is None or self._epochs(r) >= self._epochs(old):
+                best[r.arch_id] = r
+        return list(best.values())
 
-    def context(self, before_iteration: int) -> Context:
-        """What the algorithm sees when asked for iteration ``before_iteration``: records of
-        completed iterations only, so an interrupted iteration is asked exactly as before."""
-        recs = [r for r in self.search_records() if r.iteration < before_iteration]
+    @staticmethod
+    def _epochs(r: Record) -> float:
+        e = (r.fidelity or {}).get("epochs")
+        return float(e) if isinstance(e, (int, float)) else -1.0
+
+    def context(self) -> Context:
+        """What the algorithm sees when asked: every architecture archived so far (at its
+        highest fidelity) and those still training (``pending``)."""
+        recs = self.search_records()
         if recs:
             X = np.array([r.genome for r in recs], dtype=np.int64)
             F = np.array([self.objective_vector(r) for r in recs], dtype=float)
         else:
             X = np.empty((0, self.space.n_var), np.int64)
             F = np.empty((0, len(self.objectives)))
+        pend = [j["genome"] for j in self._jobs.values() if j["space"] != "baseline"
+                and j["rung"] == 0]
+        PX = np.array(pend, dtype=np.int64).reshape(len(pend), self.space.n_var)
         return Context(self.space, self.coster.cost, self.feasible, X, F,
                        {r.arch_id for r in recs}, self.constrained, self.coster.info,
-                       objectives=tuple(self.objectives), costs=self.coster.costs)
+                       objectives=tuple(self.objectives), costs=self.coster.costs,
+                       pending={self.space.arch_id(g) for g in pend}, pending_X=PX)
 
     def objective_vector(self, r: Record) -> list[float]:
         """A record's objectives in config order; a failed candidate gets error 1.0 (and
@@ -412,7 +489,15 @@ class Search:
                 out.append(1.0 - float(v) if ok and v is not None else 1.0)
         return out
 
-    def _record(self, result, info: dict, genome, space: str, iteration: int) -> Record:
+    def fidelity_at(self, rung: int) -> dict:
+        """The archive's fidelity of a result at successive halving's ``rung`` (the fixed
+        fidelity without rungs)."""
+        if self.rungs is None:
+            return self.fidelity
+        return {**self.fidelity, "epochs": self.rungs[rung]}
+
+    def _record(self, result, info: dict, genome, space: str, iteration: int,
+                fidelity: dict) -> Record:
         ok = result.status == "ok" and result.accuracy is not None and math.isfinite(
             result.accuracy)
         return Record(
@@ -425,7 +510,7 @@ class Search:
             status="ok" if ok else "failed",
             reason=None if ok else (result.reason or "no accuracy reported"),
             # An evaluator may add to the fidelity (evaluator=supernet: which checkpoint).
-            fidelity={**self.fidelity, **result.extra.get("fidelity", {})},
+            fidelity={**fidelity, **result.extra.get("fidelity", {})},
             seed=self.seed, iteration=iteration,
             train_seconds=result.train_seconds, created=time.time(),
             extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
@@ -437,6 +522,8 @@ class Search:
                                      # evaluator=ray: the node that trained it, submissions
                                      "node": result.extra.get("node"),
                                      "attempts": result.extra.get("attempts"),
+                                     # successive halving: epochs trained before this rung
+                                     "start_epoch": result.extra.get("start_epoch"),
                                      **self._metric_values(result)}.items() if v is not None})
 
     def _metric_values(self, result) -> dict[str, float]:
@@ -444,61 +531,6 @@ class Search:
         row = (result.extra or {}).get("metrics") or {}
         return {m: row[m] / self.table.scale(m) for m in self.metric_names
                 if self.table is not None and m in row and math.isfinite(row[m])}
-
-    # -- evaluation ----------------------------------------------------------------------
-    def evaluate(self, items: list[tuple[dict, Any]], *, space: str, iteration: int) -> None:
-        """Train the (info, genome) items that the archive does not hold yet; each result is
-        archived the moment it arrives."""
-        from nas.evaluate import Candidate
-
-        stale = {}
-        todo = []
-        for i, g in items:
-            rec = self.archive.get(i["arch_id"])
-            if rec is not None and rec.id in self.retry_ids:
-                stale[i["arch_id"]] = rec.id  # failed under the previous settings
-            if rec is None or i["arch_id"] in stale:
-                todo.append((i, g))
-        if not todo:
-            return
-        by_id = {i["arch_id"]: (i, g) for i, g in todo}
-        cands = [Candidate(arch_id=i["arch_id"], spec=i["spec"], seed=self.seed,
-                           genome=None if g is None else tuple(int(v) for v in g), space=space)
-                 for i, g in todo]
-
-        def on_result(res) -> None:
-            info, genome = by_id[res.arch_id]
-            rec = self._record(res, info, genome, space, iteration)
-            if res.arch_id in stale:
-                old_id = stale.pop(res.arch_id)
-                self.archive.remove(old_id)
-                self.retry_ids.discard(old_id)
-            self.archive.add(rec)
-            if self.bill is not None:
-                self.bill.finished(info["macs"], baseline=info.get("name"))
-            if self.bar is not None:
-                self.bar.update(1)
-                acc = "failed" if rec.accuracy is None else f"{rec.accuracy:.3f}"
-                eta = ("" if self.bill is None
-                       else f"eta {duration(self.bill.remaining_s())}, ")
-                self.bar.set_postfix_str(f"{eta}{info.get('name') or rec.arch_id}: {acc}")
-            if rec.status == "failed":
-                log.warning("%s failed: %s", rec.arch_id, rec.reason)
-
-        self.evaluator.evaluate(cands, callback=on_result)
-
-    def retry_failures(self) -> None:
-        """Train again, in their own iterations (so the algorithm sees them as it saw them
-        before), the search's candidates that failed before a resume changed the recipe or
-        the evaluator (``retry_failed``): their failures say nothing about the new one."""
-        stale = [r for r in self.search_records() if r.id in self.retry_ids]
-        if stale:
-            log.warning("training again %d candidate(s) that failed under the previous "
-                        "settings", len(stale))
-        for it in sorted({r.iteration for r in stale}):
-            recs = [r for r in stale if r.iteration == it]
-            self.evaluate([(self.coster.info(r.genome), r.genome) for r in recs],
-                          space=self.space.name, iteration=it)
 
     def failure_summary(self) -> str:
         """``8 of 10 candidates failed, most often: <reason> (x6)``."""
@@ -511,9 +543,10 @@ class Search:
         reason, n = Counter(failed).most_common(1)[0]
         return f"{len(failed)} of {len(recs)} candidates failed, most often: {reason} (x{n})"
 
-    def baseline_items(self, *, quiet: bool = False) -> list[tuple[dict, None]]:
-        """(info, None) of each configured baseline that fits the data and
-        ``baselines.max_macs`` (``quiet``: without logging the skipped ones)."""
+    # -- jobs ----------------------------------------------------------------------------
+    def baseline_items(self, *, quiet: bool = False) -> list[dict]:
+        """The cost info dicts (with ``name``) of each configured baseline that fits the
+        data and ``baselines.max_macs`` (``quiet``: without logging the skipped ones)."""
         from nas.cli import DataInfo, baseline_spec
 
         say = (lambda *a: None) if quiet else log.info
@@ -538,19 +571,202 @@ class Search:
                 continue
             lat = (float(self.coster.latency_table.predict(spec))
                    if self.coster.latency_table is not None else None)
-            items.append(({"arch_id": f"baseline:{name}", "name": name, "spec": spec,
-                           "macs": macs, "params": params, "activations": acts,
-                           "latency_ms": lat}, None))
+            items.append({"arch_id": f"baseline:{name}", "name": name, "spec": spec,
+                          "macs": macs, "params": params, "activations": acts,
+                          "latency_ms": lat})
         return items
 
-    def baselines(self) -> None:
-        items = self.baseline_items()
-        todo = [i for i, _ in items if i["arch_id"] not in self.archive]
-        if self.bar is not None and todo:
-            self.bar.total += len(todo)  # baselines share the bar with the search's budget
-            self.bar.refresh()
-        if items:
-            self.evaluate(items, space="baseline", iteration=-1)
+    def _done_at(self, arch_id: str, rung: int) -> Record | None:
+        """The archived result of ``arch_id`` at ``rung`` (any evaluator additions to the
+        fidelity allowed), or None."""
+        want = self.fidelity_at(rung)
+        for r in self._rows.get(arch_id, ()):
+            if all(r.fidelity.get(k) == v for k, v in want.items()):
+                return r
+        return None
+
+    def _submit(self, info: dict, genome, space: str, iteration: int, rung: int = 0,
+                front: bool = False) -> None:
+        from nas.evaluate import Candidate
+
+        resume = None
+        if rung > 0:
+            resume = self._weights_path(info["arch_id"]).read_bytes()
+        last = self.rungs is None or rung == len(self.rungs) - 1
+        cand = Candidate(arch_id=info["arch_id"], spec=info["spec"], seed=self.seed,
+                         genome=None if genome is None else tuple(int(v) for v in genome),
+                         space=space,
+                         stop_epoch=None if last else self.rungs[rung], resume=resume,
+                         keep_state=self.trains and (not last or (
+                             space != "baseline" and self.keep_weights > 0)))
+        i = self.feed.put(cand, front=front)
+        self._jobs[i] = {"info": info, "genome": genome, "space": space,
+                         "iteration": iteration, "rung": rung}
+
+    def _weights_path(self, arch_id: str) -> Path:
+        return weights_path(self.run_dir, arch_id)
+
+    def _promote(self) -> None:
+        """Successive halving: queue (first) every architecture in the best ``1/eta`` of
+        its rung's results that has not gone on yet; baselines always go on."""
+        if self.rungs is None:
+            return
+        busy = {(j["info"]["arch_id"], j["rung"]) for j in self._jobs.values()}
+        for k in range(len(self.rungs) - 2, -1, -1):
+            rows = [(aid, r) for aid in self._order for r in [self._done_at(aid, k)]
+                    if r is not None]
+            go = [aid for aid, r in rows if r.space == "baseline" and r.status == "ok"]
+            ok = [(aid, r) for aid, r in rows if r.space != "baseline" and r.status == "ok"
+                  and r.genome is not None]
+            n_top = int(math.floor(sum(r.space != "baseline" for _, r in rows) / self.eta))
+            if ok and n_top:
+                F = np.array([self.objective_vector(r) for _, r in ok], dtype=float)
+                ranks = pareto.pareto_ranks(F)
+                order = sorted(range(len(ok)), key=lambda i: (ranks[i], F[i, 0]))
+                go += [ok[i][0] for i in order[:n_top]]
+            for aid in go:
+                if self._done_at(aid, k + 1) is None and (aid, k + 1) not in busy:
+                    r = self._done_at(aid, k)
+                    info = (self._baseline_info[aid] if r.space == "baseline"
+                            else self.coster.info(r.genome))
+                    self._submit(info, r.genome, r.space, r.iteration, rung=k + 1, front=True)
+                    busy.add((aid, k + 1))
+
+    def _tell_ready(self, state: dict) -> bool:
+        """Tell the algorithm every asked batch, in order, whose architectures all have a
+        result; True if one was told."""
+        told = False
+        recs = None
+        for b in state["batches"]:
+            if b["told"]:
+                continue
+            ids = [self.space.arch_id(g) for g in b["genomes"]]
+            if any(self._done_at(aid, 0) is None for aid in ids):
+                break  # batches are told in the order they were asked
+            recs = recs or {r.arch_id: r for r in self.search_records()}
+            F = np.array([self.objective_vector(recs[aid]) for aid in ids], dtype=float)
+            algo = state["algorithm"]
+            algo.tell(self.context(), b["genomes"], F)
+            b["told"] = True
+            told = True
+            df = self.evaluated_frame()
+            row = {"iteration": b["iteration"], "evaluations": len(df),
+                   "hypervolume": self.hypervolume(df)}
+            if b.get("log") is not None and b["log"] < len(algo.log):
+                row.update(algo.log[b["log"]])
+            state["history"].append(row)
+        return told
+
+    def _schedule(self, state: dict) -> None:
+        """Keep every slot busy: promotions first, then as many new architectures as slots
+        are free (a generation at a time for generational algorithms); close the feed when
+        nothing more will come."""
+        cfg, algo = self.cfg, state["algorithm"]
+        budget = int(cfg.budget.evaluations)
+        slots = max(1, int(getattr(self.evaluator, "slots", 1)))
+        self._promote()
+        generational = getattr(algo, "generational", False)
+        while not self._exhausted and state["evaluations"] < budget:
+            busy = len(self._jobs)
+            if busy >= slots:
+                break
+            if generational and any(not b["told"] for b in state["batches"]):
+                break  # a generation is told whole before the next is asked
+            # Random samples (the algorithm's initial()) until the results can steer it:
+            # when almost all of the initial sample is back (all but one per other slot; at
+            # least a few), as the synchronous search had it; more slots than the initial
+            # sample fill with more random samples meanwhile.
+            initial = int(cfg.budget.initial)
+            first = not state["batches"] or (not generational and len(self.search_records())
+                                             < max(min(initial, 4), initial - slots + 1))
+            if not state["batches"]:
+                n = initial
+            elif (slots == 1 or generational) and not first:
+                n = int(cfg.budget.per_iteration)
+            else:
+                n = slots - busy
+            n = min(n, budget - state["evaluations"])
+            if not first:
+                need = min_evaluated(cfg)
+                n_ok = sum(r.status == "ok" for r in self.search_records())
+                if n_ok < need:
+                    if any(j["space"] != "baseline" for j in self._jobs.values()):
+                        break  # wait: what is still training may succeed
+                    raise NotEnoughDataError(f"{need} successful evaluations needed, "
+                                             f"{n_ok} so far")
+            it = state["iteration"]
+            ctx = self.context()
+            n_log = len(algo.log)
+            genomes = algo.initial(ctx, n) if first else algo.ask(ctx, n)
+            if not genomes:
+                log.warning("the algorithm proposed nothing new (space exhausted?); "
+                            "stopping at %d evaluations", state["evaluations"])
+                self._exhausted = True
+                break
+            genomes = [tuple(int(v) for v in g) for g in genomes]
+            state["batches"].append({"iteration": it, "genomes": genomes, "told": False,
+                                     "log": n_log if len(algo.log) > n_log else None})
+            state["iteration"] = it + 1
+            state["evaluations"] += len(genomes)
+            self.save_state(state)  # what was asked is on disk before it is queued
+            for g in genomes:
+                self._submit(self.coster.info(g), g, self.space.name, it)
+        if not self._jobs:
+            self.feed.close()
+
+    def _on_result(self, state: dict, i: int, res) -> None:
+        job = self._jobs.pop(i)
+        info, genome, space, rung = job["info"], job["genome"], job["space"], job["rung"]
+        blob = res.extra.pop("state", None)
+        rec = self._record(res, info, genome, space, job["iteration"], self.fidelity_at(rung))
+        if blob is not None and rec.status == "ok":
+            path = self._weights_path(rec.arch_id)
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, blob)  # before the archive row that may promote from it
+        self.archive.add(rec)
+        self._rows.setdefault(rec.arch_id, []).append(rec)
+        if rec.arch_id not in self._order:
+            self._order.append(rec.arch_id)
+        if self.bill is not None and rung == 0:
+            self.bill.finished(info["macs"], baseline=info.get("name"))
+        if self.bar is not None:
+            if rung == 0:
+                self.bar.update(1)
+            acc = "failed" if rec.accuracy is None else f"{rec.accuracy:.3f}"
+            at = f" at {self.rungs[rung]} epochs" if self.rungs is not None else ""
+            eta = "" if self.bill is None else f"eta {duration(self.bill.remaining_s())}, "
+            self.bar.set_postfix_str(f"{eta}{info.get('name') or rec.arch_id}: {acc}{at}")
+        if rec.status == "failed":
+            log.warning("%s failed: %s", rec.arch_id, rec.reason)
+        if space != "baseline" and rung == 0 and self._tell_ready(state):
+            self.save_state(state)
+            df = self.evaluated_frame()
+            self.write_outputs(state)
+            self.prune_weights()
+            write_status(self.run_dir, "running", evaluations=len(df),
+                         budget=int(self.cfg.budget.evaluations),
+                         iteration=state["iteration"])
+        self._schedule(state)
+
+    def prune_weights(self, final: bool = False) -> None:
+        """Keep the trained states of the search's front (at most ``keep_weights``, the
+        most accurate first) and, during successive halving, those that may still be
+        promoted; delete the rest."""
+        folder = self.run_dir / "weights"
+        if not folder.is_dir():
+            return
+        keep: set[str] = set()
+        if self.keep_weights:
+            front = self.pareto_frame()
+            front = front[front["source"] == "search"].sort_values("error")
+            keep |= set(front["arch_id"].head(self.keep_weights))
+        if self.rungs is not None and not final:
+            last = len(self.rungs) - 1
+            keep |= {aid for aid in self._order if self._done_at(aid, last) is None}
+        keep_files = {self._weights_path(a).name for a in keep}
+        for f in folder.glob("*.ckpt"):
+            if f.name not in keep_files:
+                f.unlink(missing_ok=True)
 
     def estimate(self):
         """The run's time estimated before training (`nas.estimate`), for one slot; None
@@ -575,19 +791,29 @@ class Search:
     def load_state(self) -> dict:
         state = load_state(self.run_dir)
         if state is not None:
+            if "batches" not in state:  # written before asynchronous evaluation
+                state["batches"] = []
+                state["evaluations"] = len(self.search_records())
             return state
         algo = make_algorithm(OmegaConf.to_container(self.cfg.algorithm, resolve=True),
                               seed=self.seed,
                               surrogate=OmegaConf.to_container(self.cfg.surrogate,
                                                                resolve=True))
-        return {"iteration": 0, "evaluations": 0, "algorithm": algo, "history": []}
+        return {"iteration": 0, "evaluations": 0, "algorithm": algo, "history": [],
+                "batches": []}
 
     def save_state(self, state: dict) -> None:
         save_state(self.run_dir, state)
 
+    def step_macs(self) -> float:
+        """MACs of a median candidate's training step (the pool sizes its threads by it)."""
+        genomes = self.space.sample(64, np.random.default_rng(7))
+        macs = float(np.median([self.coster.info(g)["macs"] for g in genomes]))
+        return macs * 3 * int(self.cfg.train.batch_size)  # forward + backward ~ 3x forward
+
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> dict:
-        from nas.evaluate import make_evaluator
+        from nas.evaluate import Feed, make_evaluator
 
         cfg = self.cfg
         budget = int(cfg.budget.evaluations)
@@ -603,29 +829,61 @@ class Search:
             self.archive.set_meta("cost_ref", refs[self.cost_names[0]])
         self.cost_refs = [float(refs[c]) for c in self.cost_names]
         self.cost_ref = self.cost_refs[0]
+        if self.retry_failed:  # a resume changed the recipe or evaluator: train them again
+            failed = self.archive.records(status="failed")
+            if failed:
+                log.warning("training again %d candidate(s) that failed under the previous "
+                            "settings", len(failed))
+            for r in failed:
+                self.archive.remove(r.id)
+        self._rows: dict[str, list[Record]] = {}
+        self._order: list[str] = []
+        for r in self.archive.records():
+            self._rows.setdefault(r.arch_id, []).append(r)
+            if r.arch_id not in self._order:
+                self._order.append(r.arch_id)
+        self._jobs: dict[int, dict] = {}
+        self._exhausted = False
         state = self.load_state()
-        if self.retry_failed:
-            self.retry_ids = {r.id for r in self.archive.records(status="failed")}
         write_status(self.run_dir, "running", evaluations=len(self.search_records()),
                      budget=budget)
+        baselines = self.baseline_items()
+        self._baseline_info = {b["arch_id"]: b for b in baselines}
         self.bar, self.bill = None, None
         if cfg.get("progress", True):
             from tqdm.auto import tqdm
 
+            todo = sum(b["arch_id"] not in self._rows for b in baselines)
             # the ETA is the bill's (postfix), not tqdm's mean rate over unlike candidates
-            self.bar = tqdm(total=budget, initial=len(self.search_records()),
+            self.bar = tqdm(total=budget + todo, initial=len(self.search_records()),
                             desc=f"search {self.space.name}", unit="arch", dynamic_ncols=True,
                             file=sys.stderr, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
                                                         "[{elapsed}{postfix}]")
         train = OmegaConf.to_container(cfg.train, resolve=True)
+        if self.rungs is not None:
+            train["epochs"] = self.rungs[-1]  # the schedule spans the last rung
         data = OmegaConf.to_container(cfg.data, resolve=True)
         bill = self.estimate()  # measured before evaluator workers compete for the cores
         t_start = time.monotonic()
+        hints = {"step_macs": self.step_macs()}
         try:
-            with make_evaluator(cfg.evaluator, data=data, train=train) as self.evaluator:
+            with make_evaluator(cfg.evaluator, data=data, train=train,
+                                hints=hints) as self.evaluator:
                 self.bill = self.announce(bill)
                 t_start = time.monotonic()  # the estimate is of what follows
-                self._loop(state, budget)
+                self.feed = Feed()
+                for b in baselines:  # first: they are known up front
+                    if self._done_at(b["arch_id"], 0) is None:
+                        self._submit(b, None, "baseline", -1)
+                for batch in state["batches"]:  # asked before a kill, or failures to retry
+                    for g in batch["genomes"]:
+                        if self._done_at(self.space.arch_id(g), 0) is None:
+                            self._submit(self.coster.info(g), g, self.space.name,
+                                         batch["iteration"])
+                if self._tell_ready(state):
+                    self.save_state(state)
+                self._schedule(state)
+                self.evaluator.run(self.feed, lambda i, res: self._on_result(state, i, res))
         except KeyboardInterrupt:
             self._finish(state, "interrupted")
             raise SearchInterrupted(
@@ -650,55 +908,20 @@ class Search:
         return {"run_dir": str(self.run_dir), "hypervolume": self.hypervolume(df),
                 "evaluations": len(df),
                 "accuracy": float(ok["accuracy"].max()) if len(ok) else 0.0,
-                "train_seconds": float(df["train_seconds"].fillna(0.0).sum())}
-
-    def _loop(self, state: dict, budget: int) -> None:
-        cfg = self.cfg
-        if self.bar is not None:
-            self.bar.set_description("baselines")
-        self.baselines()
-        if self.bar is not None:
-            self.bar.set_description(f"search {self.space.name}")
-        self.retry_failures()
-        algo = state["algorithm"]
-        while state["evaluations"] < budget:
-            it = state["iteration"]
-            ctx = self.context(it)
-            n = min(int(cfg.budget.initial if it == 0 else cfg.budget.per_iteration),
-                    budget - state["evaluations"])
-            need = min_evaluated(cfg)
-            if it > 0 and int(np.sum(ctx.F[:, 0] < 1.0)) < need:
-                raise NotEnoughDataError(f"{need} successful evaluations needed")
-            genomes = algo.initial(ctx, n) if it == 0 else algo.ask(ctx, n)
-            if not genomes:
-                log.warning("the algorithm proposed nothing new (space exhausted?); "
-                            "stopping at %d evaluations", state["evaluations"])
-                break
-            self.evaluate([(self.coster.info(g), g) for g in genomes], space=self.space.name,
-                          iteration=it)
-            recs = {r.arch_id: r for r in self.search_records()}
-            F = np.array([self.objective_vector(recs[self.space.arch_id(g)])
-                          for g in genomes], dtype=float)
-            algo.tell(ctx, genomes, F)
-            state["iteration"] = it + 1
-            state["evaluations"] += len(genomes)
-            df = self.evaluated_frame()
-            row = {"iteration": it, "evaluations": len(df),
-                   "hypervolume": self.hypervolume(df)}
-            if algo.log and it > 0:
-                row.update(algo.log[-1])
-            state["history"].append(row)
-            self.save_state(state)
-            self.write_outputs(state)
-            write_status(self.run_dir, "running", evaluations=len(df), budget=budget,
-                         iteration=it + 1)
+                # every rung's training counts
+                "train_seconds": float(sum(r.train_seconds or 0.0 for rows in
+                                           self._rows.values() for r in rows
+                                           if r.space != "baseline"))}
 
     def _finish(self, state: dict, status: str, **extra: Any) -> pd.DataFrame:
         """Close the bar, write the CSVs and plots of what exists and the final status."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if status == "complete":  # otherwise the last state saved is the consistent one
+            self.save_state(state)
         self.write_outputs(state, plots=True)
+        self.prune_weights(final=status == "complete")
         df = self.evaluated_frame()
         write_status(self.run_dir, status, evaluations=len(df),
                      budget=int(self.cfg.budget.evaluations), hypervolume=self.hypervolume(df),
@@ -729,7 +952,8 @@ class Search:
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(evaluated, baselines) from one read of the archive; table-metric objectives add
         a ``<metric>`` (accuracy) and a ``<metric>_error`` column."""
-        return split_archive(self.archive.to_frame(), self.metric_names)
+        # one row per architecture, at the highest fidelity (rung) it reached
+        return split_archive(final_rows(self.archive.to_frame()), self.metric_names)
 
     def evaluated_frame(self) -> pd.DataFrame:
         return self.frames()[0]

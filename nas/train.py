@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -313,8 +314,13 @@ class ClassifierModule(pl.LightningModule):
 
     # Optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
+        # The schedule spans the recipe's train.epochs even when this fit stops earlier
+        # (successive halving's rungs): a promoted candidate continues the same schedule.
+        steps = self.trainer.estimated_stepping_batches
+        if self.trainer.max_epochs and self.trainer.max_epochs != self.cfg.epochs:
+            steps = steps * self.cfg.epochs / self.trainer.max_epochs
         return make_optimizer(param_groups(self, self.cfg.weight_decay), self.cfg,
-                              int(self.trainer.estimated_stepping_batches))
+                              int(round(steps)))
 
 
 def make_optimizer(groups: list[dict], cfg: TrainConfig, total_steps: int) -> dict:
@@ -516,7 +522,8 @@ def _accelerator(cfg: TrainConfig) -> str:
 
 def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, seed: int,
                test: bool = False, run_dir: Path | str | None = None,
-               progress: bool = False) -> dict:
+               progress: bool = False, stop_epoch: int | None = None,
+               resume: bytes | None = None, keep_state: bool = False) -> dict:
     """Train ``spec`` on a data set and report its metrics.
 
     Args:
@@ -530,11 +537,17 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         run_dir: where to write ``metrics.csv`` and ``checkpoints/last.ckpt``; None writes
             nothing.
         progress: show Lightning's progress bar and model summary.
+        stop_epoch: stop after this many epochs of the recipe's schedule (which still spans
+            ``train.epochs``); None: all of them.
+        resume: a Lightning checkpoint (bytes, as ``keep_state`` returns it) to continue
+            from: weights, optimiser, schedule and epoch counter.
+        keep_state: return the trained state as ``"state"`` (a Lightning checkpoint, bytes).
 
     Returns:
         ``{"status": "ok", "accuracy": val top-1 (0..1, None without a val split),
         "val_loss", "test_accuracy" (only if test), "train_seconds", "images_per_second",
-        "epochs", "macs", "params"}`` (+ ``"checkpoint"`` with a run_dir).
+        "epochs", "macs", "params"}`` (+ ``"checkpoint"`` with a run_dir, ``"state"`` with
+        ``keep_state``).
 
     Raises:
         CandidateFailed: the loss became NaN/inf, the run exceeded ``train.max_time_s``,
@@ -562,9 +575,14 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
                          f"{spec.name or spec.to_string()!r} takes {spec.input[1]}x"
                          f"{spec.input[2]} inputs; build the spec at {cfg.resolution} or set "
                          f"train.resolution=null")
+    if stop_epoch is not None and (isinstance(stop_epoch, bool) or not isinstance(
+            stop_epoch, int) or not 1 <= stop_epoch <= cfg.epochs):
+        raise ValueError(f"stop_epoch={stop_epoch!r} is invalid; pass an epoch in 1.."
+                         f"{cfg.epochs} (train.epochs) or None")
     macs, params, _ = totals(spec)
     check_memory(spec, batch_size=cfg.batch_size, accelerator=_accelerator(cfg))
-    with _threads(cfg.num_threads), _quiet(not progress):
+    with _threads(cfg.num_threads), _quiet(not progress), \
+            tempfile.TemporaryDirectory(prefix="nas-state-") as tmp:
         pl.seed_everything(seed, workers=False, verbose=False)
         dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
                              train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
@@ -585,7 +603,7 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
             callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
                                              save_top_k=1, monitor=None))
         trainer = pl.Trainer(
-            max_epochs=cfg.epochs, accelerator=accelerator, devices=cfg.devices,
+            max_epochs=stop_epoch or cfg.epochs, accelerator=accelerator, devices=cfg.devices,
             strategy=cfg.strategy, precision=resolve_precision(cfg.precision, accelerator),
             deterministic=cfg.deterministic, logger=logger, callbacks=callbacks,
             enable_checkpointing=run_dir is not None, enable_progress_bar=progress,
@@ -595,10 +613,20 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
             log_every_n_steps=10, default_root_dir=str(run_dir) if run_dir else None,
             use_distributed_sampler=False,  # the data module shards by rank itself
         )
+        ckpt_in, start_epoch = None, 0
+        if resume is not None:
+            ckpt_in = Path(tmp) / "resume.ckpt"
+            ckpt_in.write_bytes(resume)
+            start_epoch = int(torch.load(ckpt_in, map_location="cpu",
+                                         weights_only=False).get("epoch", 0))
         t_fit = time.perf_counter()
         with keyboard_interrupts():
-            trainer.fit(model, datamodule=dm)
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_in)
         fit_s = time.perf_counter() - t_fit
+        state = None
+        if keep_state:
+            trainer.save_checkpoint(Path(tmp) / "state.ckpt")
+            state = (Path(tmp) / "state.ckpt").read_bytes()
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         out: dict[str, Any] = {
             "status": "ok",
@@ -615,11 +643,44 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         "macs": macs,
         "params": params,
     })
+    if resume is not None:
+        out["start_epoch"] = start_epoch  # the epochs the saved state had trained
+    if state is not None:
+        out["state"] = state
     if model.init_report is not None:
         out.update(model.init_report.to_dict())
     if run_dir is not None:
         out["checkpoint"] = str(run_dir / "checkpoints" / "last.ckpt")
     return out
+
+
+def validate_spec(spec: ArchSpec, weights: Mapping, *, data: Mapping,
+                  train: TrainConfig | Mapping, seed: int) -> dict:
+    """Accuracy of ``spec`` with trained ``weights`` (its network's state_dict) on the
+    validation split `train_spec` scores it on (same data config, recipe and seed), through
+    the same LightningModule and data module. Returns ``{"accuracy", "val_loss",
+    "val_images"}``."""
+    from nas.data import make_datamodule
+
+    cfg = TrainConfig.from_any(train)
+    data = dict(plain(data))
+    name = data.pop("name")
+    with _threads(cfg.num_threads), _quiet(True):
+        dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
+                             train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
+                             resolution=spec.input[1], seed=seed)
+        check_data(spec, dm, name)
+        model = ClassifierModule(spec, train=dataclasses.replace(cfg, init=None, freeze=None),
+                                 seed=seed)
+        model.net.load_state_dict(dict(weights))
+        accelerator = _accelerator(cfg)
+        trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
+                             precision=resolve_precision(cfg.precision, accelerator),
+                             enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False)
+        (out,) = trainer.validate(model, datamodule=dm, verbose=False)
+    return {"accuracy": float(out["val/acc"]), "val_loss": float(out["val/loss"]),
+            "val_images": len(dm.arrays("val")[1])}
 
 
 # --------------------------------------------------------------------------------------------

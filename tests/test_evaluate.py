@@ -139,3 +139,61 @@ def test_make_evaluator_rejects_bad_config():
         make_evaluator({"backend": "local", "workers": 2}, data=DATA, train=FAST)
     with pytest.raises(TypeError, match="Candidate"):
         LocalEvaluator(data=DATA, train=FAST).evaluate([LENET])
+
+
+# --------------------------------------------------------------------------------------------
+# Asynchronous evaluation: a feed filled while the evaluator runs
+# --------------------------------------------------------------------------------------------
+
+
+def test_feed_gets_candidates_put_from_the_callback(ev):
+    """A freed slot gets what the callback puts; the evaluator returns once the feed is
+    closed and done; an open feed with nothing queued or running is an error, not a hang."""
+    from nas.evaluate import Feed, RayEvaluator
+
+    if isinstance(ev, RayEvaluator):
+        pytest.skip("the Ray loop's feed handling is exercised by evaluate() above")
+    configure(ev)
+    feed = Feed([Candidate("c0", LENET, seed=0)])
+    got = []
+
+    def on_result(i, r):
+        got.append((i, feed.candidate(i).arch_id, r.status))
+        if len(feed) < 4:
+            feed.put(Candidate(f"c{len(feed)}", LENET, seed=0))
+        else:
+            feed.close()
+
+    ev.run(feed, on_result)
+    assert [g[:2] for g in sorted(got)] == [(i, f"c{i}") for i in range(4)]
+    assert {g[2] for g in got} == {"ok"}
+    starving = Feed([Candidate("s", LENET, seed=0)])
+    with pytest.raises(RuntimeError, match="feed is empty, still open and nothing is in flight"):
+        ev.run(starving, lambda i, r: None)
+
+
+def test_plan_workers_uses_every_core_or_gpu():
+    from nas.evaluate import THREADED_STEP_MACS, plan_workers
+
+    assert plan_workers(cores=2, gpus=0) == (2, 1)  # small nets: one thread each
+    assert plan_workers(cores=16, gpus=0, step_macs=1e8) == (16, 1)
+    assert plan_workers(cores=16, gpus=0, step_macs=THREADED_STEP_MACS) == (4, 4)
+    assert plan_workers(cores=2, gpus=0, step_macs=THREADED_STEP_MACS) == (1, 2)
+    assert plan_workers(cores=8, gpus=0, threads=2) == (4, 2)  # train.num_threads=2
+    assert plan_workers(cores=16, gpus=2) == (2, 8)  # one worker per GPU
+    assert plan_workers(cores=16, gpus=2, per_gpu=2) == (4, 4)  # small nets share a GPU
+
+
+def test_pool_default_fills_the_cores_and_warns_beyond(caplog):
+    from nas.evaluate import usable_cores
+
+    with make_evaluator({"backend": "pool"}, data=DATA, train=FAST) as e:
+        assert e.slots == e.n_workers == usable_cores() and e.threads == 1
+    with pytest.raises(ValueError, match=r"evaluator.workers=0 is invalid; pass a positive "
+                                         r"integer or null"):
+        make_evaluator({"backend": "pool", "workers": 0}, data=DATA, train=FAST)
+    with caplog.at_level("WARNING", logger="nas.evaluate"):
+        with make_evaluator({"backend": "pool", "workers": usable_cores() + 1}, data=DATA,
+                            train=FAST) as e:
+            assert e.slots == usable_cores() + 1
+    assert "is more than the" in caplog.text and "cores of this machine" in caplog.text

@@ -226,3 +226,46 @@ def test_import_nas_is_cheap():
 
     code = "import sys, nas; assert 'torch' not in sys.modules; assert callable(nas.load)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Weights a search kept
+# --------------------------------------------------------------------------------------------
+
+
+def test_export_writes_the_weights_the_search_trained(tmp_path):
+    """A search keeps its front's trained weights; the export writes them, and they score
+    the archived accuracy on the search's validation split. A run without them says so."""
+    from hydra import compose, initialize_config_dir
+
+    from nas.search import CONF_DIR, run_search
+    from nas.train import validate_spec
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[
+            "+space=mobile", "data=digits", "train.epochs=2",
+            "evaluator=local", "algorithm=random", "budget.evaluations=3",
+            "budget.initial=3", "baselines.names=[]", "progress=false",
+            "space.resolutions=[12]"])
+    run = tmp_path / "run"
+    run_search(cfg, run)
+    res = E.export_run(run, "knee", out=tmp_path / "out")
+    row = res.row
+    assert res.weights_source == "kept"
+    assert res.kept["accuracy"] == pytest.approx(row["accuracy"], abs=1e-6)
+    assert row["accuracy"] > 0.3  # trained: chance is 0.1 on digits
+    assert "validation accuracy" in E.summary(res)
+    # weights.pt itself reproduces it
+    net = nas.load(res.files["spec"], weights=res.files["weights"])
+    again = validate_spec(res.spec, net.state_dict(), data=dict(cfg.data),
+                          train=dict(cfg.train), seed=0)
+    assert again["accuracy"] == pytest.approx(row["accuracy"], abs=1e-6)
+    # only the front's weights are kept
+    front = set(read_run(run).evaluated["arch_id"]) and \
+        {p.stem for p in (run / "weights").glob("*.ckpt")}
+    assert row["arch_id"] in front
+    for p in (run / "weights").glob("*.ckpt"):
+        p.unlink()
+    plain = E.export_run(run, "knee", out=tmp_path / "plain")
+    assert plain.weights_source == "initial" and not plain.kept
+    assert "NOT trained: the run kept no weights" in E.summary(plain)

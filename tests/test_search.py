@@ -29,6 +29,7 @@ TINY = [
     "train=fast", "train.batch_size=64", "budget.evaluations=6", "budget.initial=4",
     "budget.per_iteration=2", "baselines.names=[lenet5]", "progress=false",
     "space.resolutions=[12,16]", "algorithm.generations=5", "algorithm.pop_size=16",
+    "evaluator=local",
 ]
 
 
@@ -298,6 +299,81 @@ def test_resume_after_sigkill_gives_the_same_archive(tmp_path):
         pd.read_csv(full / "pareto.csv")[["arch_id", "macs"]])
 
 
+@pytest.mark.slow
+def test_async_pool_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
+    """Two pool workers, asynchronous asks: a SIGKILLed run resumes with what it had
+    proposed, in order, trains what had no result, and ends with every proposal archived
+    exactly once and the rows archived before the kill untouched."""
+    import pickle
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    cli = [a for a in _cli(killed) if a != "evaluator=local"] + [
+        "evaluator=pool", "evaluator.workers=2", "evaluator.threads_per_worker=1"]
+    proc = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while archive_records(killed / "archive.sqlite") < 4 and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    con = sqlite3.connect(killed / "archive.sqlite")
+    before = con.execute("SELECT id, arch_id, accuracy, fidelity FROM records").fetchall()
+    con.close()
+    with open(killed / "state.pkl", "rb") as f:
+        asked_before = [b["genomes"] for b in pickle.load(f)["batches"]]
+    assert 4 <= len(before) < 9
+
+    subprocess.run([sys.executable, "-m", "nas.search", f"resume={killed}", "progress=false"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    con = sqlite3.connect(killed / "archive.sqlite")
+    after = con.execute("SELECT id, arch_id, accuracy, fidelity FROM records").fetchall()
+    genomes = [tuple(__import__("json").loads(g)) for (g,) in con.execute(
+        "SELECT genome FROM records WHERE space != 'baseline'")]
+    con.close()
+    with open(killed / "state.pkl", "rb") as f:
+        asked = [b["genomes"] for b in pickle.load(f)["batches"]]
+    assert after[:len(before)] == before  # nothing archived before the kill changed
+    ids = [r[1] for r in after]
+    assert len(ids) == 9 and len(set(ids)) == 9  # 8 candidates + 1 baseline, each once
+    assert asked[:len(asked_before)] == asked_before  # the proposals, in their order
+    proposed = [tuple(g) for b in asked for g in b]
+    assert len(proposed) == 8 and set(proposed) == set(genomes)
+    assert '"state": "complete"' in (killed / "status.json").read_text()
+
+
+def test_successive_halving_archives_every_rung_and_promotes_the_best(tmp_path):
+    run_search(tiny_cfg("fidelity=sha", "fidelity.rungs=[1,2]", "fidelity.eta=2"), tmp_path)
+    rows = pd.read_sql("SELECT * FROM records", sqlite3.connect(tmp_path / "archive.sqlite"))
+    rows["epochs"] = rows["fidelity"].map(lambda t: __import__("json").loads(t)["epochs"])
+    rows["start"] = rows["extra"].map(lambda t: __import__("json").loads(t).get("start_epoch"))
+    search = rows[rows["space"] != "baseline"]
+    first, second = search[search["epochs"] == 1], search[search["epochs"] == 2]
+    assert len(first) == 6 and first["arch_id"].is_unique
+    # the best half (Pareto rank, then error) of the final first rung all went on, each
+    # continuing from its saved first-rung state
+    from nas import pareto
+
+    ok = first[first["status"] == "ok"].reset_index(drop=True)
+    F = ok[["error", "macs"]].to_numpy(float)
+    ranks = pareto.pareto_ranks(F)
+    top = sorted(range(len(ok)), key=lambda i: (ranks[i], F[i, 0]))[: len(first) // 2]
+    assert set(ok["arch_id"][top]) <= set(second["arch_id"])
+    assert set(second["arch_id"]) <= set(first["arch_id"])
+    assert (second["start"] == 1).all()
+    base = rows[rows["space"] == "baseline"]
+    assert sorted(base["epochs"]) == [1, 2]  # baselines go through every rung
+    ev = pd.read_csv(tmp_path / "evaluated.csv")
+    assert len(ev) == 6 and ev["arch_id"].is_unique
+    reached = search.groupby("arch_id")["epochs"].max()
+    assert (ev.set_index("arch_id")["epochs"] == reached.loc[ev["arch_id"]].values).all()
+    pf = pd.read_csv(tmp_path / "pareto.csv")
+    assert "epochs" in pf.columns and pf["epochs"].notna().all()
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------------
@@ -338,6 +414,30 @@ def test_bad_config_clear_error_and_no_run_folder(tmp_path, override, needle):
     assert needle in str(e.value)
     assert not (tmp_path / "run" / "archive.sqlite").exists()
     assert not (tmp_path / "run" / "status.json").exists()
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    (["fidelity.rungs=[3,1]"], "fidelity.rungs=[3,1] is invalid: give two or more epoch "
+                               "counts in increasing order, e.g. fidelity.rungs=[1,3,9]"),
+    (["fidelity.rungs=[2]"], "fidelity.rungs=[2] is invalid"),
+    (["fidelity.rungs=[0,2]"], "fidelity.rungs=[0,2] is invalid"),
+    (["fidelity.eta=1"], "fidelity.eta=1 is invalid: the reduction factor must be a number > 1"),
+])
+def test_bad_rung_schedule_is_one_clear_error(tmp_path, overrides, needle):
+    with pytest.raises(SearchError) as e:
+        run_search(tiny_cfg("fidelity=sha", *overrides), tmp_path / "run")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run" / "archive.sqlite").exists()
+
+
+def test_bad_evaluator_workers_via_cli_is_one_line(tmp_path):
+    p = _run_cli(tmp_path, "+space=mobile", "evaluator.workers=0",
+                 f"hydra.run.dir={tmp_path / 'r'}")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "error: evaluator.workers=0 is invalid; pass a positive integer or null (every core: "
+        "one worker per GPU, else one per core), e.g. evaluator.workers=2"]
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_budget_via_cli_leaves_nothing(tmp_path):

@@ -306,3 +306,41 @@ def test_train_cli_refuses_a_network_that_cannot_fit(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: training failed: out of memory: spec 'huge' needs about ")
+
+
+# --------------------------------------------------------------------------------------------
+# Stopping at a rung and continuing from the saved state (fidelity=sha)
+# --------------------------------------------------------------------------------------------
+
+
+def test_training_continues_from_a_saved_state_on_the_same_schedule():
+    """A run stopped after epoch 1 of a 3-epoch recipe keeps the schedule of 3 epochs; the
+    continuation starts from its weights, optimiser and step count (not from scratch) and
+    ends the schedule at zero learning rate."""
+    import io
+
+    from nas.train import train_spec
+
+    spec = zoo.get("lenet5", num_classes=10, in_channels=1, resolution=16)
+    recipe = {**FAST, "epochs": 3, "lr": 0.1}
+    first = train_spec(spec, data=DATA, train=recipe, seed=0, stop_epoch=1, keep_state=True)
+    ck1 = torch.load(io.BytesIO(first["state"]), weights_only=False)
+    assert first["epochs"] == 1 and ck1["global_step"] == 4
+    lr1 = ck1["lr_schedulers"][0]["_last_lr"][0]
+    # cosine over 12 steps, 4 done: 0.1 * (1 + cos(pi * 4 / 12)) / 2
+    assert lr1 == pytest.approx(0.1 * (1 + math.cos(math.pi * 4 / 12)) / 2)
+    # continuing to where it already is trains nothing: the weights are the saved ones
+    same = train_spec(spec, data=DATA, train=recipe, seed=0, stop_epoch=1,
+                      resume=first["state"], keep_state=True)
+    ck_same = torch.load(io.BytesIO(same["state"]), weights_only=False)
+    fresh = ClassifierModule(spec, train=recipe, seed=0).state_dict()
+    for k, v in ck1["state_dict"].items():
+        assert torch.equal(ck_same["state_dict"][k], v)
+    assert any(not torch.equal(fresh[k], v) for k, v in ck1["state_dict"].items())
+    last = train_spec(spec, data=DATA, train=recipe, seed=0, resume=first["state"],
+                      keep_state=True)
+    ck3 = torch.load(io.BytesIO(last["state"]), weights_only=False)
+    assert last["epochs"] == 3 and ck3["global_step"] == 12
+    assert ck3["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match=r"stop_epoch=4 is invalid; pass an epoch in 1..3"):
+        train_spec(spec, data=DATA, train=recipe, seed=0, stop_epoch=4)

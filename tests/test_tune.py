@@ -29,7 +29,7 @@ TINY = [
     "+space=mobile", "data=synthetic", "data.n_train=96", "data.n_test=32", "data.size=12",
     "train=fast", "train.batch_size=32", "train.limit_train_batches=2", "budget.evaluations=2",
     "budget.initial=2", "budget.per_iteration=1", "baselines.names=[]",
-    "space.resolutions=[12]", "algorithm=random", "hypervolume.cost_ref=1e9",
+    "space.resolutions=[12]", "algorithm=random", "hypervolume.cost_ref=1e9", "evaluator=local",
 ]
 PARAMS = "+tune.params={train.lr:'tag(log, interval(0.01, 0.5))',train.epochs:'choice(1, 2)'}"
 
