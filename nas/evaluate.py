@@ -502,14 +502,11 @@ class PoolEvaluator(Evaluator):
         import torch
 
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        for name, v in (("workers", workers), ("threads_per_worker", threads_per_worker)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"evaluator.{name}={v!r} is invalid; pass a positive integer "
-                                 f"or null (every core: one worker per GPU, else one per "
-                                 f"core), e.g. evaluator.{name}=2")
-        if isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1:
-            raise ValueError(f"evaluator.per_gpu={per_gpu!r} is invalid; pass a positive "
-                             f"integer, e.g. evaluator.per_gpu=2")
+        checks.integer("evaluator.workers", workers, lo=1,
+                       none="every core: one worker per GPU, else one per core")
+        checks.integer("evaluator.threads_per_worker", threads_per_worker, lo=1,
+                       none="the default")
+        checks.integer("evaluator.per_gpu", per_gpu, lo=1)
         cores = usable_cores()
         planned, threads = plan_workers(
             cores=cores, gpus=n_gpus, per_gpu=per_gpu,
@@ -1164,7 +1161,9 @@ def check_evaluator_options(cfg: Mapping) -> None:
         if kind is int:
             # evaluator=supernet: workers=0 scores in the search's own process
             lo = 0 if (backend, key) == ("supernet", "workers") else 1
-            checks.integer(f"evaluator.{key}", opts.get(key), lo=lo, none="the default")
+            none = ("every core: one worker per GPU, else one per core"
+                    if (backend, key) == ("pool", "workers") else "the default")
+            checks.integer(f"evaluator.{key}", opts.get(key), lo=lo, none=none)
         else:
             checks.number(f"evaluator.{key}", opts.get(key), lo=0.0, lo_open=True,
                           none="the default")

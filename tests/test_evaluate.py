@@ -189,8 +189,8 @@ def test_pool_default_fills_the_cores_and_warns_beyond(caplog):
 
     with make_evaluator({"backend": "pool"}, data=DATA, train=FAST) as e:
         assert e.slots == e.n_workers == usable_cores() and e.threads == 1
-    with pytest.raises(ValueError, match=r"evaluator.workers=0 is invalid; pass a positive "
-                                         r"integer or null"):
+    with pytest.raises(ValueError, match=r"evaluator.workers=0 is invalid; pass an integer "
+                                         r">= 1 or null \(every core"):
         make_evaluator({"backend": "pool", "workers": 0}, data=DATA, train=FAST)
     with caplog.at_level("WARNING", logger="nas.evaluate"):
         with make_evaluator({"backend": "pool", "workers": usable_cores() + 1}, data=DATA,

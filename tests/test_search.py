@@ -435,8 +435,8 @@ def test_bad_evaluator_workers_via_cli_is_one_line(tmp_path):
                  f"hydra.run.dir={tmp_path / 'r'}")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
-        "error: evaluator.workers=0 is invalid; pass a positive integer or null (every core: "
-        "one worker per GPU, else one per core), e.g. evaluator.workers=2"]
+        "error: evaluator.workers=0 is invalid; pass an integer >= 1 or null (every core: "
+        "one worker per GPU, else one per core)"]
     assert not (tmp_path / "r").exists()
 
 
