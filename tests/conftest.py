@@ -32,3 +32,25 @@ def archive_records(path) -> int:
         return n
     except sqlite3.Error:
         return 0
+
+
+def kill_after_records(cmd: list[str], archive, n: int, *, cwd, env=None,
+                       timeout: float = 240, poll: float = 0.05) -> int:
+    """Start ``cmd`` (a search), SIGKILL it as soon as ``archive`` holds ``n`` records, and
+    return how many it holds then; fails the test when the search ends first."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while archive_records(archive) < n and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(poll)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return archive_records(archive)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from nas.cost import totals
 from nas.run import EVALUATED_COLUMNS
 from nas.search import CONF_DIR, SearchError, run_search
-from tests.conftest import archive_records
+from tests.conftest import kill_after_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -267,18 +265,8 @@ def _archive_rows(path: Path) -> list[tuple]:
 def test_resume_after_sigkill_gives_the_same_archive(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
     # kill it mid-search: after the baseline and a few candidates are archived
-    while archive_records(killed / "archive.sqlite") < 4 and time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the search ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n_before = archive_records(killed / "archive.sqlite")
+    n_before = kill_after_records(_cli(killed), killed / "archive.sqlite", 4, cwd=ROOT, env=env)
     assert 4 <= n_before < 9
     assert '"state": "complete"' not in (killed / "status.json").read_text()
 
@@ -310,16 +298,7 @@ def test_async_pool_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
     killed = tmp_path / "killed"
     cli = [a for a in _cli(killed) if a != "evaluator=local"] + [
         "evaluator=pool", "evaluator.workers=2", "evaluator.threads_per_worker=1"]
-    proc = subprocess.Popen(cli, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while archive_records(killed / "archive.sqlite") < 4 and time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the search ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_records(cli, killed / "archive.sqlite", 4, cwd=ROOT, env=env)
     con = sqlite3.connect(killed / "archive.sqlite")
     before = con.execute("SELECT id, arch_id, accuracy, fidelity FROM records").fetchall()
     con.close()

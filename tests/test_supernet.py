@@ -480,14 +480,11 @@ def test_supernet_search_resumes_after_sigkill_without_scoring_twice(tmp_path, t
     """A supernet-scored search killed mid-way and resumed keeps every row archived before
     the kill as it was (same row id and time) and ends with the archive of an uninterrupted
     run: each architecture scored once."""
-    import os
-    import signal
     import sqlite3
     import subprocess
     import sys
-    import time
 
-    from tests.conftest import archive_records
+    from tests.conftest import kill_after_records
 
     ckpt = trained[0] / "checkpoints" / "last.ckpt"
     args = _search_args(ckpt, "budget.evaluations=30", "budget.initial=4",
@@ -502,17 +499,8 @@ def test_supernet_search_resumes_after_sigkill_without_scoring_twice(tmp_path, t
             con.close()
 
     killed, full = tmp_path / "killed", tmp_path / "full"
-    proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args,
-                             f"hydra.run.dir={killed}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while archive_records(killed / "archive.sqlite") < 8 and time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the search ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_records([sys.executable, "-m", "nas.search", *args, f"hydra.run.dir={killed}"],
+                       killed / "archive.sqlite", 8, cwd=ROOT, poll=0.01)
     before = rows(killed / "archive.sqlite")
     assert 8 <= len(before) < 30
     subprocess.run([sys.executable, "-m", "nas.search", f"resume={killed}", "progress=false"],
