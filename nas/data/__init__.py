@@ -42,6 +42,7 @@ from nas.data.datasets import (
     stratified_take,
 )
 from nas.data.loader import IndexBatchLoader, random_crop_flip
+from nas.data.sources import default_cache_dir
 
 __all__ = [
     "BAD_FILE_MODES",
@@ -63,6 +64,7 @@ __all__ = [
     "SyntheticDataModule",
     "accepted_kwargs",
     "channel_stats",
+    "default_cache_dir",
     "make_datamodule",
     "random_crop_flip",
     "stratified_take",
