@@ -1076,14 +1076,9 @@ class SupernetEvaluator(LocalEvaluator):
         if not checkpoint:
             raise ValueError("evaluator=supernet needs evaluator.checkpoint=PATH, the "
                              "checkpoints/last.ckpt of a `python -m nas.supernet` run")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"evaluator.workers={workers!r} is invalid; pass 0 (score in the "
-                             f"search's process) or a number of worker processes")
-        for key, value, low in (("calib_batches", calib_batches, 1),
-                                ("finetune_steps", finetune_steps, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"evaluator.{key}={value!r} is invalid; pass an integer "
-                                 f">= {low}")
+        checks.integer("evaluator.workers", workers, lo=0)  # 0: in this process
+        checks.integer("evaluator.calib_batches", calib_batches, lo=1)
+        checks.integer("evaluator.finetune_steps", finetune_steps, lo=0)
         from nas.supernet import load_supernet
 
         self.supernet, sha256 = load_supernet(checkpoint)
@@ -1136,10 +1131,24 @@ class SupernetEvaluator(LocalEvaluator):
             self._pool.close()
 
 
-#: evaluator options that, when set, must be positive numbers (integers where marked)
-_POSITIVE_OPTIONS = {"workers": int, "threads_per_worker": int, "per_gpu": int,
-                     "timeout_s": float, "cpus_per_task": float, "gpus_per_task": float,
-                     "calib_batches": int}
+#: range of each numeric evaluator option, checked before anything starts (null: the
+#: backend's default, named by ``none``)
+_OPTION_RULES: dict[str, dict[str, Any]] = {
+    "workers": {"kind": int, "lo": 1,
+                "none": "every core: one worker per GPU, else one per core"},
+    "threads_per_worker": {"kind": int, "lo": 1},
+    "per_gpu": {"kind": int, "lo": 1},
+    "calib_batches": {"kind": int, "lo": 1},
+    "finetune_steps": {"kind": int, "lo": 0},
+    "max_retries": {"kind": int, "lo": 0},
+    "timeout_s": {"kind": float, "lo": 0.0, "lo_open": True},
+    "cpus_per_task": {"kind": float, "lo": 0.0, "lo_open": True},
+    "gpus_per_task": {"kind": float, "lo": 0.0},  # 0: CPU-only tasks on a GPU cluster
+}
+#: where a backend's option has another range than the table's
+_BACKEND_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("supernet", "workers"): {"kind": int, "lo": 0},  # 0: score in the search's process
+}
 
 
 def check_evaluator_options(cfg: Mapping) -> None:
@@ -1155,18 +1164,13 @@ def check_evaluator_options(cfg: Mapping) -> None:
     if unknown:
         raise ValueError(f"evaluator.{unknown[0]} is not an option of the {backend} backend; "
                          f"options: {', '.join(sorted(allowed))}")
-    for key, kind in _POSITIVE_OPTIONS.items():
-        if key not in allowed:
+    for key, value in opts.items():
+        rule = dict(_BACKEND_RULES.get((backend, key)) or _OPTION_RULES.get(key) or {})
+        if not rule:
             continue
-        if kind is int:
-            # evaluator=supernet: workers=0 scores in the search's own process
-            lo = 0 if (backend, key) == ("supernet", "workers") else 1
-            none = ("every core: one worker per GPU, else one per core"
-                    if (backend, key) == ("pool", "workers") else "the default")
-            checks.integer(f"evaluator.{key}", opts.get(key), lo=lo, none=none)
-        else:
-            checks.number(f"evaluator.{key}", opts.get(key), lo=0.0, lo_open=True,
-                          none="the default")
+        kind, none = rule.pop("kind"), rule.pop("none", "the default")
+        check = checks.integer if kind is int else checks.number
+        check(f"evaluator.{key}", value, none=none, **rule)
 
 
 def check_evaluator(cfg: Mapping, space: Any) -> None:

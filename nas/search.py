@@ -369,8 +369,7 @@ class Search:
         from nas.data import make_datamodule
 
         self.cfg, self.run_dir = cfg, run_dir
-        self.retry_failed = retry_failed
-        check_config(cfg)
+        self.retry_failed = retry_failed  # the config is checked by run_search
         self.objectives = objectives_of(cfg)
         ev_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
         self.table = None
@@ -439,16 +438,19 @@ class Search:
 
     # -- archive views -------------------------------------------------------------------
     def search_records(self) -> list[Record]:
-        """One record per searched architecture (its highest fidelity), in the order of
-        their first evaluation."""
-        best: dict[str, Record] = {}
-        for r in self.archive.records():
-            if r.space == "baseline":
-                continue
-            old = best.get(r.arch_id)
-            if old is None or self._epochs(r) >= self._epochs(old):
-                best[r.arch_id] = r
-        return list(best.values())
+        """One record per searched architecture (its highest fidelity, the latest on
+        ties), in the order of their first evaluation; from the rows this run holds in
+        memory (``_rows``, every archived row), not a new read of the archive."""
+        out = []
+        for aid in self._order:
+            best = None
+            for r in self._rows[aid]:
+                if r.space != "baseline" and (best is None
+                                              or self._epochs(r) >= self._epochs(best)):
+                    best = r
+            if best is not None:
+                out.append(best)
+        return out
 
     @staticmethod
     def _epochs(r: Record) -> float:
