@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,11 @@ class Throughput:
                 f"{self.candidate_s:.1f} s/candidate")
 
 
-def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.0) -> float:
+def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.0,
+                  clock: Callable[[], float] = time.perf_counter) -> float:
     """Median seconds of one training step (forward, backward, SGD) or one evaluation
-    forward of ``net`` on the batch ``(x, y)``, after one warm-up step."""
+    forward of ``net`` on the batch ``(x, y)``, after one warm-up step, read on ``clock``
+    (``time.thread_time`` for one CPU thread: what the step costs, whatever else runs)."""
     import torch
     import torch.nn.functional as F
 
@@ -102,9 +104,9 @@ def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.
     step()  # warm-up: allocations, kernel selection
     times: list[float] = []
     while not times or (len(times) < 5 and time.perf_counter() < t_end):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return float(np.median(times))
 
 
@@ -118,14 +120,18 @@ def leaf_modules(spec: ArchSpec) -> int:
 
 def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
                        val_images: int, tiny: ArchSpec,
-                       named: Mapping[str, ArchSpec] | None = None) -> Throughput:
+                       named: Mapping[str, ArchSpec] | None = None,
+                       threads: int | None = None) -> Throughput:
     """Time training steps of ``specs`` (networks of the space at several sizes: a
     least-squares line of step time against MACs gives R and s) and evaluation batches of
     the smallest (v), at a batch of at most `MEASURE_BATCH`, then one two-batch
     `train_spec` run of ``tiny`` on the real data config with the recipe's batch size (c;
-    its validation split has ``val_images``), with the recipe's threads, on the CPU or the
-    first GPU as the recipe would. Each of ``named`` (the baselines) is timed too, for its
-    own R (``Throughput.rates``)."""
+    its validation split has ``val_images``), with ``threads`` (None: the recipe's) torch
+    threads, on the CPU or the first GPU as the recipe would. Each of ``named`` (the
+    baselines) is timed too, for its own R (``Throughput.rates``).
+
+    With one CPU thread (the pool's workers on small candidates) the timings are CPU
+    time, so the evaluator's workers may start while this measures."""
     import torch
     from scipy.optimize import nnls
 
@@ -139,18 +145,22 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
     # rest is linear in it), so that large networks take a second, not a minute.
     B = min(cfg.batch_size, MEASURE_BATCH)
     specs = sorted(specs, key=lambda sp: totals(sp)[0])
+    threads = threads or cfg.num_threads
+    cpu_clock = device.type == "cpu" and threads == 1
+    clock = time.thread_time if cpu_clock else time.perf_counter
 
     def timed(spec: ArchSpec, is_train: bool) -> float:
         c, h, w = spec.input
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(B, c, h, w, generator=gen).to(device)
         y = torch.randint(0, spec.num_classes, (B,), generator=gen).to(device)
-        t = _step_seconds(build(spec, seed=0).to(device), x, y, train=is_train, budget_s=0.5)
+        t = _step_seconds(build(spec, seed=0).to(device), x, y, train=is_train, budget_s=0.5,
+                          clock=clock)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return t
 
-    with _threads(cfg.num_threads):
+    with _threads(threads):
         probes = [*specs, tiny]
         macs = np.array([float(totals(sp)[0]) for sp in probes])
         layers = np.array([float(leaf_modules(sp)) for sp in probes])
@@ -169,10 +179,12 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
             rates[name] = TRAIN_MACS_FACTOR * B * m / compute if compute > 0 and m else rate
         # c: a real candidate of two training batches, minus what the model above says
         # its batches took
-        t0 = time.perf_counter()
+        run_clock = time.process_time if cpu_clock else time.perf_counter
+        t0 = run_clock()
         train_spec(tiny, data=data, seed=0,
-                   train=replace(cfg, epochs=1, limit_train_batches=2, max_time_s=None))
-        wall = time.perf_counter() - t0
+                   train=replace(cfg, epochs=1, limit_train_batches=2, max_time_s=None,
+                                 num_threads=threads))
+        wall = run_clock() - t0
     m_tiny, n_tiny, val, B = macs[-1], layers[-1], int(val_images), cfg.batch_size
     modelled = (2 * (n_tiny * step + TRAIN_MACS_FACTOR * B * m_tiny / rate)
                 + math.ceil(val / B) * n_tiny * eval_step + val * m_tiny / rate)
@@ -407,9 +419,12 @@ def advise(plan: Plan, tp: Throughput, *, train_fraction: float,
 # --------------------------------------------------------------------------------------------
 
 
-def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
+def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) -> Bill | None:
     """The bill of a `nas.search.Search` whose archive is open (work already archived is
-    not counted); None for looked-up results (evaluator=table), which train nothing."""
+    not counted); None for looked-up results (evaluator=table), which train nothing.
+    ``threads``: torch threads per evaluator slot (None: the recipe's). Under successive
+    halving a candidate's epochs are the schedule's mean (`sha_mean_epochs`); baselines
+    go through every rung."""
     from omegaconf import OmegaConf
 
     from nas.data import make_datamodule
@@ -445,7 +460,10 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
     n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
     plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,
                 candidate_layers=float(np.mean([leaf_modules(sp) for sp in probes])),
-                epochs=float(train.epochs),
+                epochs=(float(train.epochs) if getattr(search, "rungs", None) is None
+                        else sha_mean_epochs(search.rungs, search.eta)),
+                baseline_epochs=(None if getattr(search, "rungs", None) is None
+                                 else float(search.rungs[-1])),
                 train_images=n_train, val_images=n_val, batch_size=train.batch_size,
                 baselines=bases, parallel=max(1, int(parallel)))
     if ev.get("backend") == "supernet":
@@ -456,7 +474,8 @@ def estimate_search(search: Any, parallel: int = 1) -> Bill | None:
                    resolution=res)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     tp = measure_throughput(probes, data=data_cfg, train=train, val_images=n_val, tiny=tiny,
-                            named={i["name"]: i["spec"] for i in base_items})
+                            named={i["name"]: i["spec"] for i in base_items},
+                            threads=threads)
     sn = (float(totals(space.decode(space.xu))[0]), float(totals(space.decode(space.xl))[0]))
     res_macs: dict[int, float] = {}
 

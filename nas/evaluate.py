@@ -542,11 +542,7 @@ class PoolEvaluator(Evaluator):
         if not self._workers:
             raise RuntimeError("this PoolEvaluator is closed; make a new one")
 
-        def finish(w: _Worker, result: Result) -> None:
-            idx, w.task, w.deadline = w.task, None, float("inf")
-            done(idx, result)
-
-        while not tasks.exhausted or any(w.task is not None for w in self._workers):
+        def dispatch() -> None:
             for w in self._workers:
                 if w.ready and w.task is None and tasks.queued:
                     i = tasks.next()
@@ -557,6 +553,14 @@ class PoolEvaluator(Evaluator):
                         pass  # it just died: the liveness check below reports the task
                     w.deadline = (time.monotonic() + self.timeout_s if self.timeout_s
                                   else float("inf"))
+
+        def finish(w: _Worker, result: Result) -> None:
+            idx, w.task, w.deadline = w.task, None, float("inf")
+            dispatch()  # the freed worker starts what is queued before the callback runs
+            done(idx, result)
+
+        while not tasks.exhausted or any(w.task is not None for w in self._workers):
+            dispatch()
             if not any(w.task is not None for w in self._workers) and not tasks.queued \
                     and all(w.ready for w in self._workers):
                 tasks.next()  # raises: nothing queued, nothing running, the feed still open
@@ -723,10 +727,13 @@ class RayEvaluator(Evaluator):
         self._ship_data()
         retry: deque[tuple[int, int]] = deque()  # (task, attempts so far) to submit again
         inflight = self._inflight
-        while not tasks.exhausted or inflight or retry:
+        def fill() -> None:
             while (retry or tasks.queued) and len(inflight) < self.slots:
                 i, attempt = retry.popleft() if retry else (tasks.next(), 0)
                 inflight[self._submit(tasks[i])] = (i, self._deadline(), attempt)
+
+        while not tasks.exhausted or inflight or retry:
+            fill()
             if not inflight:
                 tasks.next()  # raises: nothing queued, nothing running, the feed still open
             nearest = min(d for _, d, _ in inflight.values()) - time.monotonic()
@@ -738,6 +745,7 @@ class RayEvaluator(Evaluator):
                 if result is None:
                     retry.appendleft((i, attempt + 1))  # first in line for the next slot
                 else:
+                    fill()  # the freed slot starts what is queued before the callback runs
                     done(i, result)
             now = time.monotonic()
             for ref, (i, deadline, _) in list(inflight.items()):

@@ -13,8 +13,10 @@ A run folder holds everything that must survive a crash: ``config.yaml`` (resolv
 ``hypervolume.csv``, ``surrogate.csv``, ``pareto.png`` and ``pareto.html``.
 
 Evaluation is asynchronous: the evaluator's slots (one per core or GPU by default) are kept
-busy, and whenever one frees the algorithm is asked for more, knowing which architectures
-are still training (``Context.pending``). Generational comparators (``nsga2``, ``optuna``)
+busy. Once the initial sample steers the algorithm, a slot's worth of candidates waits in the
+queue; a freed slot starts one before the result is looked at, and whenever the queue runs
+empty the algorithm is asked for a slot's worth more while every slot trains, knowing which
+architectures are still training or queued (``Context.pending``). Generational comparators (``nsga2``, ``optuna``)
 are asked for a whole generation once the previous one is told; with a single slot every
 algorithm is asked for ``budget.per_iteration`` at a time, as nothing runs while it thinks.
 
@@ -668,25 +670,33 @@ class Search:
         slots = max(1, int(getattr(self.evaluator, "slots", 1)))
         self._promote()
         generational = getattr(algo, "generational", False)
+        # With several slots, once the algorithm steers, it is asked for a slot's worth of
+        # candidates whenever the queue runs empty, while every slot still trains: a slot
+        # that frees starts a queued candidate at once instead of idling through an ask (a
+        # second or two for the surrogate search), and asks are half as many as results.
+        ahead = slots if slots > 1 and not generational else 0
         while not self._exhausted and state["evaluations"] < budget:
             busy = len(self._jobs)
-            if busy >= slots:
+            if busy > slots or busy >= slots + ahead:
                 break
             if generational and any(not b["told"] for b in state["batches"]):
                 break  # a generation is told whole before the next is asked
             # Random samples (the algorithm's initial()) until the results can steer it:
-            # when almost all of the initial sample is back (all but one per other slot; at
-            # least a few), as the synchronous search had it; more slots than the initial
-            # sample fill with more random samples meanwhile.
+            # when the initial sample is back but for what the other slots still train (at
+            # least a few results; with one slot, all of it, as the synchronous search had
+            # it); more slots than the initial sample fill with more random samples meanwhile.
             initial = int(cfg.budget.initial)
             first = not state["batches"] or (not generational and len(self.search_records())
-                                             < max(min(initial, 4), initial - slots + 1))
+                                             < max(min(initial, 4), initial - slots
+                                                   + (1 if slots == 1 else 0)))
+            if first and state["batches"] and busy >= slots:
+                break  # random fill-ins only for a free slot, never queued ahead
             if not state["batches"]:
                 n = initial
             elif (slots == 1 or generational) and not first:
                 n = int(cfg.budget.per_iteration)
             else:
-                n = slots - busy
+                n = slots + (0 if first else ahead) - busy
             n = min(n, budget - state["evaluations"])
             if not first:
                 need = min_evaluated(cfg)
@@ -770,14 +780,15 @@ class Search:
             if f.name not in keep_files:
                 f.unlink(missing_ok=True)
 
-    def estimate(self):
-        """The run's time estimated before training (`nas.estimate`), for one slot; None
-        without progress output, with ``estimate=false`` or with nothing to train."""
+    def estimate(self, threads: int | None = None):
+        """The run's time estimated before training (`nas.estimate`), for one slot of
+        ``threads`` torch threads; None without progress output, with ``estimate=false``
+        or with nothing to train."""
         if not (self.cfg.get("progress", True) and self.cfg.get("estimate", True)):
             return None
         from nas.estimate import estimate_search
 
-        return estimate_search(self)
+        return estimate_search(self, threads=threads)
 
     def announce(self, bill):
         """``bill`` spread over the evaluator's slots, printed (with advice when long)."""
@@ -865,13 +876,14 @@ class Search:
         if self.rungs is not None:
             train["epochs"] = self.rungs[-1]  # the schedule spans the last rung
         data = OmegaConf.to_container(cfg.data, resolve=True)
-        bill = self.estimate()  # measured before evaluator workers compete for the cores
         t_start = time.monotonic()
         hints = {"step_macs": self.step_macs()}
         try:
             with make_evaluator(cfg.evaluator, data=data, train=train,
                                 hints=hints) as self.evaluator:
-                self.bill = self.announce(bill)
+                # measured while the workers start (in CPU time with one thread per slot)
+                self.bill = self.announce(self.estimate(
+                    threads=getattr(self.evaluator, "threads", None)))
                 t_start = time.monotonic()  # the estimate is of what follows
                 self.feed = Feed()
                 for b in baselines:  # first: they are known up front

@@ -252,8 +252,31 @@ class SearchSpace:
 
     def arch_id(self, genome: Any) -> str:
         """``<space>-<10 hex digits>``: sha1 of the space config and the canonical genome, so
-        equal networks share an id and equal genomes of different configs do not."""
-        return self._id(self.canonical(genome))
+        equal networks share an id and equal genomes of different configs do not.
+
+        Memoised per genome of plain ints (a search's duplicate checks ask for the same
+        genomes tens of thousands of times); anything else is validated as usual."""
+        if isinstance(genome, np.ndarray) and genome.ndim == 1 and genome.dtype.kind in "iu":
+            key = tuple(genome.tolist())
+        elif type(genome) is tuple and all(type(v) is int for v in genome):
+            key = genome
+        else:
+            return self._id(self.canonical(genome))
+        memo = self.__dict__.get("_id_memo")
+        if memo is None:
+            memo = self.__dict__["_id_memo"] = {}
+        aid = memo.get(key)
+        if aid is None:
+            aid = self._id(self.canonical(key))
+            if len(memo) >= 200_000:
+                memo.clear()
+            memo[key] = aid
+        return aid
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_id_memo", None)  # a cache: not part of the space, not pickled
+        return state
 
     def _id(self, canonical: Genome) -> str:
         h = hashlib.sha1(self._config_key.encode())

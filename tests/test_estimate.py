@@ -142,3 +142,33 @@ def test_a_search_records_its_estimate_and_its_time(tmp_path):
     est, wall = status["estimated_s"], status["wall_s"]
     assert est > 0 and wall > 0
     assert math.isfinite(est) and math.isfinite(wall)
+
+
+def test_successive_halving_is_billed_at_the_schedule_s_mean_epochs(tmp_path, monkeypatch):
+    """Under fidelity=sha a candidate costs the schedule's mean epochs and a baseline the
+    last rung's (baselines go through every rung), not train.epochs; the throughput is
+    measured with the evaluator slot's threads."""
+    from hydra import compose, initialize_config_dir
+
+    from nas.archive import Archive
+    from nas.search import CONF_DIR, Search
+
+    seen = {}
+
+    def fake(specs, **kw):
+        seen.update(kw)
+        return TP
+
+    monkeypatch.setattr(E, "measure_throughput", fake)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[
+            "+space=mobile", "data=digits", "train.epochs=9", "fidelity=sha",
+            "fidelity.rungs=[1,3,9]", "fidelity.eta=3", "baselines.names=[lenet5]"])
+    search = Search(cfg, tmp_path)
+    search.archive = Archive(tmp_path / "archive.sqlite")
+    search._rows, search._order = {}, []
+    bill = E.estimate_search(search, threads=1)
+    assert bill.plan.epochs == pytest.approx(E.sha_mean_epochs([1, 3, 9], 3))
+    assert bill.plan.epochs == pytest.approx(1 + 2 / 3 + 6 / 9)
+    assert bill.plan.baseline_epochs == 9
+    assert seen["threads"] == 1

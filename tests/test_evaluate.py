@@ -172,6 +172,20 @@ def test_feed_gets_candidates_put_from_the_callback(ev):
         ev.run(starving, lambda i, r: None)
 
 
+def test_a_freed_slot_starts_the_queued_candidate_before_the_callback_runs(ev):
+    """The search asks its algorithm from the result callback (a second or two); a slot
+    that frees starts what is already queued first, so it never idles through an ask."""
+    from nas.evaluate import Feed, LocalEvaluator
+
+    if isinstance(ev, LocalEvaluator):
+        pytest.skip("one slot: nothing runs while the callback does")
+    configure(ev)
+    feed = Feed([Candidate(f"c{i}", LENET, seed=0) for i in range(3)], closed=True)
+    queued_at_callback = []
+    ev.run(feed, lambda i, r: queued_at_callback.append(feed.queued))
+    assert queued_at_callback[0] == 0  # c2 went to the freed slot before the first callback
+
+
 def test_plan_workers_uses_every_core_or_gpu():
     from nas.evaluate import THREADED_STEP_MACS, plan_workers
 

@@ -324,6 +324,39 @@ def test_async_pool_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
     assert '"state": "complete"' in (killed / "status.json").read_text()
 
 
+def test_several_slots_ask_a_slot_s_worth_while_every_slot_trains(tmp_path, monkeypatch):
+    """With two slots, once the initial sample steers the algorithm, it is asked for two
+    candidates whenever nothing is queued while both slots train (not one per result, and
+    never with a slot waiting for the ask)."""
+    import pickle
+
+    import nas.evaluate as ev_mod
+
+    class TwoSlots(ev_mod.LocalEvaluator):  # runs one at a time, schedules as two slots
+        slots = 2
+
+    busy_at_ask = []
+
+    def make(cfg, **kw):
+        return TwoSlots(data=kw["data"], train=kw["train"])
+
+    monkeypatch.setattr(ev_mod, "make_evaluator", make)
+    import nas.algorithms as A
+
+    ask = A.SurrogateSearch.ask
+
+    def spy(self, ctx, n):
+        busy_at_ask.append(len(ctx.pending))
+        return ask(self, ctx, n)
+
+    monkeypatch.setattr(A.SurrogateSearch, "ask", spy)
+    run_search(tiny_cfg("budget.evaluations=10", "budget.initial=6"), tmp_path)
+    with open(tmp_path / "state.pkl", "rb") as f:
+        sizes = [len(b["genomes"]) for b in pickle.load(f)["batches"]]
+    assert sizes == [6, 2, 2]
+    assert busy_at_ask == [2, 2]  # asked with both slots training, nothing queued
+
+
 def test_successive_halving_archives_every_rung_and_promotes_the_best(tmp_path):
     run_search(tiny_cfg("fidelity=sha", "fidelity.rungs=[1,2]", "fidelity.eta=2"), tmp_path)
     rows = pd.read_sql("SELECT * FROM records", sqlite3.connect(tmp_path / "archive.sqlite"))

@@ -285,6 +285,31 @@ def test_arch_id_depends_on_the_config():
     assert a.arch_id(g) == load("mobile").arch_id(g)
 
 
+def test_arch_id_memo_keeps_validation_and_stays_out_of_pickles():
+    """arch_id is memoised per genome of plain ints (searches ask it tens of thousands of
+    times); every form of a genome gets the same id, a bad genome is still refused after
+    good ones were memoised, and the memo is not part of the space's pickle."""
+    import pickle
+
+    space = load("mobile")
+    genomes = space.sample(50, np.random.default_rng(3))
+    space.arch_id(genomes[0])
+    size = len(pickle.dumps(space))
+    ids = [space.arch_id(g) for g in genomes]  # ndarray rows
+    assert ids == [space.arch_id(tuple(g.tolist())) for g in genomes]
+    assert ids == [space.arch_id(list(g.tolist())) for g in genomes]
+    assert ids == [space._id(space.canonical(g)) for g in genomes]
+    g0 = tuple(genomes[0].tolist())
+    with pytest.raises(ValueError, match="is not an integer"):
+        space.arch_id(tuple(True if i == 0 else v for i, v in enumerate(g0)))
+    bad = (space.xu[0] + 1,) + g0[1:]
+    with pytest.raises(ValueError, match="out of bounds"):
+        space.arch_id(tuple(int(v) for v in bad))
+    assert len(pickle.dumps(space)) == size
+    assert "_id_memo" in vars(space) and "_id_memo" not in vars(pickle.loads(pickle.dumps(space)))
+    assert [pickle.loads(pickle.dumps(space)).arch_id(g) for g in genomes] == ids
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_features_are_deterministic_one_hot_plus_scalars(name):
     space = load(name)
