@@ -130,8 +130,9 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
     threads, on the CPU or the first GPU as the recipe would. Each of ``named`` (the
     baselines) is timed too, for its own R (``Throughput.rates``).
 
-    With one CPU thread (the pool's workers on small candidates) the timings are CPU
-    time, so the evaluator's workers may start while this measures."""
+    With one CPU thread (the pool's workers on small candidates) the timings are CPU time,
+    which other processes' work inflates less than wall time (not at all on separate
+    physical cores; on two hyperthreads of one core it still does)."""
     import torch
     from scipy.optimize import nnls
 

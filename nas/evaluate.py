@@ -521,10 +521,20 @@ class PoolEvaluator(Evaluator):
                         "uses every core once)", workers, threads, cores)
         self.n_workers, self.n_gpus, self.threads = workers, n_gpus, threads
         self._ctx = mp.get_context("spawn")
-        self._workers = [self._spawn(i) for i in range(workers)]
+        self._workers: list[_Worker] = []
+        self._closed = False
         self._start_failures = 0
         self._finalizer = weakref.finalize(self, PoolEvaluator._shutdown, self._workers)
         atexit.register(self._finalizer)
+
+    def start(self) -> None:
+        """Start the worker processes (each imports torch and Lightning once, a few
+        seconds); the first `run` does it when this was not called. Until then this
+        process has the machine to itself (the search measures its estimate then)."""
+        if self._closed:
+            raise RuntimeError("this PoolEvaluator is closed; make a new one")
+        if not self._workers:
+            self._workers.extend(self._spawn(i) for i in range(self.n_workers))
 
     @property
     def slots(self) -> int:
@@ -539,8 +549,7 @@ class PoolEvaluator(Evaluator):
         self._workers[w.slot] = self._spawn(w.slot)
 
     def _run(self, tasks: Feed, done: Callable[[int, Result], None]) -> None:
-        if not self._workers:
-            raise RuntimeError("this PoolEvaluator is closed; make a new one")
+        self.start()
 
         def dispatch() -> None:
             for w in self._workers:
@@ -624,6 +633,7 @@ class PoolEvaluator(Evaluator):
         workers.clear()
 
     def close(self) -> None:
+        self._closed = True
         self._finalizer()
         atexit.unregister(self._finalizer)
 

@@ -881,9 +881,12 @@ class Search:
         try:
             with make_evaluator(cfg.evaluator, data=data, train=train,
                                 hints=hints) as self.evaluator:
-                # measured while the workers start (in CPU time with one thread per slot)
+                # measured for one slot at its threads, before pool workers start (two
+                # processes importing torch beside the probes inflate them 1.3-1.8x)
                 self.bill = self.announce(self.estimate(
                     threads=getattr(self.evaluator, "threads", None)))
+                if hasattr(self.evaluator, "start"):
+                    self.evaluator.start()
                 t_start = time.monotonic()  # the estimate is of what follows
                 self.feed = Feed()
                 for b in baselines:  # first: they are known up front
