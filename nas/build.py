@@ -133,7 +133,7 @@ class ChannelShuffle(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2)
+        x = x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2)
         return x.reshape(n, c, h, w)
 
 

@@ -516,6 +516,37 @@ def test_supernet_search_resumes_after_sigkill_without_scoring_twice(tmp_path, t
         assert a[2] == pytest.approx(b[2], abs=1e-9)
 
 
+def test_scores_run_channels_last_and_match_the_default_layout(trained):
+    """The scorer runs subnets channels-last (faster CPU kernels); its per-image hits and
+    loss are those of calibrating and validating in the default layout, and the network
+    it returns (for export) is back in the default layout."""
+    import torch.nn.functional as F
+
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    data = {"name": "synthetic", "size": 12, "n_train": 160, "n_test": 32, "augment": False}
+    train = {"epochs": 1, "batch_size": 32, "limit_train_batches": 2, "num_threads": 1}
+    scorer = InheritedScorer(ckpt, data=data, train=train, calib_batches=2)
+    space = scorer.supernet.space
+    for g in space.sample(3, np.random.default_rng(4)):
+        spec, net, got = scorer.network(g, per_image=True)
+        assert all(p.is_contiguous() for p in net.parameters())
+        ref = build(spec)
+        ref.load_state_dict(scorer.supernet.extract(space.canonical(g))[1])
+        res = spec.input[1]
+        calibrate_bn(ref, (x.contiguous() for x, _ in scorer.data.batches("calib", res)))
+        hits, loss = [], 0.0
+        with torch.no_grad():
+            for x, y in scorer.data.batches("val", res):
+                logits = ref(x.contiguous())
+                hits.append(logits.argmax(1) == y)
+                loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        hits = torch.cat(hits).numpy()
+        assert (got["correct"] == hits).all()
+        assert got["val_loss"] == pytest.approx(loss / len(hits), rel=1e-5)
+
+
 def test_finetune_steps_change_the_score_path(trained):
     from nas.supernet import InheritedScorer
 
