@@ -594,14 +594,16 @@ class PoolEvaluator(Evaluator):
                 if dead or not w.proc.is_alive():
                     w.proc.join(timeout=5)
                     text = _exit_text(w.proc.exitcode)
-                    if w.task is not None:
-                        finish(w, Result.failed(tasks[w.task]["arch_id"],
-                                                f"worker died ({text})"))
-                    elif not w.ready:
+                    if w.task is None and not w.ready:
                         self._start_failures += 1
                         if self._start_failures >= 3:
                             raise RuntimeError(f"pool workers keep dying on start-up ({text})")
+                    # replaced before its task is reported: the report gives queued work to
+                    # free workers, and the dead one must not be among them
                     self._replace(w)
+                    if w.task is not None:
+                        finish(w, Result.failed(tasks[w.task]["arch_id"],
+                                                f"worker died ({text})"))
                 elif w.task is not None and time.monotonic() > w.deadline:
                     arch_id = tasks[w.task]["arch_id"]
                     self._replace(w)  # kill first: the task is gone whatever it sends now
