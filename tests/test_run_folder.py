@@ -197,10 +197,13 @@ def test_ctrl_c_stops_quickly_and_leaves_a_resumable_folder(tmp_path, evaluator)
             f"evaluator={evaluator}", f"hydra.run.dir={run_dir}"]
     if evaluator == "pool":
         args.append("evaluator.workers=2")
+    # started as a shell starts a command: Ctrl-C's default action, whatever this test
+    # process inherited or was left with by earlier tests
     proc = subprocess.Popen([sys.executable, "-m", "nas.search", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while archive_records(run_dir / RF.ARCHIVE) < 2 and time.time() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
@@ -208,9 +211,7 @@ def test_ctrl_c_stops_quickly_and_leaves_a_resumable_folder(tmp_path, evaluator)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to the whole process group
     t0 = time.time()
     _, err = proc.communicate(timeout=60)
-    # Alone this stops in under 8 s; inside the whole suite it has taken 18-22 s on the idle
-    # 2-core machine (31 s under load), cause not yet found: the bound catches a hang
-    assert time.time() - t0 < 45, f"took {time.time() - t0:.1f} s to stop"
+    assert time.time() - t0 < 8, f"took {time.time() - t0:.1f} s to stop"
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].endswith(
