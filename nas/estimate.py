@@ -459,12 +459,12 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     base_items = [i for i in search.baseline_items(quiet=True) if i["arch_id"] not in done]
     bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"]))) for i in base_items}
     n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
+    rungs = getattr(search, "rungs", None)  # fidelity=sha: epochs per rung
     plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,
                 candidate_layers=float(np.mean([leaf_modules(sp) for sp in probes])),
-                epochs=(float(train.epochs) if getattr(search, "rungs", None) is None
-                        else sha_mean_epochs(search.rungs, search.eta)),
-                baseline_epochs=(None if getattr(search, "rungs", None) is None
-                                 else float(search.rungs[-1])),
+                epochs=(float(train.epochs) if rungs is None
+                        else sha_mean_epochs(rungs, search.eta)),
+                baseline_epochs=None if rungs is None else float(rungs[-1]),
                 train_images=n_train, val_images=n_val, batch_size=train.batch_size,
                 baselines=bases, parallel=max(1, int(parallel)))
     if ev.get("backend") == "supernet":

@@ -277,6 +277,10 @@ class Evaluator:
         """Candidates this evaluator trains at once."""
         return 1
 
+    def start(self) -> None:
+        """Start whatever runs candidates (worker processes for the pool); the first `run`
+        does it when this was not called. Nothing to start here."""
+
     def _task(self, c: Candidate) -> dict:
         task = {"arch_id": c.arch_id, "spec": c.spec.to_json(), "seed": int(c.seed),
                 "data": self.data, "train": self.train.to_dict(), "test": self.test}
@@ -522,7 +526,6 @@ class PoolEvaluator(Evaluator):
         self.n_workers, self.n_gpus, self.threads = workers, n_gpus, threads
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
-        self._closed = False
         self._start_failures = 0
         self._finalizer = weakref.finalize(self, PoolEvaluator._shutdown, self._workers)
         atexit.register(self._finalizer)
@@ -531,7 +534,7 @@ class PoolEvaluator(Evaluator):
         """Start the worker processes (each imports torch and Lightning once, a few
         seconds); the first `run` does it when this was not called. Until then this
         process has the machine to itself (the search measures its estimate then)."""
-        if self._closed:
+        if not self._finalizer.alive:  # closed
             raise RuntimeError("this PoolEvaluator is closed; make a new one")
         if not self._workers:
             self._workers.extend(self._spawn(i) for i in range(self.n_workers))
@@ -635,7 +638,6 @@ class PoolEvaluator(Evaluator):
         workers.clear()
 
     def close(self) -> None:
-        self._closed = True
         self._finalizer()
         atexit.unregister(self._finalizer)
 

@@ -16,8 +16,8 @@ Evaluation is asynchronous: the evaluator's slots (one per core or GPU by defaul
 busy. Once the initial sample steers the algorithm, a slot's worth of candidates waits in the
 queue; a freed slot starts one before the result is looked at, and whenever the queue runs
 empty the algorithm is asked for a slot's worth more while every slot trains, knowing which
-architectures are still training or queued (``Context.pending``). Generational comparators (``nsga2``, ``optuna``)
-are asked for a whole generation once the previous one is told; with a single slot every
+architectures are still training or queued (``Context.pending``). Generational comparators
+(``nsga2``, ``optuna``) are asked for a whole generation once the previous one is told; with a single slot every
 algorithm is asked for ``budget.per_iteration`` at a time, as nothing runs while it thinks.
 
 Resume: every ask is saved (``state.pkl``: the algorithm after the ask, random generators
@@ -677,7 +677,7 @@ class Search:
         ahead = slots if slots > 1 and not generational else 0
         while not self._exhausted and state["evaluations"] < budget:
             busy = len(self._jobs)
-            if busy > slots or busy >= slots + ahead:
+            if busy >= slots + (1 if ahead else 0):  # asked only when nothing is queued
                 break
             if generational and any(not b["told"] for b in state["batches"]):
                 break  # a generation is told whole before the next is asked
@@ -885,8 +885,7 @@ class Search:
                 # processes importing torch beside the probes inflate them 1.3-1.8x)
                 self.bill = self.announce(self.estimate(
                     threads=getattr(self.evaluator, "threads", None)))
-                if hasattr(self.evaluator, "start"):
-                    self.evaluator.start()
+                self.evaluator.start()
                 t_start = time.monotonic()  # the estimate is of what follows
                 self.feed = Feed()
                 for b in baselines:  # first: they are known up front

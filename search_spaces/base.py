@@ -262,9 +262,7 @@ class SearchSpace:
             key = genome
         else:
             return self._id(self.canonical(genome))
-        memo = self.__dict__.get("_id_memo")
-        if memo is None:
-            memo = self.__dict__["_id_memo"] = {}
+        memo = self._id_memo
         aid = memo.get(key)
         if aid is None:
             aid = self._id(self.canonical(key))
@@ -273,9 +271,13 @@ class SearchSpace:
             memo[key] = aid
         return aid
 
+    @functools.cached_property
+    def _id_memo(self) -> dict[Genome, str]:
+        return {}  # genome -> arch id; a cache, not part of the space: never pickled
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.pop("_id_memo", None)  # a cache: not part of the space, not pickled
+        state.pop("_id_memo", None)
         return state
 
     def _id(self, canonical: Genome) -> str:
