@@ -104,6 +104,36 @@ def test_pool_reports_a_dead_worker_and_replaces_it(ev):
     assert r2.ok, r2.reason
 
 
+@pytest.mark.parametrize("ev", ["pool"], indirect=True)
+def test_pool_dead_worker_does_not_take_the_queued_candidates_with_it(ev):
+    """A worker dies while the other trains and two candidates wait: reporting its failure
+    must not hand a queued candidate to the dead worker (that candidate would be lost)."""
+    assert isinstance(ev, PoolEvaluator)
+    configure(ev, epochs=3, limit_train_batches=8)
+    cands = [Candidate(name, LENET, seed=0) for name in ("victim", "b", "c", "d")]
+    killed = threading.Event()
+
+    def kill_victims_worker():
+        while not killed.is_set():
+            for w in list(ev._workers):
+                if w.task == 0:
+                    os.kill(w.proc.pid, 9)
+                    killed.set()
+                    return
+            time.sleep(0.005)
+
+    threading.Thread(target=kill_victims_worker, daemon=True).start()
+    out: list = []
+    runner = threading.Thread(target=lambda: out.extend(ev.evaluate(cands)), daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert killed.is_set()
+    assert not runner.is_alive(), "evaluate() never returned: a queued candidate was lost"
+    assert [r.arch_id for r in out] == ["victim", "b", "c", "d"]
+    assert out[0].reason == "worker died (exit code -9, SIGKILL)"
+    assert all(r.ok for r in out[1:]), [r.reason for r in out[1:]]
+
+
 def test_failure_reasons():
     assert failure_reason(CandidateFailed("diverged: loss=nan at step 3")) == \
         "diverged: loss=nan at step 3"
