@@ -302,3 +302,36 @@ def build(spec: S.ArchSpec, *, seed: int | None = None) -> Net:
             torch.manual_seed(seed)
             init_weights(net)
     return net
+
+
+_INPLACE_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.SiLU, nn.LeakyReLU, nn.ELU)
+
+
+def fused_for_inference(net: nn.Module) -> nn.Module:
+    """An inference copy of ``net`` (which is left as it is): each BatchNorm that directly
+    follows a convolution in a ``Sequential`` is folded into it (PyTorch's
+    ``fuse_conv_bn_eval``, with the BN's running statistics) and replaced by an identity,
+    and an activation that directly follows such a convolution runs in place. Outputs in
+    eval mode equal ``net``'s to float rounding (~1e-6); the copy is for evaluation only
+    (its parameters are not ``net``'s, and a folded BN no longer updates statistics)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(net).eval()
+    for seq in fused.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        prev_conv = False
+        for i, name in enumerate(names):
+            m = seq._modules[name]
+            if isinstance(m, nn.BatchNorm2d) and prev_conv and m.track_running_stats:
+                conv_name = names[i - 1]
+                seq._modules[conv_name] = fuse_conv_bn_eval(seq._modules[conv_name], m)
+                seq._modules[name] = nn.Identity()
+                continue  # the convolution's output still feeds the next module alone
+            if isinstance(m, _INPLACE_ACTS) and prev_conv:
+                m.inplace = True
+            prev_conv = isinstance(m, nn.Conv2d)
+    return fused
