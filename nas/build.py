@@ -8,6 +8,9 @@ BN weight 1 / bias 0, the classifier N(0, 0.01) with zero bias.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -304,34 +307,48 @@ def build(spec: S.ArchSpec, *, seed: int | None = None) -> Net:
     return net
 
 
+
 _INPLACE_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.SiLU, nn.LeakyReLU, nn.ELU)
 
 
-def fused_for_inference(net: nn.Module) -> nn.Module:
-    """An inference copy of ``net`` (which is left as it is): each BatchNorm that directly
-    follows a convolution in a ``Sequential`` is folded into it (PyTorch's
-    ``fuse_conv_bn_eval``, with the BN's running statistics) and replaced by an identity,
-    and an activation that directly follows such a convolution runs in place. Outputs in
-    eval mode equal ``net``'s to float rounding (~1e-6); the copy is for evaluation only
-    (its parameters are not ``net``'s, and a folded BN no longer updates statistics)."""
-    import copy
-
+@contextmanager
+def bn_folded(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` for inference, with each BatchNorm that directly follows a convolution in a
+    ``Sequential`` folded into it (PyTorch's ``fuse_conv_bn_eval``, with the BN's running
+    statistics; the BN replaced by an identity) and each activation that directly follows
+    such a convolution running in place; everything is put back on exit. Inside, ``net``
+    is in eval mode and its outputs equal the unfolded net's to float rounding (~1e-6);
+    it is for evaluation only (the folded layers are copies: nothing learned or
+    recalibrated inside survives)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    fused = copy.deepcopy(net).eval()
-    for seq in fused.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        names = list(seq._modules)
-        prev_conv = False
-        for i, name in enumerate(names):
-            m = seq._modules[name]
-            if isinstance(m, nn.BatchNorm2d) and prev_conv and m.track_running_stats:
-                conv_name = names[i - 1]
-                seq._modules[conv_name] = fuse_conv_bn_eval(seq._modules[conv_name], m)
-                seq._modules[name] = nn.Identity()
-                continue  # the convolution's output still feeds the next module alone
-            if isinstance(m, _INPLACE_ACTS) and prev_conv:
-                m.inplace = True
-            prev_conv = isinstance(m, nn.Conv2d)
-    return fused
+    undo: list[tuple[nn.Module, str, nn.Module]] = []  # (container, name, original)
+    acts: list[tuple[nn.Module, bool]] = []
+    training = net.training
+    net.eval()
+    try:
+        for seq in list(net.modules()):
+            if not isinstance(seq, nn.Sequential):
+                continue
+            names = list(seq._modules)
+            prev_conv = False
+            for i, name in enumerate(names):
+                m = seq._modules[name]
+                if isinstance(m, nn.BatchNorm2d) and prev_conv and m.track_running_stats:
+                    conv_name = names[i - 1]
+                    conv = seq._modules[conv_name]
+                    undo += [(seq, conv_name, conv), (seq, name, m)]
+                    seq._modules[conv_name] = fuse_conv_bn_eval(conv, m)
+                    seq._modules[name] = nn.Identity()
+                    continue  # the convolution's output still feeds the next module alone
+                if isinstance(m, _INPLACE_ACTS) and prev_conv and not m.inplace:
+                    acts.append((m, m.inplace))
+                    m.inplace = True
+                prev_conv = isinstance(m, nn.Conv2d)
+        yield net
+    finally:
+        for seq, name, original in reversed(undo):
+            seq._modules[name] = original
+        for m, inplace in acts:
+            m.inplace = inplace
+        net.train(training)

@@ -147,11 +147,11 @@ def test_fractal_block_has_the_papers_columns():
 
 
 @pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2", "googlenet", "densenet121"])
-def test_fused_for_inference_folds_bn_and_keeps_the_outputs(name, one_thread):
-    """The scoring copy: every BN right after a convolution folded into it (BN-first nets
-    such as DenseNet keep their pre-activation BNs), outputs equal to the eval-mode net's,
-    and the net it was made from untouched."""
-    from nas.build import fused_for_inference
+def test_bn_folded_keeps_the_outputs_and_puts_everything_back(name, one_thread):
+    """Scoring's fast path: inside, every BN right after a convolution is folded into it
+    (BN-first nets such as DenseNet keep their pre-activation BNs) and the outputs are the
+    eval-mode net's; on exit the net has its BN layers, weights and training mode back."""
+    from nas.build import bn_folded
 
     res = 64 if name in ("googlenet", "densenet121") else 32
     net = build(baselines.get(name, num_classes=10, resolution=res), seed=0)
@@ -162,18 +162,22 @@ def test_fused_for_inference_folds_bn_and_keeps_the_outputs(name, one_thread):
             m.running_var.uniform_(0.5, 2.0, generator=g)
             m.weight.data.uniform_(0.5, 1.5, generator=g)
             m.bias.data.normal_(0, 0.2, generator=g)
-    net.eval()
     x = torch.randn(4, 3, res, res, generator=g)
     before = {k: v.clone() for k, v in net.state_dict().items()}
+    modules = list(net.modules())
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in modules)
     with torch.no_grad():
-        ref = net(x)
-        fused = fused_for_inference(net)
-        out = fused(x)
-    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), float((out - ref).abs().max())
-    after = net.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
-    left = sum(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+        ref = net.eval()(x)
+        net.train()
+        with bn_folded(net) as folded:
+            assert folded is net and not net.training
+            out = net(x)
+            left = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+        assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), float((out - ref).abs().max())
+        assert net.training and list(net.modules()) == modules
+        after = net.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert torch.equal(net.eval()(x), ref)
     assert n_bn > 0 and left < n_bn
     if name != "densenet121":  # every BN of these follows a convolution
         assert left == 0
