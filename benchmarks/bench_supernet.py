@@ -122,9 +122,11 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
         both = pd.concat([macs, ref], axis=1, join="inner").dropna()
         tau = kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
         print(f"  MACs alone (no training): tau vs mean {tau:.3f}, n={len(both)}")
-    for c in calib:
-        m = f"supernet_c{c}"
-        if m not in acc:
+    methods = [m for m in acc if m.startswith("supernet_c")]
+    methods.sort(key=lambda m: (int(m.split("_")[1][1:]), m))
+    for m in methods:
+        c = int(m.split("_")[1][1:])
+        if c not in calib:
             continue
         for col, label in [("accuracy", "all"), *[(f"accuracy_v{v}", str(v))
                                                   for v in val_images]]:
@@ -138,7 +140,8 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
                     for s in scratch]
             same = pd.concat([sub[col], sub["accuracy"]], axis=1, join="inner").dropna()
             own = kendalltau(same.iloc[:, 0], same.iloc[:, 1]).statistic
-            print(f"  supernet, {c:3d} calibration batches, {label:>4} val images: tau vs "
+            tuned = f", {m.split('_ft')[1]} fine-tuning steps" if "_ft" in m else ""
+            print(f"  supernet, {c:3d} calibration batches{tuned}, {label:>4} val images: tau vs "
                   f"mean {tau:.3f} (vs each seed {', '.join(f'{t:.3f}' for t in taus)}; "
                   f"vs its all-image score {own:.3f}), n={len(both)}, mean accuracy "
                   f"{both.iloc[:, 0].mean():.4f}")
@@ -153,6 +156,9 @@ def main() -> None:
                    help="BN-calibration batch counts to compare")
     p.add_argument("--val-images", type=int, nargs="*", default=[],
                    help="also score on N random validation images (same pass)")
+    p.add_argument("--finetune", type=int, default=0,
+                   help="fine-tuning steps before each supernet score (evaluator."
+                        "finetune_steps); methods are then named supernet_cC_ftN")
     p.add_argument("--train", default="proxy", help="from-scratch recipe (conf/train/)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="from-scratch seeds")
     p.add_argument("--out", type=Path, default=Path("runs/bench_supernet"))
@@ -182,8 +188,10 @@ def main() -> None:
     space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
     space = instantiate(space_cfg, num_classes=dm.num_classes, in_channels=dm.in_channels,
                         _convert_="all")
-    scorers = {c: InheritedScorer(args.checkpoint, data=data, train=proxy, calib_batches=c)
+    scorers = {c: InheritedScorer(args.checkpoint, data=data, train=proxy, calib_batches=c,
+                                  finetune_steps=args.finetune)
                for c in (args.calib if args.checkpoint else [])}
+    ft = f"_ft{args.finetune}" if args.finetune else ""
     for scorer in scorers.values():
         check_space(scorer.supernet, space, args.checkpoint)
     genomes = space.sample(args.n, np.random.default_rng(2024))
@@ -224,7 +232,7 @@ def main() -> None:
         seen = measured()
         spec = space.decode(g)
         for c, scorer in scorers.items():
-            method = f"supernet_c{c}"
+            method = f"supernet_c{c}{ft}"
             if (key, method) in seen:
                 continue
             t, cpu = time.perf_counter(), time.process_time()
