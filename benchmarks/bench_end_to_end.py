@@ -4,7 +4,7 @@ both fronts and the classic baselines retrained stand-alone with one recipe.
     python benchmarks/bench_end_to_end.py --checkpoint runs/supernet/.../checkpoints/last.ckpt \\
         --supernet-seconds 1083 --out runs/e2e [--evaluations 300] [--retrain-max 10] \\
         [--scratch "fidelity=sha fidelity.rungs=[1,3]"] [--retrain "train=full"] \\
-        [--baselines lenet5 resnet20 mobilenet_v2] -- OVERRIDES...
+        [--baselines lenet5 resnet20 mobilenet_v2] [--space mobile] -- OVERRIDES...
 
 OVERRIDES are the data / space / split settings the supernet was trained with (they go to
 every search and every retraining). The phases, each skipped when its output exists (so a
@@ -45,9 +45,9 @@ from nas.run import hypervolume_of
 PY = sys.executable
 
 
-def run_search(out: Path, args: list[str], timeout_s: float | None = None) -> float:
+def run_search(out: Path, space: str, args: list[str], timeout_s: float | None = None) -> float:
     """Run one search into ``out``; return its wall seconds (stopped with SIGINT at timeout)."""
-    cmd = [PY, "-m", "nas.search", "+space=mobile", *args, "progress=false",
+    cmd = [PY, "-m", "nas.search", f"+space={space}", *args, "progress=false",
            f"hydra.run.dir={out}"]
     print("$", shlex.join(cmd), flush=True)
     t0 = time.monotonic()
@@ -84,12 +84,13 @@ def front(run_dir: Path, within_s: float | None, limit: int) -> tuple[pd.DataFra
     return fr.reset_index(drop=True), ref, len(rows)
 
 
-def train(job: tuple[str, str], out: Path, overrides: list[str], recipe: list[str]) -> dict:
+def train(job: tuple[str, str], out: Path, space_name: str, overrides: list[str],
+          recipe: list[str]) -> dict:
     key, arch = job
     run_dir = out / "retrain" / key
     if (run_dir / "result.json").exists():
         return json.loads((run_dir / "result.json").read_text())
-    space = ["+space=mobile"] if arch.startswith("mobile:") else []
+    space = [f"+space={space_name}"] if arch.startswith(f"{space_name}:") else []
     ov = overrides if space else [o for o in overrides if not o.startswith("space.")]
     if not space:  # baselines at the space's resolution, as the search trains them
         res = [o.split("=", 1)[1].strip("[]").split(",")[-1] for o in overrides
@@ -106,7 +107,7 @@ def train(job: tuple[str, str], out: Path, overrides: list[str], recipe: list[st
     return json.loads((run_dir / "result.json").read_text())
 
 
-def supernet_scores(sn_run: Path, res: pd.DataFrame) -> pd.Series:
+def supernet_scores(sn_run: Path, space: str, res: pd.DataFrame) -> pd.Series:
     """The supernet's score (as the supernet search computed it) of every retrained
     architecture of the space, from-scratch front members included."""
     from omegaconf import OmegaConf
@@ -120,7 +121,7 @@ def supernet_scores(sn_run: Path, res: pd.DataFrame) -> pd.Series:
                              calib_batches=int(cfg.evaluator.calib_batches))
     return pd.Series([scorer.score(tuple(int(g) for g in a.split(":", 1)[1].split("-")))
                       ["accuracy"]
-                      if a.startswith("mobile:") else np.nan for a in res["arch"]],
+                      if a.startswith(f"{space}:") else np.nan for a in res["arch"]],
                      index=res.index)
 
 
@@ -138,6 +139,7 @@ def main() -> None:
     ap.add_argument("--retrain", default="train=full", help="recipe overrides of retraining")
     ap.add_argument("--retrain-max", type=int, default=10)
     ap.add_argument("--baselines", nargs="*", default=["lenet5", "resnet20", "mobilenet_v2"])
+    ap.add_argument("--space", default="mobile", help="a space with a supernet (mobile, residual)")
     ap.add_argument("--jobs", type=int, default=2, help="retrainings at a time")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
@@ -148,14 +150,14 @@ def main() -> None:
     t = json.loads(times.read_text()) if times.exists() else {}
 
     if "sn" not in t:
-        t["sn"] = run_search(out / "sn", [*ov, "evaluator=supernet",
+        t["sn"] = run_search(out / "sn", a.space, [*ov, "evaluator=supernet",
                                           f"evaluator.checkpoint={Path(a.checkpoint).resolve()}",
                                           f"budget.evaluations={a.evaluations}",
                                           "baselines.names=[]", *a.sn.split()])
         times.write_text(json.dumps(t))
     budget = a.supernet_seconds + t["sn"]
     if "scratch" not in t:
-        t["scratch"] = run_search(out / "scratch", [*ov, "budget.evaluations=100000",
+        t["scratch"] = run_search(out / "scratch", a.space, [*ov, "budget.evaluations=100000",
                                                     "baselines.names=[]", *a.scratch.split()],
                                   timeout_s=budget + 5)
         times.write_text(json.dumps(t))
@@ -166,10 +168,10 @@ def main() -> None:
         fronts[name] = fr.assign(front=name)
         print(f"{name}: {n} architectures evaluated, front of {len(fr)} retrained", flush=True)
     members = pd.concat(fronts.values(), ignore_index=True)
-    jobs = {f"{r.front}-{r.arch_id}": f"mobile:{r.genome}" for r in members.itertuples()}
+    jobs = {f"{r.front}-{r.arch_id}": f"{a.space}:{r.genome}" for r in members.itertuples()}
     jobs.update({f"baseline-{b}": b for b in a.baselines})
     with ThreadPoolExecutor(a.jobs) as ex:
-        results = dict(zip(jobs, ex.map(lambda j: train(j, out, ov, a.retrain.split()),
+        results = dict(zip(jobs, ex.map(lambda j: train(j, out, a.space, ov, a.retrain.split()),
                                         jobs.items())))
 
     rows = []
@@ -182,14 +184,14 @@ def main() -> None:
     res = pd.DataFrame(rows)
     search_acc = {f"{r.front}-{r.arch_id}": r.accuracy for r in members.itertuples()}
     res["search_accuracy"] = res["key"].map(search_acc)
-    res["supernet_accuracy"] = supernet_scores(out / "sn", res)
+    res["supernet_accuracy"] = supernet_scores(out / "sn", a.space, res)
     res["error"] = 1.0 - res["test_accuracy"]
     res.loc[res["test_accuracy"].isna(), "status"] = "failed"
     res.to_csv(out / "retrained.csv", index=False)
 
     lines = [f"supernet search: {t['sn']:.0f} s wall; supernet training {a.supernet_seconds:.0f} s;"
              f" from-scratch search given T = {budget:.0f} s (ran {t['scratch']:.0f} s)"]
-    mob = res[res["arch"].str.startswith("mobile:") & res["test_accuracy"].notna()]
+    mob = res[res["arch"].str.startswith(f"{a.space}:") & res["test_accuracy"].notna()]
     tau = {c: stats.kendalltau(mob[c], mob["test_accuracy"]).statistic
            for c in ("supernet_accuracy", "macs")}
     lines.append(f"all {len(mob)} retrained architectures: Kendall tau with the retrained test "
