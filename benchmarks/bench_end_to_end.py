@@ -39,8 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from nas.archive import Archive, final_rows
-from nas.pareto import non_dominated
-from nas.run import hypervolume_of
+from nas.run import front_of, hypervolume_of, ok_rows
 
 PY = sys.executable
 
@@ -75,10 +74,8 @@ def front(run_dir: Path, within_s: float | None, limit: int) -> tuple[pd.DataFra
     if within_s is not None:
         t0 = (run_dir / "config.yaml").stat().st_mtime
         df = df[df["created"] - t0 <= within_s]
-    rows = final_rows(df)
-    rows = rows[(rows["status"] == "ok") & rows["error"].notna()].reset_index(drop=True)
-    idx = non_dominated(rows[["error", "macs"]].to_numpy(float))
-    fr = rows.iloc[idx].sort_values("macs").reset_index(drop=True)
+    rows = ok_rows(final_rows(df))
+    fr = front_of(rows, "macs").reset_index(drop=True)
     if len(fr) > limit:
         fr = fr.iloc[np.unique(np.round(np.linspace(0, len(fr) - 1, limit)).astype(int))]
     return fr.reset_index(drop=True), ref, len(rows)

@@ -122,10 +122,9 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
         both = pd.concat([macs, ref], axis=1, join="inner").dropna()
         tau = kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
         print(f"  MACs alone (no training): tau vs mean {tau:.3f}, n={len(both)}")
-    methods = [m for m in acc if m.startswith("supernet_c")]
-    methods.sort(key=lambda m: (int(m.split("_")[1][1:]), m))
-    for m in methods:
-        c = int(m.split("_")[1][1:])
+    # supernet_c<calibration batches>[_ft<fine-tuning steps>], by calibration count
+    methods = sorted((int(m.split("_")[1][1:]), m) for m in acc if m.startswith("supernet_c"))
+    for c, m in methods:
         if c not in calib:
             continue
         for col, label in [("accuracy", "all"), *[(f"accuracy_v{v}", str(v))

@@ -307,7 +307,6 @@ def build(spec: S.ArchSpec, *, seed: int | None = None) -> Net:
     return net
 
 
-
 _INPLACE_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.SiLU, nn.LeakyReLU, nn.ELU)
 
 
@@ -323,7 +322,7 @@ def bn_folded(net: nn.Module) -> Iterator[nn.Module]:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     undo: list[tuple[nn.Module, str, nn.Module]] = []  # (container, name, original)
-    acts: list[tuple[nn.Module, bool]] = []
+    acts: list[nn.Module] = []  # activations switched to in place
     training = net.training
     net.eval()
     try:
@@ -342,13 +341,13 @@ def bn_folded(net: nn.Module) -> Iterator[nn.Module]:
                     seq._modules[name] = nn.Identity()
                     continue  # the convolution's output still feeds the next module alone
                 if isinstance(m, _INPLACE_ACTS) and prev_conv and not m.inplace:
-                    acts.append((m, m.inplace))
+                    acts.append(m)
                     m.inplace = True
                 prev_conv = isinstance(m, nn.Conv2d)
         yield net
     finally:
         for seq, name, original in reversed(undo):
             seq._modules[name] = original
-        for m, inplace in acts:
-            m.inplace = inplace
+        for m in acts:
+            m.inplace = False
         net.train(training)

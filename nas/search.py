@@ -17,8 +17,9 @@ busy. Once the initial sample steers the algorithm, a slot's worth of candidates
 queue; a freed slot starts one before the result is looked at, and whenever the queue runs
 empty the algorithm is asked for a slot's worth more while every slot trains, knowing which
 architectures are still training or queued (``Context.pending``). Generational comparators
-(``nsga2``, ``optuna``) are asked for a whole generation once the previous one is told; with a single slot every
-algorithm is asked for ``budget.per_iteration`` at a time, as nothing runs while it thinks.
+(``nsga2``, ``optuna``) are asked for a whole generation once the previous one is told; with
+a single slot every algorithm is asked for ``budget.per_iteration`` at a time, as nothing
+runs while it thinks.
 
 Resume: every ask is saved (``state.pkl``: the algorithm after the ask, random generators
 included, and the proposals in order) before its architectures are queued, and every result
