@@ -122,14 +122,25 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
         both = pd.concat([macs, ref], axis=1, join="inner").dropna()
         tau = kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
         print(f"  MACs alone (no training): tau vs mean {tau:.3f}, n={len(both)}")
-    # supernet_c<calibration batches>[_ft<fine-tuning steps>], by calibration count
+    sns = [m for m in acc if m.startswith("supernet_c")]
+    if len(sns) > 1:  # the scores' own repeatability: calibration size and images
+        print("  supernet scores against each other (Kendall tau):")
+        for i, a in enumerate(sns):
+            for b in sns[i + 1:]:
+                both = acc[[a, b]].dropna()
+                print(f"    {a} vs {b}: {kendalltau(both[a], both[b]).statistic:.3f}, "
+                      f"n={len(both)}")
+    # supernet_c<calibration batches>[_ft<fine-tuning steps>][_cs<calibration seed>]
     methods = sorted((int(m.split("_")[1][1:]), m) for m in acc if m.startswith("supernet_c"))
     for c, m in methods:
         if c not in calib:
             continue
+        sub = df[df.method == m].set_index("genome")
+        if "val_loss" in sub and sub.val_loss.notna().all():
+            sub = sub.assign(neg_loss=-sub.val_loss)  # ranks like accuracy: higher is better
         for col, label in [("accuracy", "all"), *[(f"accuracy_v{v}", str(v))
-                                                  for v in val_images]]:
-            sub = df[df.method == m].set_index("genome")
+                                                  for v in val_images],
+                           *([("neg_loss", "loss")] if "neg_loss" in sub else [])]:
             if col not in sub:
                 continue
             both = pd.concat([sub[col], ref], axis=1, join="inner").dropna()
@@ -139,11 +150,15 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
                     for s in scratch]
             same = pd.concat([sub[col], sub["accuracy"]], axis=1, join="inner").dropna()
             own = kendalltau(same.iloc[:, 0], same.iloc[:, 1]).statistic
-            tuned = f", {m.split('_ft')[1]} fine-tuning steps" if "_ft" in m else ""
-            print(f"  supernet, {c:3d} calibration batches{tuned}, {label:>4} val images: tau vs "
+            tags = dict((t[:2], t[2:]) for t in m.split("_")[2:])
+            tuned = (f", {tags['ft']} fine-tuning steps" if "ft" in tags else "") + \
+                (f", calibration seed {tags['cs']}" if "cs" in tags else "")
+            by = "-val loss, all images" if col == "neg_loss" else f"{label:>4} val images"
+            mean = (f"mean val loss {-both.iloc[:, 0].mean():.4f}" if col == "neg_loss" else
+                    f"mean accuracy {both.iloc[:, 0].mean():.4f}")
+            print(f"  supernet, {c:3d} calibration batches{tuned}, {by}: tau vs "
                   f"mean {tau:.3f} (vs each seed {', '.join(f'{t:.3f}' for t in taus)}; "
-                  f"vs its all-image score {own:.3f}), n={len(both)}, mean accuracy "
-                  f"{both.iloc[:, 0].mean():.4f}")
+                  f"vs its all-image score {own:.3f}), n={len(both)}, {mean}")
 
 
 def main() -> None:
@@ -158,6 +173,9 @@ def main() -> None:
     p.add_argument("--finetune", type=int, default=0,
                    help="fine-tuning steps before each supernet score (evaluator."
                         "finetune_steps); methods are then named supernet_cC_ftN")
+    p.add_argument("--calib-seed", type=int, default=0,
+                   help="picks the calibration batches (the same for every subnet); methods "
+                        "with a seed other than 0 are named supernet_cC_csS")
     p.add_argument("--train", default="proxy", help="from-scratch recipe (conf/train/)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="from-scratch seeds")
     p.add_argument("--out", type=Path, default=Path("runs/bench_supernet"))
@@ -188,9 +206,10 @@ def main() -> None:
     space = instantiate(space_cfg, num_classes=dm.num_classes, in_channels=dm.in_channels,
                         _convert_="all")
     scorers = {c: InheritedScorer(args.checkpoint, data=data, train=proxy, calib_batches=c,
-                                  finetune_steps=args.finetune)
+                                  finetune_steps=args.finetune, calib_seed=args.calib_seed)
                for c in (args.calib if args.checkpoint else [])}
     ft = f"_ft{args.finetune}" if args.finetune else ""
+    ft += f"_cs{args.calib_seed}" if args.calib_seed else ""
     for scorer in scorers.values():
         check_space(scorer.supernet, space, args.checkpoint)
     genomes = space.sample(args.n, np.random.default_rng(2024))
@@ -240,7 +259,7 @@ def main() -> None:
                    "seconds": time.perf_counter() - t,
                    "cpu_seconds": time.process_time() - cpu, "arch_id": spec.name,
                    "calib_images": s["calib_images"], "val_images": s["val_images"],
-                   "macs": totals(spec)[0]}
+                   "macs": totals(spec)[0], "val_loss": s["val_loss"]}
             # a seeded random subset: the split's order need not be random (e.g. by class)
             pick = np.random.default_rng(0).permutation(len(s["correct"]))
             row.update({f"accuracy_v{v}": float(s["correct"][pick[:v]].mean())

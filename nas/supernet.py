@@ -966,10 +966,11 @@ class InheritedScorer:
             recipe's optimiser and schedule for fine-tuning).
         calib_batches: training batches for BN recalibration.
         finetune_steps: optimiser steps of fine-tuning before scoring (0: none).
+        calib_seed: picks which training batches calibrate (the same for every subnet).
     """
 
     def __init__(self, checkpoint: Any, *, data: Mapping, train: Any, calib_batches: int = 10,
-                 finetune_steps: int = 0) -> None:
+                 finetune_steps: int = 0, calib_seed: int = 0) -> None:
         from nas.train import TrainConfig
 
         if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or \
@@ -980,7 +981,7 @@ class InheritedScorer:
         self.supernet, self.sha256 = load_supernet(checkpoint)
         self.train = TrainConfig.from_any(train)
         self.data_cfg = dict(data)
-        self.data = SubnetData(data, self.train, calib_batches=calib_batches)
+        self.data = SubnetData(data, self.train, calib_batches=calib_batches, seed=calib_seed)
         self.finetune_steps = finetune_steps
         self.fidelity = {"evaluator": "supernet", "checkpoint_sha256": self.sha256[:16],
                          "calib_batches": calib_batches, "finetune_steps": finetune_steps}

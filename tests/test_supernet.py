@@ -547,6 +547,24 @@ def test_scores_run_channels_last_and_match_the_default_layout(trained):
         assert got["val_loss"] == pytest.approx(loss / len(hits), rel=1e-5)
 
 
+def test_calib_seed_changes_the_calibration_images_only(trained):
+    """Another calibration seed calibrates on other training images and validates on the
+    same split (what bench_supernet --calib-seed compares)."""
+    from nas.supernet import InheritedScorer
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    data = {"name": "synthetic", "size": 12, "n_train": 160, "n_test": 32, "augment": False,
+            "split_seed": 0}
+    train = {"batch_size": 32, "val_fraction": 0.2, "num_threads": 1}
+    a, b = (InheritedScorer(ckpt, data=data, train=train, calib_batches=2, calib_seed=s)
+            for s in (0, 1))
+    ca, cb = (torch.cat([x for x, _ in s.data.batches("calib", 12)]) for s in (a, b))
+    assert ca.shape == cb.shape and not torch.equal(ca, cb)
+    for (xa, ya), (xb, yb) in zip(a.data.batches("val", 12), b.data.batches("val", 12),
+                                  strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 def test_finetune_steps_change_the_score_path(trained):
     from nas.supernet import InheritedScorer
 
