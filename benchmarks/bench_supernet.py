@@ -68,8 +68,21 @@ def conv_flops_per_second(repeat: int = 10) -> float:
     return flops / best
 
 
+def gene_kinds(space, genomes) -> pd.DataFrame:
+    """Per architecture (a ``format_genome`` string of the mobile space): its number of
+    blocks, mean depthwise kernel, mean expansion ratio and number of stages with SE."""
+    rows = {}
+    for key in genomes:
+        _, stages, _ = space.parts(space.values(space.parse_genome(key)))
+        blocks = [b for stage in stages for b in stage]
+        rows[key] = {"blocks": len(blocks), "kernel": np.mean([b.k for b in blocks]),
+                     "expansion": np.mean([b.e for b in blocks]),
+                     "SE stages": sum(stage[0].se > 0 for stage in stages)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def summary(out: Path, calib: list[int], val_images: list[int], train: str,
-            seeds: list[int]) -> None:
+            seeds: list[int], space=None) -> None:
     files = sorted(out.glob("rows*.csv"))
     if not files:
         print(f"no rows in {out}")
@@ -130,6 +143,17 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
                 both = acc[[a, b]].dropna()
                 print(f"    {a} vs {b}: {kendalltau(both[a], both[b]).statistic:.3f}, "
                       f"n={len(both)}")
+    if space is not None:  # which gene kinds each ranking follows
+        kinds = gene_kinds(space, ref.index)
+        if "macs" in sn and len(sn):
+            kinds["MACs"] = sn.groupby("genome")["macs"].first()
+        cols = {"from scratch": ref, **{m: acc[m] for m in sns}}
+        table = pd.DataFrame({c: {k: kendalltau(kinds[k], v.reindex(kinds.index),
+                                                nan_policy="omit").statistic
+                                  for k in kinds} for c, v in cols.items()})
+        print("  Kendall tau of each gene kind (per architecture: blocks, mean kernel, mean "
+              "expansion, SE stages) with each accuracy:")
+        print("    " + table.round(2).to_string().replace("\n", "\n    "))
     # supernet_c<calibration batches>[_ft<fine-tuning steps>][_cs<calibration seed>]
     methods = sorted((int(m.split("_")[1][1:]), m) for m in acc if m.startswith("supernet_c"))
     for c, m in methods:
@@ -188,17 +212,20 @@ def main() -> None:
                    help="measure the conv throughput and compare scores with the floor")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the search config")
     args = p.parse_args()
-    if args.summary:
-        summary(args.out, args.calib, args.val_images, args.train, args.seeds)
-        return
-    torch.set_num_threads(1)
-
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("search", overrides=["+space=mobile", f"train={args.train}",
                                            *args.overrides])
         proxy = OmegaConf.to_container(compose("search", overrides=["+space=mobile",
                                                                      *args.overrides]).train,
                                        resolve=True)
+    if args.summary:
+        # the space's genes only (blocks, kernels, ...): its head's classes do not matter
+        summary(args.out, args.calib, args.val_images, args.train, args.seeds,
+                space=instantiate(OmegaConf.to_container(cfg.space, resolve=True),
+                                  _convert_="all"))
+        return
+    torch.set_num_threads(1)
+
     data = OmegaConf.to_container(cfg.data, resolve=True)
     train = OmegaConf.to_container(cfg.train, resolve=True)
     dm = make_datamodule(data["name"], **{k: v for k, v in data.items() if k != "name"})
@@ -276,7 +303,7 @@ def main() -> None:
                  "cpu_seconds": time.process_time() - cpu, "arch_id": spec.name})
         print(f"  {i + 1}/{args.n} {spec.name}", flush=True)
     throughput()
-    summary(args.out, args.calib, args.val_images, args.train, args.seeds)
+    summary(args.out, args.calib, args.val_images, args.train, args.seeds, space=space)
 
 
 if __name__ == "__main__":
