@@ -718,8 +718,11 @@ class SupernetModule(pl.LightningModule):
     Each step follows the sandwich rule (Yu et al., BigNAS 2020): the largest subnet, the
     smallest and ``random_subnets`` random ones, each at its own input resolution; the
     largest learns from the labels, the others (with ``distill``) from the largest's
-    detached predictions (in-place distillation, soft cross-entropy). Gradients of all of
-    them are summed before one optimiser step. Random subnets are drawn from
+    detached predictions (in-place distillation, soft cross-entropy). With
+    ``sandwich=False`` a step trains only the ``random_subnets`` uniformly drawn subnets,
+    each from the labels (single-path uniform sampling, Guo et al., SPOS 2020): every subnet
+    gets the same expected share of the training, the extremes none extra. Gradients of
+    all of them are summed before one optimiser step. Random subnets are drawn from
     ``(seed, global_step)``, so a resumed run samples what the killed one would have.
 
     Args:
@@ -727,7 +730,7 @@ class SupernetModule(pl.LightningModule):
         width: a mobile supernet's width multiplier (None: the largest choice).
         block: a residual supernet's block type (None: the first choice).
         train: the recipe (TrainConfig fields).
-        random_subnets, distill, sort_channels: see above and
+        random_subnets, sandwich, distill, sort_channels: see above and
             :meth:`MobileSupernet.sort_channels` (each epoch after the first).
         progressive: progressive shrinking (Cai et al., Once-for-All 2020): gene kinds (the
             last part of a gene's name, e.g. ``[kernel, depth, expand]`` for mobile) in the
@@ -741,7 +744,8 @@ class SupernetModule(pl.LightningModule):
     def __init__(self, *, space: str, space_config: Mapping, width: float | None = None,
                  block: str | None = None, train: Any = None, random_subnets: int = 2,
                  distill: bool = True, sort_channels: bool = True,
-                 progressive: Iterable[str] | None = None, seed: int = 0) -> None:
+                 progressive: Iterable[str] | None = None, seed: int = 0,
+                 sandwich: bool = True) -> None:
         super().__init__()
         from nas.train import TrainConfig
         from search_spaces import get_space
@@ -750,6 +754,9 @@ class SupernetModule(pl.LightningModule):
                 random_subnets < 0:
             raise ValueError(f"supernet.random_subnets={random_subnets!r} is invalid; pass "
                              f"an integer >= 0")
+        if not sandwich and random_subnets < 1:
+            raise ValueError("supernet.sandwich=false trains only random subnets: set "
+                             "supernet.random_subnets >= 1")
         self.cfg = TrainConfig.from_any(train)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -765,6 +772,8 @@ class SupernetModule(pl.LightningModule):
                              f"or distinct gene kinds of the {self.space.name} space in the "
                              f"order they become elastic, from: {', '.join(kinds)}")
         self.random_subnets, self.distill = random_subnets, bool(distill)
+        # without the sandwich no largest subnet runs in a step: nothing to distil from
+        self.sandwich_rule = bool(sandwich)
         self.sort = bool(sort_channels)
         self.seed = int(seed)
         self.automatic_optimization = False
@@ -772,7 +781,8 @@ class SupernetModule(pl.LightningModule):
             "space": self.space.name, "space_config": self.space.config(),
             "width": getattr(self.supernet, "width", None),
             "block": getattr(self.supernet, "block", None), "train": self.cfg.to_dict(),
-            "random_subnets": random_subnets, "distill": self.distill,
+            "random_subnets": random_subnets, "sandwich": self.sandwich_rule,
+            "distill": self.distill,
             "sort_channels": self.sort, "progressive": self.progressive, "seed": self.seed})
 
     def forward(self, x: torch.Tensor, genome: Any) -> torch.Tensor:
@@ -788,15 +798,16 @@ class SupernetModule(pl.LightningModule):
         return self.progressive[phase:]
 
     def sandwich(self, step: int, epoch: int | None = None) -> list[tuple[int, ...]]:
-        """The subnets of one step: largest, smallest, then the random ones (with
-        progressive shrinking, the kinds :meth:`held` in ``epoch`` at their largest)."""
+        """The subnets of one step: largest, smallest (without ``sandwich``: neither), then
+        the random ones (with progressive shrinking, the kinds :meth:`held` in ``epoch`` at
+        their largest)."""
         rng = np.random.default_rng([self.seed, int(step)])
-        nets = [self.supernet.largest(), self.supernet.smallest(),
+        big = self.supernet.largest()
+        nets = [*([big, self.supernet.smallest()] if self.sandwich_rule else []),
                 *map(tuple, self.space.sample(self.random_subnets, rng))]
         held = set(self.held(epoch))
         if not held:
             return nets
-        big = nets[0]
         pos = [g.position for g in self.space.genes if g.name.rsplit(".", 1)[-1] in held]
         out = []
         for genome in nets:
@@ -826,7 +837,7 @@ class SupernetModule(pl.LightningModule):
                 loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
             else:
                 loss = -(teacher * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-            if teacher is None:
+            if teacher is None and self.sandwich_rule:  # the largest's predictions
                 teacher = F.softmax(logits.detach(), dim=1)
             if distributed:
                 total = total + loss
@@ -841,9 +852,14 @@ class SupernetModule(pl.LightningModule):
         opt.step()
         sched.step()
         n = x.shape[0]
-        self.log("train/loss_largest", losses[0], on_step=False, on_epoch=True, batch_size=n)
-        self.log("train/loss_smallest", losses[1], on_step=False, on_epoch=True, batch_size=n,
-                 prog_bar=True)
+        if self.sandwich_rule:
+            self.log("train/loss_largest", losses[0], on_step=False, on_epoch=True,
+                     batch_size=n)
+            self.log("train/loss_smallest", losses[1], on_step=False, on_epoch=True,
+                     batch_size=n, prog_bar=True)
+        else:
+            self.log("train/loss", torch.stack(losses).mean(), on_step=False, on_epoch=True,
+                     batch_size=n, prog_bar=True)
 
     def on_train_epoch_start(self) -> None:
         # Dropout draws from torch's global generator: seeding it per epoch makes a run
@@ -1122,7 +1138,8 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
                                 width=cfg.get("width"), block=cfg.get("block"), train=train,
                                 random_subnets=opts["random_subnets"], distill=opts["distill"],
                                 sort_channels=opts["sort_channels"],
-                                progressive=opts.get("progressive"), seed=seed)
+                                progressive=opts.get("progressive"), seed=seed,
+                                sandwich=opts.get("sandwich", True))
         scorer = ScoreExtremes(SubnetData(cfg.data, train, calib_batches=opts["calib_batches"],
                                           seed=seed))
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -295,6 +295,33 @@ def test_sandwich_samples_largest_smallest_and_seeded_random_subnets():
     assert m.sandwich(8)[2:] != a[2:]
 
 
+def test_uniform_sampling_trains_random_subnets_only(tmp_path):
+    """supernet.sandwich=false (SPOS): each step draws only the random subnets, seeded, all
+    learning from the labels; the run records the choice and logs their mean loss."""
+    import pandas as pd
+
+    from nas.supernet import SupernetModule, load_supernet, run_supernet
+
+    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    m = SupernetModule(space="mobile", space_config=space.config(), random_subnets=3, seed=3,
+                       sandwich=False)
+    a = m.sandwich(7)
+    assert a == m.sandwich(7) and len(a) == 3 and m.sandwich(8) != a
+    assert a == [tuple(g) for g in m.space.sample(3, np.random.default_rng([3, 7]))]
+    with pytest.raises(ValueError, match=r"supernet.sandwich=false trains only random "
+                                         r"subnets: set supernet.random_subnets >= 1"):
+        SupernetModule(space="mobile", space_config=space.config(), random_subnets=0,
+                       sandwich=False)
+    run = tmp_path / "spos"
+    summary = run_supernet(supernet_cfg("supernet.sandwich=false"), run)
+    assert summary["steps"] == 6
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["sandwich"] is False
+    assert "train/loss" in pd.read_csv(run / "metrics.csv").columns
+    assert load_supernet(run / "checkpoints" / "last.ckpt")[0].space.config() == \
+        SupernetModule(**ckpt["hyper_parameters"]).space.config()
+
+
 def test_progressive_shrinking_frees_one_kind_per_phase(tmp_path):
     from nas.supernet import SupernetModule, load_supernet, run_supernet
 
