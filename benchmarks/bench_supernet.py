@@ -2,7 +2,7 @@
 
     python benchmarks/bench_supernet.py [--checkpoint runs/supernet/.../checkpoints/last.ckpt]
         [--n 30] [--calib 2 5 10] [--val-images 500 1000] [--train proxy] [--seeds 0 1]
-        [--out runs/bench_supernet] [--tag NAME] [--summary] [overrides ...]
+        [--calib-seed S] [--out runs/bench_supernet] [--tag NAME] [--summary] [overrides ...]
 
 Samples ``--n`` random architectures of the search config's space (seeded; with a checkpoint
 the space must be the supernet's), then
@@ -17,15 +17,19 @@ the space must be the supernet's), then
 
 and prints seconds per candidate side by side, the Kendall tau between supernet accuracy and
 the mean from-scratch accuracy, and the from-scratch repeatability (tau between the first
-two seeds). Rows go to ``--out/rows-TAG.csv`` so an interrupted run keeps what it measured;
-the summary reads every ``--out/rows*.csv``, so processes with different ``--tag`` (say one
-per seed, or one for the supernet) can measure side by side and ``--summary`` alone prints
-the result. ``--floor`` measures the convolution throughput of this machine (a dense 3x3
+two seeds), the supernet scores' agreement with each other (``--calib-seed`` scores on
+other calibration images) and, per gene kind (blocks, mean kernel, mean expansion, SE
+stages, MACs), its Kendall tau with each ranking. Rows go to ``--out/rows-TAG.csv`` so an
+interrupted run keeps what it measured; the summary reads every ``--out/rows*.csv``, so
+processes with different ``--tag`` (say one per seed, or one for the supernet) can measure
+side by side and ``--summary`` alone prints the result. ``--floor`` measures the convolution throughput of this machine (a dense 3x3
 convolution, 64 channels, 32x32, batch 64, forward, one thread, in CPU time) before and
 after the supernet scores and compares each score's time (CPU time of the one-thread
 scorer, which load from other processes does not inflate, and wall time) with its compute
 floor, (calibration + validation images) x 2 x MACs at the best measured throughput.
-Scores run on one thread (``torch.set_num_threads(1)``). Extra arguments are Hydra overrides of the search config (data, space, train);
+Scores run on one thread (``torch.set_num_threads(1)``). Extra arguments are Hydra
+overrides of the search config (data, space, train; not right after a list option such as
+``--calib``, which would take them);
 calibration batches have the proxy recipe's batch size.
 """
 
