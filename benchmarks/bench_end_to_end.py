@@ -116,8 +116,8 @@ def supernet_scores(sn_run: Path, space: str, res: pd.DataFrame) -> pd.Series:
                              data=OmegaConf.to_container(cfg.data, resolve=True),
                              train=OmegaConf.to_container(cfg.train, resolve=True),
                              calib_batches=int(cfg.evaluator.calib_batches))
-    return pd.Series([scorer.score(tuple(int(g) for g in a.split(":", 1)[1].split("-")))
-                      ["accuracy"]
+    genome = scorer.supernet.space.parse_genome
+    return pd.Series([scorer.score(genome(a.split(":", 1)[1]))["accuracy"]
                       if a.startswith(f"{space}:") else np.nan for a in res["arch"]],
                      index=res.index)
 

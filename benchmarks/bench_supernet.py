@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -134,23 +135,22 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
         rep = kendalltau(full[scratch[0]], full[scratch[1]]).statistic
         print(f"from-scratch repeatability ({scratch[0]} vs {scratch[1]}): tau {rep:.3f}")
     sn = df[df.method.str.startswith("supernet_")]
-    if "macs" in sn and len(sn):
-        macs = sn.groupby("genome")["macs"].first()
+    macs = sn.groupby("genome")["macs"].first() if "macs" in sn and len(sn) else None
+    if macs is not None:
         both = pd.concat([macs, ref], axis=1, join="inner").dropna()
         tau = kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
         print(f"  MACs alone (no training): tau vs mean {tau:.3f}, n={len(both)}")
     sns = [m for m in acc if m.startswith("supernet_c")]
     if len(sns) > 1:  # the scores' own repeatability: calibration size and images
         print("  supernet scores against each other (Kendall tau):")
-        for i, a in enumerate(sns):
-            for b in sns[i + 1:]:
-                both = acc[[a, b]].dropna()
-                print(f"    {a} vs {b}: {kendalltau(both[a], both[b]).statistic:.3f}, "
-                      f"n={len(both)}")
+        for a, b in combinations(sns, 2):
+            both = acc[[a, b]].dropna()
+            print(f"    {a} vs {b}: {kendalltau(both[a], both[b]).statistic:.3f}, "
+                  f"n={len(both)}")
     if space is not None:  # which gene kinds each ranking follows
         kinds = gene_kinds(space, ref.index)
-        if "macs" in sn and len(sn):
-            kinds["MACs"] = sn.groupby("genome")["macs"].first()
+        if macs is not None:
+            kinds["MACs"] = macs
         cols = {"from scratch": ref, **{m: acc[m] for m in sns}}
         table = pd.DataFrame({c: {k: kendalltau(kinds[k], v.reindex(kinds.index),
                                                 nan_policy="omit").statistic
@@ -159,7 +159,7 @@ def summary(out: Path, calib: list[int], val_images: list[int], train: str,
               "expansion, SE stages) with each accuracy:")
         print("    " + table.round(2).to_string().replace("\n", "\n    "))
     # supernet_c<calibration batches>[_ft<fine-tuning steps>][_cs<calibration seed>]
-    methods = sorted((int(m.split("_")[1][1:]), m) for m in acc if m.startswith("supernet_c"))
+    methods = sorted((int(m.split("_")[1][1:]), m) for m in sns)
     for c, m in methods:
         if c not in calib:
             continue
