@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas import build as B
+from nas import checks
 from nas import spec as S
 
 # --------------------------------------------------------------------------------------------
@@ -754,6 +755,7 @@ class SupernetModule(pl.LightningModule):
                 random_subnets < 0:
             raise ValueError(f"supernet.random_subnets={random_subnets!r} is invalid; pass "
                              f"an integer >= 0")
+        sandwich = checks.boolean("supernet.sandwich", sandwich)
         if not sandwich and random_subnets < 1:
             raise ValueError("supernet.sandwich=false trains only random subnets: set "
                              "supernet.random_subnets >= 1")
@@ -771,10 +773,11 @@ class SupernetModule(pl.LightningModule):
             raise ValueError(f"supernet.progressive={self.progressive!r} is invalid; pass null "
                              f"or distinct gene kinds of the {self.space.name} space in the "
                              f"order they become elastic, from: {', '.join(kinds)}")
-        self.random_subnets, self.distill = random_subnets, bool(distill)
+        self.random_subnets = random_subnets
+        self.distill = checks.boolean("supernet.distill", distill)
         # without the sandwich no largest subnet runs in a step: nothing to distil from
-        self.sandwich_rule = bool(sandwich)
-        self.sort = bool(sort_channels)
+        self.sandwich_rule = sandwich
+        self.sort = checks.boolean("supernet.sort_channels", sort_channels)
         self.seed = int(seed)
         self.automatic_optimization = False
         self.save_hyperparameters({

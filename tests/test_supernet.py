@@ -312,6 +312,10 @@ def test_uniform_sampling_trains_random_subnets_only(tmp_path):
                                          r"subnets: set supernet.random_subnets >= 1"):
         SupernetModule(space="mobile", space_config=space.config(), random_subnets=0,
                        sandwich=False)
+    for key, bad in (("sandwich", "maybe"), ("distill", 2), ("sort_channels", "yes")):
+        with pytest.raises(ValueError, match=rf"supernet.{key}={bad!r} is invalid; pass true "
+                                             r"or false"):
+            SupernetModule(space="mobile", space_config=space.config(), **{key: bad})
     run = tmp_path / "spos"
     summary = run_supernet(supernet_cfg("supernet.sandwich=false"), run)
     assert summary["steps"] == 6
