@@ -14,11 +14,18 @@ Definitions (per sample unless a batch is given):
 * **activations**: elements of every tensor the forward pass creates (outputs of conv, BN,
   activations, pooling, dropout, fc, add, concat and gate); views (flatten, identity) and
   the input are not counted.
+* **stored**: the activations training keeps for the backward pass, by the convention of
+  the CS231n notes' VGG-16 walk-through (a layer's output is stored; ReLU and dropout run
+  in place): ``activations`` less the outputs of element-wise layers that can overwrite
+  their input (every activation function, dropout, ``scale``). Normalisation layers (BN,
+  LRN), pooling, add / concat / gate outputs make new tensors and count.
 * **pool_ops**: comparisons/additions of pooling layers (output elements x window; global
   pooling: input elements); not part of MACs.
-* **memory** (training rule of thumb): ``2 x batch x activations x 4 B`` (forward
+* **memory** (training rule of thumb, the same notes): ``2 x batch x stored x 4 B`` (forward
   activations kept for backward, and their gradients) ``+ 3 x params x 4 B`` (weights,
-  gradients, one optimiser state), float32.
+  gradients, one optimiser state), float32. ``inplace=False`` counts every activation
+  instead (no layer in place), the rule before the notes' convention was adopted: VGG-16
+  at batch 128 needs 17.1 GB by the notes' rule and 31.0 GB by that one.
 """
 
 from __future__ import annotations
@@ -44,19 +51,20 @@ class LayerCost:
     macs: int
     params: int
     pool_ops: int
+    stored: int = 0
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
 
-    def memory_bytes(self, batch: int = 1) -> int:
-        return memory_bytes(self.activations, self.params, batch)
+    def memory_bytes(self, batch: int = 1, *, inplace: bool = True) -> int:
+        return memory_bytes(self.stored if inplace else self.activations, self.params, batch)
 
-    def row(self, batch: int = 1) -> dict:
+    def row(self, batch: int = 1, *, inplace: bool = True) -> dict:
         return {"name": self.name, "type": self.type, "out_shape": list(self.out_shape),
-                "activations": self.activations, "macs": self.macs, "flops": self.flops,
-                "params": self.params, "pool_ops": self.pool_ops,
-                "memory": self.memory_bytes(batch)}
+                "activations": self.activations, "stored": self.stored, "macs": self.macs,
+                "flops": self.flops, "params": self.params, "pool_ops": self.pool_ops,
+                "memory": self.memory_bytes(batch, inplace=inplace)}
 
 
 @dataclass(frozen=True)
@@ -68,23 +76,43 @@ class Cost:
     activations: int
     pool_ops: int
     layers: tuple[LayerCost, ...] = ()
+    stored: int = 0
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
 
-    def memory_bytes(self, batch: int = 1) -> int:
-        return memory_bytes(self.activations, self.params, batch)
+    def memory_bytes(self, batch: int = 1, *, inplace: bool = True) -> int:
+        return memory_bytes(self.stored if inplace else self.activations, self.params, batch)
 
-    def total(self, batch: int = 1) -> dict:
+    def total(self, batch: int = 1, *, inplace: bool = True) -> dict:
         return {"macs": self.macs, "flops": self.flops, "params": self.params,
-                "activations": self.activations, "pool_ops": self.pool_ops,
-                "memory": self.memory_bytes(batch)}
+                "activations": self.activations, "stored": self.stored,
+                "pool_ops": self.pool_ops, "memory": self.memory_bytes(batch, inplace=inplace)}
 
 
 def memory_bytes(activations: int, params: int, batch: int = 1) -> int:
-    """Training-memory rule of thumb (see the module docstring)."""
+    """Training-memory rule of thumb (see the module docstring): ``activations`` are the
+    stored ones under the notes' convention (:attr:`Cost.stored`)."""
     return 2 * batch * activations * 4 + 3 * params * 4
+
+
+def training_memory(spec: S.ArchSpec, batch: int = 1, *, inplace: bool = True) -> int:
+    """Bytes to train ``spec`` at ``batch`` by the rule of thumb (the fast path of
+    :meth:`Cost.memory_bytes`, for the out-of-memory check before training)."""
+    params = stored = acts = 0
+    shape = spec.input
+    for layer, out in zip(spec.layers, spec.out_shapes):
+        c = layer_cost(layer, shape)
+        params += c[1]
+        acts += c[2]
+        stored += c[4]
+        shape = out
+    return memory_bytes(stored if inplace else acts, params, batch)
+
+
+#: element-wise layers that can run in place: their outputs store nothing extra
+_IN_PLACE = (S.Act, S.Dropout, S.Scale)
 
 
 def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, int, int]:
@@ -112,9 +140,9 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
 
 
 def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
-    """Add the cost of ``layer`` on ``shape`` to ``acc`` and return its output shape: one
-    recursive pass over the lowered primitives, each add/concat/gate counted as the tensor
-    it creates."""
+    """Add the cost of ``layer`` on ``shape`` to ``acc`` (macs, params, activations,
+    pool_ops, stored) and return its output shape: one recursive pass over the lowered
+    primitives, each add/concat/gate counted as the tensor it creates."""
     t = type(layer)
     if t is S.Seq:
         for sub in layer.layers:
@@ -127,11 +155,13 @@ def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
             if type(e) is not S.Zero:
                 _accumulate(e, shape, acc)
                 n_in[j] = n_in.get(j, 0) + 1
-        acc[2] += math.prod(shape) * sum(1 for v in n_in.values() if v > 1)
+        sums = math.prod(shape) * sum(1 for v in n_in.values() if v > 1)
+        acc[2] += sums
+        acc[4] += sums
         return tuple(shape)
     if t is S.Aux:
         # Inference never runs the auxiliary head: its parameters count, nothing else.
-        side = [0, 0, 0, 0]
+        side = [0, 0, 0, 0, 0]
         _accumulate(layer.branch, shape, side)
         acc[1] += side[1]
         return shape
@@ -148,16 +178,19 @@ def _accumulate(layer: S.Layer, shape: S.Shape, acc: list[int]) -> S.Shape:
     acc[1] += b
     acc[2] += c
     acc[3] += d
+    if t not in _IN_PLACE:
+        acc[4] += c
     return out
 
 
 @lru_cache(maxsize=65536)
-def layer_cost(layer: S.Layer, shape: S.Shape) -> tuple[int, int, int, int]:
-    """(macs, params, activations, pool_ops) of ``layer`` on input ``shape`` (memoised:
-    layer specs are immutable, so a block met again in another spec costs a dict lookup)."""
-    acc = [0, 0, 0, 0]
+def layer_cost(layer: S.Layer, shape: S.Shape) -> tuple[int, int, int, int, int]:
+    """(macs, params, activations, pool_ops, stored) of ``layer`` on input ``shape``
+    (memoised: layer specs are immutable, so a block met again in another spec costs a
+    dict lookup)."""
+    acc = [0, 0, 0, 0, 0]
     _accumulate(layer, shape, acc)
-    return acc[0], acc[1], acc[2], acc[3]
+    return acc[0], acc[1], acc[2], acc[3], acc[4]
 
 
 def totals(spec: S.ArchSpec) -> tuple[int, int, int]:
@@ -165,7 +198,7 @@ def totals(spec: S.ArchSpec) -> tuple[int, int, int]:
     macs = params = acts = 0
     shape = spec.input
     for layer, out in zip(spec.layers, spec.out_shapes):
-        a, b, c, _ = layer_cost(layer, shape)
+        a, b, c, _, _ = layer_cost(layer, shape)
         macs += a
         params += b
         acts += c
@@ -178,13 +211,15 @@ def cost(spec: S.ArchSpec) -> Cost:
     rows = []
     shape = spec.input
     for i, (layer, out) in enumerate(zip(spec.layers, spec.shapes())):
-        macs, params, acts, pool = layer_cost(layer, shape)
+        macs, params, acts, pool, stored = layer_cost(layer, shape)
         rows.append(LayerCost(name=f"{i}:{layer.token()}", type=layer.type, out_shape=out,
-                              activations=acts, macs=macs, params=params, pool_ops=pool))
+                              activations=acts, macs=macs, params=params, pool_ops=pool,
+                              stored=stored))
         shape = out
     return Cost(macs=sum(r.macs for r in rows), params=sum(r.params for r in rows),
                 activations=sum(r.activations for r in rows),
-                pool_ops=sum(r.pool_ops for r in rows), layers=tuple(rows))
+                pool_ops=sum(r.pool_ops for r in rows), layers=tuple(rows),
+                stored=sum(r.stored for r in rows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,14 +235,16 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:g}{unit}"
 
 
-def table_text(c: Cost, *, batch: int = 1, title: str = "") -> str:
-    """The per-layer table as aligned plain text."""
-    head = ("layer", "output", "activations", "MACs", "FLOPs", "params", "memory")
-    rows = [(r.name, "x".join(map(str, r.out_shape)), human(r.activations), human(r.macs),
-             human(r.flops), human(r.params), human(r.memory_bytes(batch), "B"))
+def table_text(c: Cost, *, batch: int = 1, title: str = "", inplace: bool = True) -> str:
+    """The per-layer table as aligned plain text; ``inplace`` picks the memory rule."""
+    head = ("layer", "output", "activations", "stored", "MACs", "FLOPs", "params", "memory")
+    rows = [(r.name, "x".join(map(str, r.out_shape)), human(r.activations), human(r.stored),
+             human(r.macs), human(r.flops), human(r.params),
+             human(r.memory_bytes(batch, inplace=inplace), "B"))
             for r in c.layers]
-    rows.append(("total", "", human(c.activations), human(c.macs), human(c.flops),
-                 human(c.params), human(c.memory_bytes(batch), "B")))
+    rows.append(("total", "", human(c.activations), human(c.stored), human(c.macs),
+                 human(c.flops), human(c.params),
+                 human(c.memory_bytes(batch, inplace=inplace), "B")))
     widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
     widths[0] = min(widths[0], 48)
 
@@ -219,10 +256,12 @@ def table_text(c: Cost, *, batch: int = 1, title: str = "") -> str:
     sep = "-" * len(fmt(head))
     lines = [title] if title else []
     lines += [fmt(head), sep, *(fmt(r) for r in rows[:-1]), sep, fmt(rows[-1])]
+    rule = ("2 x batch x stored x 4 B + 3 x params x 4 B; activation functions and dropout "
+            "in place" if inplace else
+            "2 x batch x activations x 4 B + 3 x params x 4 B; nothing in place")
     lines.append(f"exact: {c.macs:,} MACs, {c.params:,} params, {c.activations:,} "
-                 f"activations; training memory at batch {batch}: "
-                 f"{human(c.memory_bytes(batch), 'B')} "
-                 f"(2 x batch x activations x 4 B + 3 x params x 4 B)")
+                 f"activations ({c.stored:,} stored); training memory at batch {batch}: "
+                 f"{human(c.memory_bytes(batch, inplace=inplace), 'B')} ({rule})")
     return "\n".join(lines)
 
 
@@ -243,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                    "VGG: fc (default) or conv (fully connected layers as convolutions, so "
                    "the net runs on larger inputs, e.g. --resolution 448)")
     p.add_argument("--batch", type=int, default=1, help="batch size for the memory column")
+    p.add_argument("--memory-rule", choices=("inplace", "all"), default="inplace",
+                   help="inplace (default): activation functions and dropout run in place "
+                   "and store nothing, as the CS231n notes count; all: every layer's output "
+                   "is stored")
     p.add_argument("--json", action="store_true",
                    help='print {"layers": [...], "total": {...}} instead of the table')
     args = p.parse_args(argv)
@@ -269,18 +312,20 @@ def main(argv: list[str] | None = None) -> int:
         print(error_line(e), file=sys.stderr)
         return 2
     c = cost(spec)
+    inplace = args.memory_rule == "inplace"
     if args.json:
         print(json.dumps({"name": spec.name, "spec": spec.to_string(),
-                          "layers": [r.row(args.batch) for r in c.layers],
-                          "total": c.total(args.batch)}, indent=1))
+                          "layers": [r.row(args.batch, inplace=inplace) for r in c.layers],
+                          "total": c.total(args.batch, inplace=inplace)}, indent=1))
     else:
         title = (f"{spec.name or 'spec'}: input {'x'.join(map(str, spec.input))}, "
                  f"{spec.num_classes} classes")
-        print(table_text(c, batch=args.batch, title=title))
+        print(table_text(c, batch=args.batch, title=title, inplace=inplace))
     return 0
 
 
-__all__ = ["Cost", "LayerCost", "cost", "totals", "layer_cost", "memory_bytes"]
+__all__ = ["Cost", "LayerCost", "cost", "totals", "layer_cost", "memory_bytes",
+           "training_memory"]
 
 if __name__ == "__main__":
     from nas.cli import run

@@ -128,8 +128,68 @@ def test_lenet5_classic_parameter_count():
 def test_memory_rule_of_thumb():
     spec = baselines.get("resnet20")
     c = C.cost(spec)
-    assert c.memory_bytes(128) == 2 * 128 * c.activations * 4 + 3 * c.params * 4
+    assert c.memory_bytes(128) == 2 * 128 * c.stored * 4 + 3 * c.params * 4
+    assert c.memory_bytes(128, inplace=False) == 2 * 128 * c.activations * 4 + 3 * c.params * 4
     assert sum(r.memory_bytes(128) for r in c.layers) == c.memory_bytes(128)
+    assert C.training_memory(spec, 128) == c.memory_bytes(128)
+    assert C.training_memory(spec, 128, inplace=False) == c.memory_bytes(128, inplace=False)
+
+
+def test_stored_activations_leave_out_in_place_layers():
+    # conv 4x5x5 (100) -> BN (100) -> ReLU (in place) -> dropout (in place) -> scale (in
+    # place) -> max-pool (4x2x2) -> LRN (a new tensor) -> flatten (a view) -> fc (3)
+    spec = ArchSpec.from_string("3x5x5 conv_c4 bn relu dropout scale_v2 maxpool_k2 lrn "
+                                "flatten fc_c3")
+    c = C.cost(spec)
+    assert c.stored == 100 + 100 + 16 + 16 + 3
+    assert c.activations == c.stored + 3 * 100
+    assert [r.stored for r in c.layers] == [100, 100, 0, 0, 0, 16, 16, 0, 3]
+
+
+# The CS231n-style VGG-16 walk-through (the course notes' memory table): per CONV/POOL/FC
+# layer at 224x224 its output volume, counted once forward and once backward at 4 bytes;
+# the notes print the rounded element counts and, at batch 128, 14,733 MB (MiB) for these
+# outputs and 1,584 MB for the 138M parameters, their gradients and momentum (16.3 GB).
+VGG16_NOTES = [
+    ("CONV3-64", (224, 224, 64), 3.2e6), ("CONV3-64", (224, 224, 64), 3.2e6),
+    ("POOL2", (112, 112, 64), 800e3),
+    ("CONV3-128", (112, 112, 128), 1.6e6), ("CONV3-128", (112, 112, 128), 1.6e6),
+    ("POOL2", (56, 56, 128), 400e3),
+    *[("CONV3-256", (56, 56, 256), 800e3)] * 3, ("POOL2", (28, 28, 256), 200e3),
+    *[("CONV3-512", (28, 28, 512), 400e3)] * 3, ("POOL2", (14, 14, 512), 100e3),
+    *[("CONV3-512", (14, 14, 512), 100e3)] * 3, ("POOL2", (7, 7, 512), 25e3),
+    ("FC", (1, 1, 4096), 4096), ("FC", (1, 1, 4096), 4096), ("FC", (1, 1, 1000), 1000),
+]
+NOTES_ACTIVATIONS_MIB, NOTES_PARAMS_MIB = 14_733, 1_584
+MIB = 2**20
+
+
+def test_vgg16_training_memory_matches_the_notes_table_row_by_row():
+    c = C.cost(baselines.get("vgg16"))
+    batch = 128
+    rows = [r for r in c.layers if r.stored]
+    # torchvision's adaptive 7x7 average pool after the last max-pool is one row the notes'
+    # table does not have: at 224 it copies the 7x7x512 map (25,088 elements, +0.17%).
+    extra = [r for r in rows if r.type == "aap"]
+    assert [r.stored for r in extra] == [7 * 7 * 512]
+    rows = [r for r in rows if r.type != "aap"]
+    kinds = {"conv": "CONV", "maxpool": "POOL", "fc": "FC"}
+    assert len(rows) == len(VGG16_NOTES)
+    for r, (name, (h, w, ch), printed) in zip(rows, VGG16_NOTES):
+        assert name.startswith(kinds[r.type]), (r.name, name)
+        assert r.stored == h * w * ch, (r.name, name)  # the notes' output volume, exactly
+        assert abs(r.stored - printed) <= 0.02 * printed, (r.name, name)  # its rounded figure
+        notes_mib = 2 * batch * 4 * h * w * ch / MIB
+        assert abs(r.memory_bytes(batch) - 3 * r.params * 4 - notes_mib * MIB) <= 0.02 * (
+            notes_mib * MIB)
+    acts = 2 * batch * 4 * c.stored / MIB
+    params = 3 * 4 * c.params / MIB
+    assert abs(acts - NOTES_ACTIVATIONS_MIB) <= 0.02 * NOTES_ACTIVATIONS_MIB  # 14,758 MiB
+    assert abs(params - NOTES_PARAMS_MIB) <= 0.02 * NOTES_PARAMS_MIB  # 1,583 MiB
+    total = c.memory_bytes(batch) / MIB
+    assert abs(total - (NOTES_ACTIVATIONS_MIB + NOTES_PARAMS_MIB)) <= 0.02 * 16_317
+    # Counting every ReLU and dropout output as stored nearly doubles it: 31.0 GB.
+    assert round(c.memory_bytes(batch, inplace=False) / 1e9, 1) == 31.0
 
 
 def test_activation_count_of_a_small_net():
