@@ -11,7 +11,8 @@ One exit-code policy for all of them:
 * 2: a user's mistake (a bad value, an unknown name, a missing file, a run folder in use):
   one line ``error: ...`` naming the problem and the fix, no traceback;
 * 1: a crash (a bug, a broken installation): the traceback;
-* 130: interrupted (Ctrl-C), after saying how to continue where that applies.
+* 130: interrupted (Ctrl-C), after saying how to continue where that applies;
+* 143: terminated (SIGTERM, as sent by ``timeout``, SLURM or Kubernetes), handled as Ctrl-C.
 
 Also here, so that every command accepts the same forms: :func:`resolve_arch` (a baseline
 name, ``space:genome``, a spec string, inline spec JSON, a spec JSON file or an export
@@ -26,10 +27,13 @@ printed; :func:`run` then ends quietly with status 0, as Unix tools do, instead 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 #: the Hydra configs (``conf/``)
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 #: exit statuses
-EXIT_OK, EXIT_CRASH, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_CRASH, EXIT_USER, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,6 +79,39 @@ def error_line(e: BaseException) -> str:
     return f"error: {text}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, SLURM and Kubernetes send): handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread,
+    so a command stops as it does on Ctrl-C (state saved, status ``interrupted``, how to
+    resume), then exits with 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_status(e: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (128 + the signal's number, as shells report)."""
+    seen: BaseException | None = e
+    while seen is not None:  # Lightning and the search re-raise it as other interrupts
+        if isinstance(seen, Terminated):
+            return EXIT_TERMINATED
+        seen = seen.__context__
+    return EXIT_INTERRUPTED
+
+
 def hydra_app(config_name: str, task: Callable[[Any, Path, list[str]], Any]) -> None:
     """Run ``task(cfg, run_dir, overrides)`` as the Hydra app ``conf/<config_name>.yaml``
     under the exit-code policy above; a run folder that failed before writing anything is
@@ -89,11 +126,12 @@ def hydra_app(config_name: str, task: Callable[[Any, Path, list[str]], Any]) -> 
         hc = HydraConfig.get()
         run_dir = Path(hc.runtime.output_dir)
         try:
-            return task(cfg, run_dir, list(hc.overrides.task))
+            with sigterm_interrupts():
+                return task(cfg, run_dir, list(hc.overrides.task))
         except KeyboardInterrupt as e:
             cleanup_hydra_dir(run_dir)
             print(str(e) or "interrupted", file=sys.stderr)
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(interrupted_status(e))
         except user_errors() as e:
             cleanup_hydra_dir(run_dir)
             print(error_line(e), file=sys.stderr)
@@ -106,7 +144,8 @@ def run(main: Callable[[], int | None]) -> int:
     """Run an argparse ``main`` and return its exit status; a reader that closed standard
     output early is not an error, a user's mistake is one line with status 2."""
     try:
-        status = main()
+        with sigterm_interrupts():
+            status = main()
         sys.stdout.flush()
     except BrokenPipeError:
         # Python flushes stdout again at exit: point it at /dev/null so that flush cannot
@@ -114,9 +153,9 @@ def run(main: Callable[[], int | None]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        print(str(e) or "interrupted", file=sys.stderr)
+        return interrupted_status(e)
     except user_errors() as e:
         print(error_line(e), file=sys.stderr)
         return EXIT_USER

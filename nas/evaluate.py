@@ -403,7 +403,7 @@ def _pool_worker(conn: Any, gpu: int | None, threads: int | None) -> None:
 
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while a worker process starts: an ignored signal stays ignored in the
+    """Ignore SIGINT and SIGTERM while a worker process starts: an ignored signal stays ignored in the
     child (Python then installs no KeyboardInterrupt handler there), so Ctrl-C in a
     terminal interrupts the search, which kills its workers, instead of printing a
     traceback from each of them."""
@@ -413,10 +413,14 @@ def _sigint_ignored() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM to the whole process group (SLURM, kill -- -PGID) stops the search, which
+    # stops its workers (with SIGKILL); a worker must not die first and look like a failure
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 class _Worker:

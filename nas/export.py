@@ -59,6 +59,7 @@ import pandas as pd
 
 from nas.pareto import knee_point
 from nas.run import Run, RunFolderError, front_of, ok_rows, read_run
+from nas.safe_load import read_checkpoint
 from nas.spec import ArchSpec, SpecError
 
 # the dynamo exporter's default in torch 2.13 (it supports opset 18 and later)
@@ -75,37 +76,30 @@ MIN_SCALE = 1e-30
 
 def read_weights(path: str | Path) -> dict:
     """The tensors saved in ``path``: a state_dict file (``weights.pt`` of an export; an
-    export folder reads its ``weights.pt``), a Lightning checkpoint (its ``state_dict``,
-    keys still carrying the wrapper's prefix) or a pickled module."""
-    import torch
-
+    export folder reads its ``weights.pt``) or a Lightning checkpoint (its ``state_dict``,
+    keys still carrying the wrapper's prefix). Read with PyTorch's safe loader only
+    (:func:`nas.safe_load.read_checkpoint`): a file holding other objects (a pickled
+    module, say) is refused and nothing in it runs."""
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "weights.pt"
-    if not p.is_file():
-        raise FileNotFoundError(f"weights file {p} does not exist; pass a nas.train checkpoint "
-                                f"(runs/.../checkpoints/last.ckpt) or an export's weights.pt")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
-        # A Lightning checkpoint pickles its hyper-parameters (configs, specs), which the
-        # safe loader refuses; only load checkpoints you trust.
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    return _state_dict_of(obj)
+    fix = ("pass a nas.train checkpoint (runs/.../checkpoints/last.ckpt) or an export's "
+           "weights.pt")
+    return _state_dict_of(read_checkpoint(p, what="weights file", fix=fix), p)
 
 
-def _state_dict_of(obj: Any) -> dict:
-    """The tensors of a state_dict, a Lightning checkpoint or a whole pickled module."""
+def _state_dict_of(obj: Any, path: Path) -> dict:
+    """The tensors of a state_dict or a Lightning checkpoint."""
     import torch
 
-    if isinstance(obj, torch.nn.Module):
-        return obj.state_dict()
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        return obj["state_dict"]
-    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj
-    raise ValueError(f"weights file holds a {type(obj).__name__}, not a state_dict or a "
-                     f"Lightning checkpoint")
+    what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else (
+        "an empty dict" if not obj else "a dict of other values")
+    raise ValueError(f"weights file {path} holds {what}, not a state_dict or a Lightning "
+                     f"checkpoint; save one with torch.save(model.state_dict(), path)")
 
 
 def _fit_state_dict(sd: dict, target: dict) -> dict:
@@ -340,19 +334,21 @@ def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | N
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    # the weights are read and fitted before the output folder gets its first file
+    if isinstance(weights, dict):
+        net = build(spec)
+        net.load_state_dict(weights)
+    elif weights is not None:
+        net = build(spec)
+        net.load_state_dict(_fit_state_dict(read_weights(weights), net.state_dict()))
+    else:
+        net = build(spec, seed=seed)
+    net.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"spec": out / "spec.json", "weights": out / "weights.pt",
              "torchscript": out / "model.ts", "onnx": out / "model.onnx"}
     files["spec"].write_text(spec.to_json(indent=1) + "\n")
-    if isinstance(weights, dict):
-        net = build(spec)
-        net.load_state_dict(weights)
-        net.eval()
-    elif weights is not None:
-        net = load(files["spec"], weights=weights)
-    else:
-        net = build(spec, seed=seed).eval()
     torch.save(net.state_dict(), files["weights"])
     gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
     x = torch.randn(batch, *spec.input, generator=gen)

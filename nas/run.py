@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from nas import pareto
+from nas.safe_load import UnsafeFileError, load_state_bytes
 
 CONFIG = "config.yaml"
 ARCHIVE = "archive.sqlite"
@@ -100,19 +101,21 @@ def save_state(run_dir: Path, state: dict) -> None:
 
 def load_state(run_dir: Path) -> dict | None:
     """The saved search state, None when there is none yet; a corrupt file is named with
-    the way out."""
+    the way out. The file is read through :class:`nas.safe_load.StateUnpickler`: only the
+    objects a search state holds are recreated, and nothing in the file is run."""
     path = Path(run_dir) / STATE
     if not path.exists():
         return None
+    fix = ("delete it to restart the algorithm from the archive's evaluations (nothing "
+           "trained is lost), or start a new run")
     try:
-        with open(path, "rb") as f:
-            state = pickle.load(f)
+        state = load_state_bytes(path.read_bytes(), where=str(path))
+    except UnsafeFileError as e:
+        raise RunFolderError(f"{e}; {fix}") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
-            ValueError, TypeError) as e:
+            KeyError, ValueError, TypeError) as e:
         raise RunFolderError(
-            f"{path} is corrupt ({type(e).__name__}: {str(e) or 'empty file'}); delete it to "
-            f"restart the algorithm from the archive's evaluations (nothing trained is lost), "
-            f"or start a new run") from None
+            f"{path} is corrupt ({type(e).__name__}: {str(e) or 'empty file'}); {fix}") from None
     if not isinstance(state, dict) or "algorithm" not in state:
         raise RunFolderError(f"{path} does not hold a search state; delete it to restart the "
                              f"algorithm from the archive's evaluations")

@@ -201,21 +201,37 @@ RESUMABLE = ("budget", "evaluator", "train", "progress", "baselines.max_macs")
 def apply_resume_overrides(saved: DictConfig, cfg: DictConfig, overrides: list[str]) -> list[str]:
     """Copy the command line's overrides (``key=value`` as Hydra records them) from the
     composed ``cfg`` into a resumed run's ``saved`` config: those under :data:`RESUMABLE`
-    are applied (returned, for the log), any other is refused by name."""
+    are applied (returned, for the log); any other must leave the run's value as it is
+    (re-running the start command with ``resume=`` appended repeats them), and one that
+    would change it is refused, naming the run's value and the new one."""
     applied = []
     for text in overrides:
         key = text.split("=", 1)[0].lstrip("+~")
         if key in ("resume", "") or key.startswith("hydra."):
             continue
-        if not any(key == r or key.startswith(r + ".") for r in RESUMABLE):
-            raise SearchError(f"{key} cannot change when a run is resumed (its archive and "
-                              f"search state depend on it); resumable: "
-                              f"{', '.join(k + '.*' if k in ('budget', 'evaluator', 'train') else k for k in RESUMABLE)}. "
-                              f"Start a new run to change {key}")
         value = OmegaConf.select(cfg, key, default=None)
+        if not any(key == r or key.startswith(r + ".") for r in RESUMABLE):
+            old = OmegaConf.select(saved, key, default=None)
+            if _plain_value(value) == _plain_value(old):
+                continue  # the run's own value, as its start command gave it
+            raise SearchError(f"{key} cannot change when a run is resumed (its archive and "
+                              f"search state depend on it): the run has {key}="
+                              f"{_show(old)}, this command gives {_show(value)}; resumable: "
+                              f"{', '.join(k + '.*' if k in ('budget', 'evaluator', 'train') else k for k in RESUMABLE)}. "
+                              f"Drop {text!r} to resume, or start a new run to change {key}")
         OmegaConf.update(saved, key, value, merge=False, force_add=True)
         applied.append(f"{key}={text.split('=', 1)[1] if '=' in text else value}")
     return applied
+
+
+def _plain_value(v: Any) -> Any:
+    """A config value as plain, resolved data (None where it cannot be resolved)."""
+    if OmegaConf.is_config(v):
+        try:
+            return OmegaConf.to_container(v, resolve=True)
+        except Exception:  # noqa: BLE001 - an unresolvable interpolation differs from any value
+            return None
+    return v
 
 
 def fidelity_rungs(cfg: DictConfig) -> tuple[list[int] | None, float]:
@@ -547,6 +563,14 @@ class Search:
 
         reason, n = Counter(failed).most_common(1)[0]
         return f"{len(failed)} of {len(recs)} candidates failed, most often: {reason} (x{n})"
+
+    def failure_fix(self) -> str:
+        """What to do when the candidates failed: fix what evaluates them, then resume."""
+        if self.table is not None:
+            return ("Check that evaluator.source holds the space's genomes and "
+                    "evaluator.metric a value for them, then start a new run")
+        return (f"Fix the recipe and continue (failed candidates are trained again): "
+                f"python -m nas.search resume={self.run_dir} train.KEY=VALUE")
 
     # -- jobs ----------------------------------------------------------------------------
     def baseline_items(self, *, quiet: bool = False) -> list[dict]:
@@ -911,9 +935,12 @@ class Search:
             self._finish(state, "failed", reason=self.failure_summary())
             raise SearchError(
                 f"search stopped: {self.failure_summary()}; the surrogate needs "
-                f"{min_evaluated(cfg)} successful evaluations. Fix the recipe and continue "
-                f"(failed candidates are trained again): python -m nas.search "
-                f"resume={self.run_dir} train.KEY=VALUE") from None
+                f"{min_evaluated(cfg)} successful evaluations. {self.failure_fix()}") from None
+        records = self.search_records()
+        if records and not any(r.status == "ok" for r in records):
+            self._finish(state, "failed", reason=self.failure_summary())
+            raise SearchError(f"search failed: {self.failure_summary()}, so it found no "
+                              f"architecture. {self.failure_fix()}")
         self.wall_s = time.monotonic() - t_start
         timing = {} if self.bill is None else {"estimated_s": round(self.bill.total_s, 1),
                                                "wall_s": round(self.wall_s, 1)}
@@ -1088,6 +1115,9 @@ def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
         retry = any(a.startswith(("train", "evaluator")) for a in applied)
         saved.resume = None
         cfg = saved
+    elif (cfg.get("evaluator") or {}).get("backend") == "supernet" and cfg.get("space") \
+            is not None and cfg.evaluator.get("checkpoint") not in (None, "???"):
+        cfg = _space_of_checkpoint(cfg, list(overrides or []))
     check_config(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -1109,6 +1139,28 @@ def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
             return search.run()
     except RunFolderError as e:
         raise SearchError(str(e)) from None
+
+
+def _space_of_checkpoint(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``cfg`` with the space settings of its supernet checkpoint (evaluator=supernet)."""
+    from nas.supernet import adopt_checkpoint_space
+
+    typed = {}
+    for text in overrides:
+        key = text.split("=", 1)[0].lstrip("+~")
+        if key.startswith("space.") and key.count(".") == 1:
+            typed[key[len("space."):]] = _plain_value(OmegaConf.select(cfg, key))
+    try:
+        space, taken = adopt_checkpoint_space(_plain_value(cfg.space), cfg.evaluator.checkpoint,
+                                              typed)
+    except ValueError as e:
+        raise SearchError(str(e)) from None
+    if taken:
+        log.info("space settings from the supernet checkpoint: %s", " ".join(taken))
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.space = OmegaConf.create(space)
+    return cfg
 
 
 def main() -> None:

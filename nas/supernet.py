@@ -56,6 +56,7 @@ from torch import nn
 from nas import build as B
 from nas import checks
 from nas import spec as S
+from nas.safe_load import read_checkpoint
 
 # --------------------------------------------------------------------------------------------
 # Elastic building blocks
@@ -912,22 +913,19 @@ class ScoreExtremes(pl.Callback):
 # --------------------------------------------------------------------------------------------
 
 
-def load_supernet(path: Any) -> tuple[MobileSupernet, str]:
-    """The supernet of a ``python -m nas.supernet`` checkpoint and the sha256 of the file;
-    ValueError naming the file when it is missing, unreadable or not a supernet's."""
+def read_supernet_checkpoint(path: Any) -> tuple[dict, dict]:
+    """``(hyper-parameters, checkpoint)`` of a ``python -m nas.supernet`` checkpoint, read
+    safely; ValueError naming the file when it is missing, unreadable or not a
+    supernet's."""
     from pathlib import Path
 
     p = Path(str(path)).expanduser()
     if not p.is_file():
         raise ValueError(f"supernet checkpoint {p}: no such file; pass the checkpoints/"
                          f"last.ckpt of a `python -m nas.supernet` run")
-    try:
-        # The hyper-parameters are plain containers, so the safe loader reads them.
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"supernet checkpoint {p} is not a readable checkpoint (corrupt or "
-                         f"truncated? {type(e).__name__}); train it again with "
-                         f"`python -m nas.supernet`") from None
+    # The hyper-parameters are plain containers, so the safe loader reads them.
+    ckpt = read_checkpoint(p, what="supernet checkpoint",
+                           fix="train it again with `python -m nas.supernet`")
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or not {"space", "space_config", "width"} <= set(hp) or \
             not isinstance(ckpt.get("state_dict"), dict):
@@ -936,6 +934,16 @@ def load_supernet(path: Any) -> tuple[MobileSupernet, str]:
     if hp["space"] not in SUPERNETS:
         raise ValueError(f"{p} is a supernet of the {hp['space']} space, which has no "
                          f"supernet class here; spaces with one: {', '.join(sorted(SUPERNETS))}")
+    return hp, ckpt
+
+
+def load_supernet(path: Any) -> tuple[MobileSupernet, str]:
+    """The supernet of a ``python -m nas.supernet`` checkpoint and the sha256 of the file;
+    ValueError naming the file when it is missing, unreadable or not a supernet's."""
+    from pathlib import Path
+
+    p = Path(str(path)).expanduser()
+    hp, ckpt = read_supernet_checkpoint(p)
     module = SupernetModule(**hp)
     try:
         module.load_state_dict(ckpt["state_dict"])
@@ -973,6 +981,36 @@ def check_space(supernet: MobileSupernet, space: Any, checkpoint: Any = "the che
             raise ValueError(f"{checkpoint} was trained for a {space.name} space config with "
                              f"{key}={_override(a)}, the search's has {key}={_override(b)}; "
                              f"{hint}")
+
+
+def adopt_checkpoint_space(space_cfg: Mapping, checkpoint: Any, typed: Mapping) -> tuple[dict, list[str]]:
+    """A search's space config with the layout of the supernet in ``checkpoint``: the
+    checkpoint knows its space, so the search takes its settings from there. ``typed``
+    holds the ``space.KEY`` values the user gave on the command line: one that contradicts
+    the checkpoint is refused (naming both), the rest of the config is replaced. Returns
+    the new config and the ``KEY=VALUE`` settings taken over (for the log). The classes
+    and channels come from the data, as always; a supernet of another space is left for
+    :func:`check_space` to refuse."""
+    from search_spaces import SPACES
+
+    hp, _ = read_supernet_checkpoint(checkpoint)
+    out = dict(space_cfg)
+    cls = SPACES[hp["space"]]
+    if str(out.get("_target_", "")) != f"{cls.__module__}.{cls.__qualname__}":
+        return out, []
+    taken = []
+    for key, value in hp["space_config"].items():
+        if key in ("num_classes", "in_channels"):
+            continue
+        if key in typed and typed[key] != value:
+            raise ValueError(f"evaluator.checkpoint={checkpoint} is a supernet of the "
+                             f"{hp['space']} space with {key}={_override(value)}, but the "
+                             f"command line sets space.{key}={_override(typed[key])}; drop "
+                             f"that override (the search takes the space from the checkpoint)")
+        if out.get(key) != value:
+            taken.append(f"space.{key}={_override(value)}")
+        out[key] = value
+    return out, taken
 
 
 class InheritedScorer:
@@ -1104,10 +1142,22 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         if not (run_dir / "config.yaml").is_file():
             raise SupernetError(f"resume={cfg.resume}: no config.yaml there; pass a run folder "
                                 f"written by `python -m nas.supernet`")
+        saved = OmegaConf.load(run_dir / "config.yaml")
+        if "supernet" not in saved:
+            kind = ("a nas.search run folder" if (run_dir / "archive.sqlite").exists()
+                    else "not written by `python -m nas.supernet`")
+            raise SupernetError(f"resume={cfg.resume} is not a supernet run folder ({kind}); "
+                                f"pass the folder of a `python -m nas.supernet` run")
         if not (run_dir / CHECKPOINT).is_file():
             raise SupernetError(f"resume={cfg.resume}: no {CHECKPOINT} yet (killed before "
                                 f"its first epoch ended); start a fresh run")
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+        # read safely (and fail in one line on a corrupt file) before Lightning loads it
+        hp = read_checkpoint(run_dir / CHECKPOINT, what="supernet checkpoint",
+                             fix="start a fresh run").get("hyper_parameters")
+        if not isinstance(hp, dict) or "space" not in hp:
+            raise SupernetError(f"{run_dir / CHECKPOINT} is not a supernet checkpoint; start a "
+                                f"fresh run")
+        cfg = saved
         ckpt = str(run_dir / CHECKPOINT)
     elif cfg.get("space") is None:
         raise SupernetError(f"no search space given: add +space=NAME, NAME one of "
@@ -1172,7 +1222,7 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         with warnings.catch_warnings(), keyboard_interrupts():
             # Subnets are scored by ScoreExtremes (calibrated BN), not by a validation loop.
             warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
         seconds = time.perf_counter() - t0
     if not trainer.is_global_zero:  # DDP: the first process writes and prints the summary
         return {}

@@ -20,13 +20,15 @@ Sources:
   training time.
 
 Accuracy columns may be percentages or fractions: a column whose values all lie in [0, 1]
-is read as fractions, otherwise as percentages (:attr:`Table.scale` says which).
+is read as fractions, one in [0, 100] as percentages (:meth:`Table.scale` says which, and
+refuses values outside both and columns that mix them).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import math
 import os
 import pickle
@@ -36,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 ANALOG_NASBENCH = "analog-nasbench"
 SOURCES = (ANALOG_NASBENCH,)
@@ -96,15 +100,45 @@ class Table:
                              f"{self.frame.index[row]!r}): gene {g.position} {g.name!r} = "
                              f"{G[row, col]} is out of bounds [0, {g.hi}]")
 
+    def _where(self, i: int) -> str:
+        row = f"row {i + 2} " if self.source != ANALOG_NASBENCH else ""  # row 1: the header
+        return f"table {self.source}, {row}(genome {self.frame.index[i]})"
+
     def scale(self, metric: str) -> float:
-        """100.0 when the column is in percent, 1.0 when in fractions (detected once)."""
+        """100.0 when the accuracy column ``metric`` is in percent, 1.0 when in fractions.
+
+        Detected once per column: fractions when every value lies in [0, 1], percent when
+        they lie in [0, 100] and some exceeds 1. Refused, naming the row and the value: a
+        value below 0 or above 100, and a column that mixes the two (a percent column with
+        values in (0, 1] below half of chance, 50 / num_classes percent: such a value is a
+        fraction written among percents, not an accuracy)."""
         self.check_metric(metric)
-        if metric not in self._scales:
-            col = self.frame[metric].to_numpy(float)
-            col = col[np.isfinite(col)]
-            self._scales[metric] = 1.0 if len(col) and col.min() >= 0 and col.max() <= 1 \
-                else 100.0
-        return self._scales[metric]
+        if metric in self._scales:
+            return self._scales[metric]
+        col = self.frame[metric].to_numpy(float)
+        finite = np.isfinite(col)
+        bad = np.flatnonzero(finite & ((col < 0) | (col > 100)))
+        if len(bad):
+            i = int(bad[0])
+            raise TableError(f"{self._where(i)}: {metric}={col[i]:g} is not an accuracy; "
+                             f"accuracy columns hold fractions in [0, 1] or percentages in "
+                             f"[0, 100]")
+        vals = col[finite]
+        scale = 1.0 if not len(vals) or vals.max() <= 1 else 100.0
+        if scale == 100.0:
+            small = np.flatnonzero(finite & (col > 0) & (col <= 1)
+                                   & (col < 50.0 / max(self.num_classes, 1)))
+            if len(small):
+                i, j = int(small[0]), int(np.flatnonzero(finite & (col > 1))[0])
+                raise TableError(
+                    f"{self._where(i)}: {metric}={col[i]:g} looks like a fraction while "
+                    f"{self._where(j).split(', ', 1)[1]} holds {col[j]:g} (percent); write "
+                    f"the whole column in one scale, fractions in [0, 1] or percentages")
+        if len(vals):
+            log.info("table %s: %s read as %s (%g to %g)", self.source, metric,
+                     "fractions" if scale == 1.0 else "percent", vals.min(), vals.max())
+        self._scales[metric] = scale
+        return scale
 
     def key(self, genome) -> str:
         return "-".join(str(int(v)) for v in genome)

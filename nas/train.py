@@ -32,7 +32,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from nas.cli import (
     resolve_arch,
 )
 from nas.cost import human, memory_bytes, totals
+from nas.safe_load import read_checkpoint
 from nas.spec import ArchSpec
 from nas.transfer import (
     FREEZE_ALL_BUT_HEAD,
@@ -164,6 +165,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def advice(self) -> str | None:
+        """A warning for a recipe that runs but is likely not what was meant (None: none)."""
+        if self.freeze is not None and self.init is None:
+            return (f"train.freeze={self.freeze!r} without train.init: the frozen layers keep "
+                    f"their random initial weights and only the rest learns; pass "
+                    f"init=CHECKPOINT to freeze trained features")
+        return None
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -523,7 +532,8 @@ def _accelerator(cfg: TrainConfig) -> str:
 def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, seed: int,
                test: bool = False, run_dir: Path | str | None = None,
                progress: bool = False, stop_epoch: int | None = None,
-               resume: bytes | None = None, keep_state: bool = False) -> dict:
+               resume: bytes | None = None, keep_state: bool = False,
+               on_ready: Callable[[], None] | None = None) -> dict:
     """Train ``spec`` on a data set and report its metrics.
 
     Args:
@@ -542,6 +552,9 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         resume: a Lightning checkpoint (bytes, as ``keep_state`` returns it) to continue
             from: weights, optimiser, schedule and epoch counter.
         keep_state: return the trained state as ``"state"`` (a Lightning checkpoint, bytes).
+        on_ready: called once every check has passed (the data fit the spec, memory, init
+            weights, freezing) and before training writes anything: a command writes its
+            run folder's first files there, so a refused run leaves none.
 
     Returns:
         ``{"status": "ok", "accuracy": val top-1 (0..1, None without a val split),
@@ -617,11 +630,13 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         if resume is not None:
             ckpt_in = Path(tmp) / "resume.ckpt"
             ckpt_in.write_bytes(resume)
-            start_epoch = int(torch.load(ckpt_in, map_location="cpu",
-                                         weights_only=False).get("epoch", 0))
+            start_epoch = int(read_checkpoint(ckpt_in, what="saved training state",
+                                              fix="train the candidate again").get("epoch", 0))
+        if on_ready is not None:
+            on_ready()
         t_fit = time.perf_counter()
         with keyboard_interrupts():
-            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_in)
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_in, weights_only=True)
         fit_s = time.perf_counter() - t_fit
         state = None
         if keep_state:
@@ -707,13 +722,18 @@ def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
     transfer = {k: cfg.get(k) for k in ("init", "freeze") if cfg.get(k) is not None}
     if transfer:
         train = dataclasses.replace(train, **transfer)
+    if train.advice():
+        log.warning(train.advice())
     info = data_info(data)
     spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"),
                         head=cfg.get("head"))
-    (run_dir / "spec.json").write_text(spec.to_json(indent=1))
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    def write_inputs() -> None:
+        (run_dir / "spec.json").write_text(spec.to_json(indent=1))
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
     result = train_spec(spec, data=data, train=train, seed=int(cfg.seed), test=bool(cfg.test),
-                        run_dir=run_dir, progress=bool(cfg.progress))
+                        run_dir=run_dir, progress=bool(cfg.progress), on_ready=write_inputs)
     record = {"arch": str(arch), "name": spec.name, "spec": spec.to_string(),
               "data": info.name, "seed": int(cfg.seed), **result,
               "train_config": train.to_dict()}

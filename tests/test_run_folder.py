@@ -85,8 +85,10 @@ def test_initial_budget_below_what_the_surrogate_needs_is_refused(tmp_path):
 
 
 def test_resume_applies_safe_overrides_and_refuses_others(done_run):
-    with pytest.raises(SearchError, match=r"^seed cannot change when a run is resumed .* "
-                                          r"Start a new run to change seed$"):
+    with pytest.raises(SearchError, match=r"^seed cannot change when a run is resumed .*the "
+                                          r"run has seed=0, this command gives 3; .* Drop "
+                                          r"'seed=3' to resume, or start a new run to change "
+                                          r"seed$"):
         _resume(done_run, "seed=3")
     with pytest.raises(SearchError, match="space.resolutions cannot change"):
         _resume(done_run, "space.resolutions=[16]")
