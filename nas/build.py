@@ -55,13 +55,21 @@ class ConcatBranches(AddBranches):
 
 
 class JoinBranches(AddBranches):
-    """Mean of branch outputs with local drop-path while training (FractalNet)."""
+    """Mean of branch outputs with local drop-path while training (FractalNet); with global
+    drop-path, the column the network drew for this pass (``column``, set by :class:`Net`)
+    keeps one branch: the first when it is this join's ``col``, else the last."""
 
-    def __init__(self, branches: list[nn.Module], drop: float):
+    def __init__(self, branches: list[nn.Module], drop: float, glob: float = 0.0,
+                 col: int = 0):
         super().__init__(branches)
         self.drop = drop
+        self.glob = glob
+        self.col = col
+        self.column: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.column is not None:
+            return self.branches[0](x) if self.column == self.col else self.branches[-1](x)
         outs = [b(x) for b in self.branches]
         if not (self.training and self.drop > 0):
             return torch.stack(outs).mean(0)
@@ -166,6 +174,45 @@ class AuxHead(nn.Module):
         return x
 
 
+class Pick(nn.Module):
+    """Channels by index: a slice (a view) or a gather (:class:`nas.spec.Pick`)."""
+
+    def __init__(self, layer: S.Pick, channels: int):
+        super().__init__()
+        items = layer.items
+        self.slice: slice | None = None
+        if layer.view:
+            item = items[0]
+            self.slice = slice(item, item + 1) if isinstance(item, int) else slice(*item)
+        else:
+            self.register_buffer("index", torch.tensor(layer.indices(channels)),
+                                 persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.slice is not None:
+            return x[:, self.slice]
+        return x.index_select(1, self.index)
+
+
+class RBFOutput(nn.Module):
+    """LeNet-5's Euclidean RBF units (:class:`nas.spec.RBF`), returning the negated
+    penalties -sum_j (x_j - w_ij)^2 = 2 x.w_i - |x|^2 - |w_i|^2, with the dot products as
+    one matrix product (the layer's MACs). The +-1 prototypes are set by
+    :func:`init_weights`; fixed ones are a buffer."""
+
+    def __init__(self, features: int, units: int, learn: bool):
+        super().__init__()
+        w = torch.ones(units, features)
+        if learn:
+            self.prototypes = nn.Parameter(w)
+        else:
+            self.register_buffer("prototypes", w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.prototypes
+        return 2 * F.linear(x, w) - (x * x).sum(1, keepdim=True) - (w * w).sum(1)
+
+
 class PadShortcut(nn.Module):
     """Option-A shortcut (He et al. 2016): stride-subsample and zero-pad channels."""
 
@@ -185,15 +232,29 @@ class PadShortcut(nn.Module):
 
 
 class Net(nn.Module):
-    """A built spec; ``layers[i]`` is the module of ``spec.layers[i]``."""
+    """A built spec; ``layers[i]`` is the module of ``spec.layers[i]``.
+
+    With global drop-path joins (FractalNet), each training pass draws, with the largest
+    ``glob`` of its joins, one column among those the joins name and tells every join."""
 
     def __init__(self, spec: S.ArchSpec, layers: list[nn.Module]):
         super().__init__()
         self.spec = spec
         self.layers = nn.Sequential(*layers)
+        self._joins = [m for m in self.layers.modules()
+                       if isinstance(m, JoinBranches) and m.glob > 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._joins:
+            self._draw_columns()
         return self.layers(x)
+
+    def _draw_columns(self) -> None:
+        column = None
+        if self.training and torch.rand(()) < max(j.glob for j in self._joins):
+            column = int(torch.randint(max(j.col for j in self._joins) + 1, ()))
+        for j in self._joins:
+            j.column = column
 
     def aux_outputs(self) -> list[torch.Tensor]:
         """Outputs of the auxiliary heads from the last training-mode forward pass (empty in
@@ -217,6 +278,14 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
         return ChannelShuffle(layer.g)
     if t is S.ChannelSplit:
         return ChannelSplit(layer.n, layer.i)
+    if t is S.Pick:
+        return Pick(layer, shape[0])
+    if t is S.SpaceToDepth:
+        return nn.PixelUnshuffle(layer.r)
+    if t is S.DepthToSpace:
+        return nn.PixelShuffle(layer.r)
+    if t is S.RBF:
+        return RBFOutput(shape[0], layer.c, layer.learn)
     if t is S.Scale:
         return Scale(layer.v)
     if t is S.Aux:
@@ -260,7 +329,8 @@ def module(layer: S.Layer, shape: S.Shape) -> nn.Module:
         return DagCell([None if type(e) is S.Zero else module(e, shape) for e in layer.edges],
                        layer.pairs)
     if t is S.Join:
-        return JoinBranches([module(b, shape) for b in layer.branches], layer.drop)
+        return JoinBranches([module(b, shape) for b in layer.branches], layer.drop,
+                            layer.glob, layer.col)
     if isinstance(layer, S.Block):
         return module(S.lowered(layer, shape), shape)
     raise S.SpecError(f"no module for layer {layer!r}")
@@ -270,8 +340,14 @@ def init_weights(net: nn.Module) -> None:
     """torchvision-style initialisation (see the module docstring). Only the final
     classifier gets N(0, 0.01): hidden fully connected layers (LeNet, AlexNet, VGG) keep
     PyTorch's fan-in default, since three stacked N(0, 0.01) layers start with a vanishing
-    signal and barely train in a short proxy run."""
+    signal and barely train in a short proxy run. RBF output units are the classifier where
+    present: their prototypes get random +-1 codes (LeCun et al. 1998, section II.B)."""
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    rbfs = [m for m in net.modules() if isinstance(m, RBFOutput)]
+    classifier = None if rbfs or not linears else linears[-1]
+    for m in rbfs:
+        with torch.no_grad():
+            m.prototypes.copy_(torch.randint(0, 2, m.prototypes.shape) * 2.0 - 1.0)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -281,7 +357,7 @@ def init_weights(net: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            if m is not linears[-1]:
+            if m is not classifier:
                 m.reset_parameters()
                 continue
             nn.init.normal_(m.weight, 0, 0.01)

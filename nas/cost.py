@@ -3,14 +3,15 @@
 Definitions (per sample unless a batch is given):
 
 * **MACs**: multiply-accumulates of convolutions and fully connected layers, bias excluded:
-  ``C_out * H_out * W_out * (C_in / groups) * k_h * k_w`` per conv, ``F_in * F_out`` per fc.
+  ``C_out * H_out * W_out * (C_in / groups) * k_h * k_w`` per conv, ``F_in * F_out`` per fc
+  and per RBF output layer (its distances as dot products, LeCun et al. 1998, eq. 7).
   Auxiliary classifiers (``aux[...]``) run only while training and add no MACs.
   This is exactly half of what ``torch.utils.flop_counter.FlopCounterMode`` reports for a
   forward pass of the built model, and what torchvision's model tables call "GFLOPS".
 * **FLOPs** = 2 x MACs (the FlopCounterMode convention).
 * **params**: trainable parameters, exactly ``sum(p.numel() for p in model.parameters())``
   (BN contributes its weight and bias; running statistics are buffers; PReLU one slope per
-  channel; auxiliary classifiers count).
+  channel; auxiliary classifiers count; LeNet-5's fixed RBF prototypes do not).
 * **activations**: elements of every tensor the forward pass creates (outputs of conv, BN,
   activations, pooling, dropout, fc, add, concat and gate); views (flatten, identity) and
   the input are not counted.
@@ -133,9 +134,16 @@ def _primitive(layer: S.Layer, inp: S.Shape, out: S.Shape) -> tuple[int, int, in
         return 0, 0, n_out, math.prod(inp)
     if t is S.Flatten or t is S.Identity or t is S.ChannelSplit:
         return 0, 0, 0, 0
+    if t is S.Pick:
+        return 0, 0, (0 if layer.view else n_out), 0  # a slice is a view, a gather a copy
+    if t is S.RBF:
+        # LeCun et al. 1998, eq. 7: one multiply-accumulate per connection; fixed prototypes
+        # are not parameters
+        return inp[0] * layer.c, (inp[0] * layer.c if layer.learn else 0), n_out, 0
     if t is S.Act and layer.fn == "prelu":
         return 0, inp[0], n_out, 0  # one learned slope per channel
-    # Activations, LRN, dropout, option-A shortcut, add / concat / gate outputs.
+    # Activations, LRN, dropout, option-A shortcut, space-to-depth / depth-to-space copies,
+    # add / concat / gate outputs.
     return 0, 0, n_out, 0
 
 

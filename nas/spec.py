@@ -4,14 +4,16 @@ A spec is an input shape plus an ordered tuple of typed, frozen layer specs. Lay
 three kinds:
 
 * **primitives** (conv, bn, activations, pooling, lrn, dropout, flatten, fc, channel
-  shuffle / split, scale, zero, ...), which ``nas.build`` turns into one ``nn.Module`` each
+  shuffle / split / ``pick``, space-to-depth ``s2d`` and depth-to-space ``d2s``, scale, zero,
+  the RBF output layer ``rbf``, ...), which ``nas.build`` turns into one ``nn.Module`` each
   and ``nas.cost`` prices with a formula;
 * **combinators** (``seq``, ``add``, ``concat``, ``gate``, ``join``, ``aux``, ``dag``), which
   wire sub-layers together;
 * **blocks** (MBConv ``ir``, residual ``basic`` / ``bottle`` / ``preact``, ``incep``,
   ``dense``, ``trans``, ``dws``, ``cba``, ``head``, those of the later classic nets:
-  ``bneck``, ``shuf1``, ``shuf2``, ``prebottle``, ``fractal``, and NAS-Bench-201's ``nb201`` /
-  ``nb201r``), which *lower* to primitives and
+  ``bneck``, ``shuf1``, ``shuf2``, ``prebottle``, ``fractal``, MUXNet's ``mux``, the
+  NASNet-style ``cell`` of NSGA-Net, and NAS-Bench-201's ``nb201`` / ``nb201r``), which
+  *lower* to primitives and
   combinators given their input shape. Blocks never build modules or compute costs
   themselves, so the builder and the cost model cannot drift apart.
 
@@ -399,6 +401,101 @@ class Scale(Layer):
     v: float = _f(kind=float)
 
 
+_PICK_ITEM = re.compile(r"^(\d+)(?::(\d+)(?::(\d+))?)?$")
+
+
+@dataclass(frozen=True)
+class Pick(Layer):
+    """Channels ``i`` of the input, in that order: ``-``-separated items, each a channel
+    index or a half-open range ``start:stop`` or ``start:stop:step`` (Python's slice), e.g.
+    ``pick_i0-1-3-4`` or ``pick_i3:96:4``. One item is a view of the input (as ``split``);
+    several gather a copy. It writes LeNet-5's C3 connection table (LeCun et al. 1998,
+    Table I) and the channel bookkeeping of the ``cell`` and ``mux`` blocks."""
+
+    type: ClassVar[str] = "pick"
+    i: str = _f(kind=str)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.i, int) and not isinstance(self.i, bool):
+            object.__setattr__(self, "i", str(self.i))  # i=3 in JSON means channel 3
+        super().__post_init__()
+
+    def validate(self) -> None:
+        _ = self.items  # parses, raising SpecError when malformed
+
+    @property
+    def items(self) -> tuple[int | tuple[int, int, int], ...]:
+        """The parsed items: an index, or ``(start, stop, step)``."""
+        out: list[int | tuple[int, int, int]] = []
+        for part in self.i.split("-"):
+            m = _PICK_ITEM.match(part)
+            if not m:
+                raise SpecError(f"pick.i={self.i!r} is invalid: {part!r} is not an index or a "
+                                f"range start:stop[:step]; pass e.g. '0-1-3' or '0:16' or "
+                                f"'3:64:4'")
+            start, stop, step = m.groups()
+            if stop is None:
+                out.append(int(start))
+                continue
+            st = 1 if step is None else int(step)
+            if int(stop) <= int(start) or st < 1:
+                raise SpecError(f"pick.i={self.i!r} is invalid: range {part!r} is empty; pass "
+                                f"start < stop and a step >= 1")
+            out.append((int(start), int(stop), st))
+        return tuple(out)
+
+    @property
+    def view(self) -> bool:
+        """True when the output is a view of the input (a single index or range)."""
+        return "-" not in self.i
+
+    def indices(self, channels: int) -> tuple[int, ...]:
+        """The picked channel indices on an input of ``channels`` channels."""
+        out: list[int] = []
+        for item in self.items:
+            last = item if isinstance(item, int) else item[1] - 1
+            if last >= channels:
+                raise SpecError(f"{self.token()}: channel {last} does not exist in a "
+                                f"{channels}-channel input")
+            out += [item] if isinstance(item, int) else range(*item)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class SpaceToDepth(Layer):
+    """Space-to-depth by ``r`` (PyTorch's ``PixelUnshuffle``): every ``r x r`` block of
+    pixels becomes ``r * r`` channels, (C, H, W) -> (C r^2, H / r, W / r); channel
+    ``c r^2 + i r + j`` holds pixel (i, j) of each block of channel c. No parameters, no
+    MACs. MUXConv's spatial multiplexing (Lu et al. 2020, section 3.1)."""
+
+    type: ClassVar[str] = "s2d"
+    r: int = _f(2, kind=int, lo=1)
+
+
+@dataclass(frozen=True)
+class DepthToSpace(Layer):
+    """Depth-to-space by ``r`` (PyTorch's ``PixelShuffle``, the sub-pixel rearrangement of
+    Shi et al. 2016), the inverse of ``s2d``: (C r^2, H, W) -> (C, H r, W r)."""
+
+    type: ClassVar[str] = "d2s"
+    r: int = _f(2, kind=int, lo=1)
+
+
+@dataclass(frozen=True)
+class RBF(Layer):
+    """Euclidean radial basis function output units (LeCun et al. 1998, section II.B,
+    eq. 7): unit i outputs the penalty y_i = sum_j (x_j - w_ij)^2 of its ``c`` prototypes
+    against the F inputs; the layer returns -y_i, so that the nearest prototype has the
+    largest logit and cross-entropy on them is the paper's MAP criterion (eq. 9) without
+    its constant rubbish-class term. The prototypes are +-1 codes "chosen by hand and kept
+    fixed" (a buffer, no parameters; ``learn=1`` trains them: c x F parameters). MACs:
+    c x F, one multiply-accumulate per connection (the paper's 84 x 10 = 840)."""
+
+    type: ClassVar[str] = "rbf"
+    c: int = _f(kind=int, lo=1)
+    learn: bool = _f(False, kind=bool)
+
+
 # --------------------------------------------------------------------------------------------
 # Combinators
 # --------------------------------------------------------------------------------------------
@@ -525,10 +622,18 @@ class Dag(Layer):
 class Join(_Branches):
     """Element-wise mean of branches, FractalNet's join (Larsson et al. 2017, section 2).
     While training, each branch is dropped with probability ``drop`` and the mean taken
-    over the rest, keeping at least one (local drop-path, section 3.1)."""
+    over the rest, keeping at least one (local drop-path, section 3.1).
+
+    Global drop-path (section 3.1): with probability ``glob`` a training pass instead keeps
+    one column for the whole network, drawn once per pass by the built network among the
+    columns its joins name. ``col`` is the column of this join's first branch (columns
+    counted from the deepest, 0): a pass that drew column ``col`` keeps the first branch,
+    any other column the last one (the deeper columns)."""
 
     type: ClassVar[str] = "join"
     drop: float = _f(0.0, kind=float, lo=0.0)
+    glob: float = _f(0.0, kind=float, lo=0.0)
+    col: int = _f(0, kind=int, lo=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -537,10 +642,15 @@ class Join(_Branches):
     def validate(self) -> None:
         if self.drop >= 1.0:
             raise SpecError(f"join.drop must be < 1, got {self.drop}")
+        if self.glob > 1.0:
+            raise SpecError(f"join.glob is a probability, got {self.glob}; pass a value in "
+                            f"[0, 1]")
 
     def token(self) -> str:
-        head = "join" if self.drop == 0 else f"join_drop{_fmt(self.drop)}"
-        return f"{head}[" + " | ".join(x.token() for x in self.branches) + "]"
+        head = "".join(f"_{k}{_fmt(v)}" for k, v, d in (
+            ("drop", self.drop, 0.0), ("glob", self.glob, 0.0), ("col", self.col, 0))
+            if v != d)
+        return f"join{head}[" + " | ".join(x.token() for x in self.branches) + "]"
 
 
 @dataclass(frozen=True)
@@ -929,28 +1039,327 @@ class FractalBlock(Block):
     """FractalNet block (Larsson et al. 2017, Fig. 1 and eq. 1) with ``cols`` columns and
     ``c`` output channels: f_1 = conv unit, f_{C+1}(z) = join(conv unit(z), f_C(f_C(z))),
     the conv unit being 3x3 conv-BN-ReLU (then dropout ``p`` when > 0). Joins are the binary
-    joins of eq. 1, each with local drop-path ``drop``; the paper's figure merges the joins
-    that meet at one depth into one mean over the columns (equal column weights instead of
-    halving per nesting level), which has the same parameters and MACs."""
+    joins of eq. 1, each with local drop-path ``drop`` and global drop-path ``glob`` (the
+    share of training passes that keep one column of the whole network, section 3.1; the
+    join of f_{C+1} names column C, counted from the deepest); the paper's figure merges the
+    joins that meet at one depth into one mean over the columns (equal column weights
+    instead of halving per nesting level), which has the same parameters and MACs."""
 
     type: ClassVar[str] = "fractal"
     c: int = _f(kind=int, lo=1)
     cols: int = _f(3, kind=int, lo=1)
     drop: float = _f(0.15, kind=float, lo=0.0)
     p: float = _f(0.0, kind=float, lo=0.0)
+    glob: float = _f(0.0, kind=float, lo=0.0)
 
     def lower(self, shape: Shape) -> Layer:
         _need_map(self, shape)
         unit: Layer = Seq(_cba(self.c, 3) + ((Dropout(self.p),) if self.p > 0 else ()))
         f = unit
-        for _ in range(self.cols - 1):
-            f = Join((unit, Seq((f, f))), drop=self.drop)
+        for col in range(1, self.cols):
+            f = Join((unit, Seq((f, f))), drop=self.drop, glob=self.glob, col=col)
         return f
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks of the multi-objective NAS line: MUXNet (MUXConv) and the NASNet-style cell of
+# NSGA-Net's micro search space
+# --------------------------------------------------------------------------------------------
+
+#: MUXConv's spatial multiplexing per channel group (Lu et al. 2020, section 3.1): ``d``
+#: space-to-depth around the convolution (a coarser scale), ``n`` none, ``u`` depth-to-space
+#: around it (a finer scale)
+MUX_SCALES = ("d", "n", "u")
+
+
+def split_channels(c: int, n: int) -> tuple[int, ...]:
+    """``c`` channels in ``n`` groups, the first taking the remainder (the split of MixConv,
+    Tan & Le 2019, and of MUXConv's code)."""
+    base = c // n
+    return (c - base * (n - 1),) + (base,) * (n - 1)
+
+
+def _ranges(widths: Sequence[int]) -> list[str]:
+    """``start:stop`` of consecutive channel groups of ``widths``."""
+    out, start = [], 0
+    for w in widths:
+        out.append(f"{start}:{start + w}")
+        start += w
+    return out
+
+
+@dataclass(frozen=True)
+class MuxBlock(Block):
+    """MUXNet block (Lu, Deb & Boddeti 2020, "MUXConv", Fig. 3 and the authors' code).
+
+    Channel multiplexing (section 3.2): the first ``int(C_in * r)`` channels go through an
+    inverted residual, the rest pass unchanged, the two are concatenated and shuffled in
+    ``g`` groups; ``r=1`` is the plain inverted residual (no split, no shuffle), which may
+    change width and stride. The inverted residual: 1x1 conv to ``int(C * e)`` -> BN ->
+    ``a``, the spatial kxk convolution (stride ``s``) -> BN -> ``a``, SE (``se`` times the
+    processed input channels, ``a`` inside, sigmoid gate) when ``se`` > 0, linear 1x1 conv
+    -> BN; the input is added when width and resolution are kept.
+
+    The spatial convolution: ``k`` is a kernel size, or dot-separated sizes ("3.5.7") for a
+    mixed depthwise convolution over as many channel groups (MixConv); ``dg`` channels per
+    group (1: depthwise, 2: the paper's group-wise convolution). ``sc`` turns it into
+    MUXConv's spatial multiplexing (section 3.1): one letter per channel group (see
+    :data:`MUX_SCALES`), each group depthwise at its scale (``k`` one size, or one per
+    group), e.g. ``sc`` = "dnu". The rearrangements follow PixelUnshuffle's channel order;
+    the authors' code orders the sub-pixel channels differently, which for the depthwise
+    convolution between the two rearrangements only permutes its kernels.
+    """
+
+    type: ClassVar[str] = "mux"
+    c: int = _f(kind=int, lo=1)
+    k: str = _f("3", kind=str)
+    e: float = _f(6.0, kind=float, lo=0.0)
+    s: int = _f(1, kind=int, lo=1)
+    se: float = _f(0.0, kind=float, lo=0.0)
+    a: str = _f("silu", kind=str, choices=ACTIVATIONS)
+    r: float = _f(1.0, kind=float, lo=0.0)
+    g: int = _f(2, kind=int, lo=1)
+    dg: int = _f(1, kind=int, lo=1)
+    sc: str = _f("", kind=str)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, int) and not isinstance(self.k, bool):
+            object.__setattr__(self, "k", str(self.k))  # k=3 in JSON means "3"
+        super().__post_init__()
+
+    def validate(self) -> None:
+        ks = self.kernels
+        if not 0 < self.r <= 1:
+            raise SpecError(f"mux.r={self.r:g} is invalid; pass the share of channels "
+                            f"processed, in (0, 1]")
+        if any(x not in MUX_SCALES for x in self.sc):
+            raise SpecError(f"mux.sc={self.sc!r} is invalid; pass one letter per channel group "
+                            f"from {'/'.join(MUX_SCALES)}, e.g. 'dnu'")
+        if self.sc and len(ks) not in (1, len(self.sc)):
+            raise SpecError(f"mux.k={self.k!r}: give one kernel size or one per scale of "
+                            f"sc={self.sc!r}")
+
+    @property
+    def kernels(self) -> tuple[int, ...]:
+        parts = self.k.split(".")
+        if not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise SpecError(f"mux.k={self.k!r} is invalid; pass a kernel size such as '3' or "
+                            f"dot-separated sizes such as '3.5.7'")
+        return tuple(int(p) for p in parts)
+
+    def _spatial(self, mid: int) -> Layer:
+        ks = self.kernels
+        if not self.sc and len(ks) == 1:
+            if mid % self.dg:
+                raise SpecError(f"{self.token()}: hidden width {mid} is not divisible by "
+                                f"dg={self.dg} channels per group")
+            return Conv(c=mid, k=ks[0], s=self.s, g=mid // self.dg)
+        n = len(self.sc) if self.sc else len(ks)
+        widths = split_channels(mid, n)
+        if min(widths) < 1:
+            raise SpecError(f"{self.token()}: hidden width {mid} is too narrow for {n} groups")
+        ks = ks * n if len(ks) == 1 else ks
+        branches: list[Layer] = []
+        for rng, ch, k, scale in zip(_ranges(widths), widths, ks, self.sc or "n" * n):
+            if scale == "d":
+                op: Layer = Seq((SpaceToDepth(2), Conv(c=4 * ch, k=k, s=self.s, g=4 * ch),
+                                 DepthToSpace(2)))
+            elif scale == "u":
+                if ch % 4:
+                    raise SpecError(f"{self.token()}: a depth-to-space group needs a multiple "
+                                    f"of 4 channels, got {ch}")
+                op = Seq((DepthToSpace(2), Conv(c=ch // 4, k=k, s=self.s, g=ch // 4),
+                          SpaceToDepth(2)))
+            else:
+                op = Conv(c=ch, k=k, s=self.s, g=ch)
+            branches.append(Seq((Pick(rng), op)))
+        return Concat(tuple(branches))
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        if self.r < 1:
+            p = int(cin * self.r)
+            if self.s != 1 or self.c != cin:
+                raise SpecError(f"{self.token()}: channel multiplexing (r < 1) keeps the width "
+                                f"and the resolution; the input has {cin} channels (use r=1 to "
+                                f"change them)")
+            if not 0 < p < cin:
+                raise SpecError(f"{self.token()}: r={self.r:g} of {cin} channels leaves no "
+                                f"channels to process or to pass on")
+            q = p
+        else:
+            p, q = cin, self.c
+        mid = int(p * self.e)
+        if mid < 1:
+            raise SpecError(f"{self.token()}: expansion e={self.e:g} leaves no hidden channels")
+        body = list(_cba(mid, 1, act=self.a)) + [self._spatial(mid), BN(), Act(self.a)]
+        if self.se > 0:
+            body.append(Gate(Seq((GAP(), Conv(c=max(1, int(p * self.se)), k=1, bias=True),
+                                  Act(self.a), Conv(c=mid, k=1, bias=True), Act("sigmoid")))))
+        body += _cba(q, 1, act=None)
+        main: Layer = Seq(tuple(body))
+        if self.s == 1 and p == q:
+            main = Add((main, Identity()))
+        if self.r >= 1:
+            return main
+        return Seq((Concat((Seq((Pick(f"0:{p}"), main)), Pick(f"{p}:{cin}"))),
+                    ChannelShuffle(g=self.g)))
+
+
+#: operations on the edges of a NASNet-style cell, by the short names of the ``cell`` token
+#: (DARTS / NSGA-Net's micro space: skip_connect, max_pool_3x3, avg_pool_3x3, sep_conv_3x3,
+#: sep_conv_5x5, sep_conv_7x7, dil_conv_3x3, dil_conv_5x5)
+CELL_OPS = ("skip", "max3", "avg3", "sep3", "sep5", "sep7", "dil3", "dil5")
+
+
+def parse_cell_ops(ops: str) -> tuple[tuple[str, int], ...]:
+    """``skip~0-max3~0-dil5~1-...`` -> ``((op, state), ...)``, two per node; node ``j`` (2,
+    3, ...) may take the states before it. SpecError naming the item otherwise."""
+    items = ops.split("-")
+    if len(items) % 2:
+        raise SpecError(f"cell.ops={ops!r}: every node sums two operations; got {len(items)} "
+                        f"items")
+    out = []
+    for n, item in enumerate(items):
+        op, sep, src = item.partition("~")
+        if op not in CELL_OPS:
+            raise SpecError(f"cell.ops: unknown operation {op!r} in {item!r}; known: "
+                            f"{', '.join(CELL_OPS)}")
+        if not sep or not src.isdigit() or int(src) >= 2 + n // 2:
+            raise SpecError(f"cell.ops: {item!r} must read op~state with a state before node "
+                            f"{2 + n // 2} (0 and 1 are the inputs)")
+        out.append((op, int(src)))
+    return tuple(out)
+
+
+def _factorized_reduce(width4: int, c: int) -> Layer:
+    """DARTS' factorized reduction (Liu et al. 2019: ReLU, two stride-2 1x1 convs of c/2
+    channels on x[::2, ::2] and x[1::2, 1::2], concat, BN) on its input already taken
+    space-to-depth (``width4`` channels), where the two pixel phases are channels
+    ``0::4`` and ``3::4``."""
+    half = c // 2
+    return Seq((Act("relu"), Concat((Seq((Pick(f"0:{width4}:4"), Conv(c=half, k=1))),
+                                     Seq((Pick(f"3:{width4}:4"), Conv(c=half, k=1))))), BN()))
+
+
+def _cell_op(op: str, c: int, s: int) -> Layer:
+    """One edge operation on ``c`` channels with stride ``s`` (DARTS' operations)."""
+    if op == "skip":
+        return Identity()
+    if op in ("max3", "avg3"):
+        return (MaxPool(k=3, s=s, p=1) if op == "max3"
+                else AvgPool(k=3, s=s, p=1, cip=False))
+    k = int(op[3:])
+    if op.startswith("dil"):
+        return Seq((Act("relu"), Conv(c=c, k=k, s=s, d=2, g=c), Conv(c=c, k=1), BN()))
+    return Seq((Act("relu"), Conv(c=c, k=k, s=s, g=c), Conv(c=c, k=1), BN(),
+                Act("relu"), Conv(c=c, k=k, g=c), Conv(c=c, k=1), BN()))
+
+
+@dataclass(frozen=True)
+class Cell(Block):
+    """NASNet-style cell (Zoph et al. 2018) as DARTS (Liu et al. 2019) and NSGA-Net's micro
+    search space (Lu et al. 2019) build it: two input states, s0 (the output of the cell
+    before the previous one) and s1 (the previous), each preprocessed to ``c`` channels
+    (ReLU-1x1 conv-BN; after a reduction cell, ``rp``, s0 by the factorized reduction); node
+    j = 2, 3, ... sums two operations of earlier states (``ops``: ``op~state`` pairs, two
+    per node, see :data:`CELL_OPS`); the output concatenates the nodes ``out`` (SE on it
+    when ``se``: reduction 16, no biases). A reduction cell (``red``) applies the
+    operations on s0 and s1 with stride 2.
+
+    A spec carries one tensor from layer to layer, so the two states travel as one: the
+    input is ``concat(s0, s1)`` with ``p`` channels of s0, the output ``concat(s1, cell)``.
+    After a reduction cell s1 travels space-to-depth (``s2d``, 4x channels at the halved
+    resolution) and the next cell reads its factorized reduction from the pixel phases.
+    Inside, the states grow as one concatenation [s0', s1', node 2, ...] from which ``pick``
+    takes each operation's input; a reduction cell keeps s0' and s1' space-to-depth and
+    restores them with ``d2s`` before their stride-2 operations. Parameters, MACs and the
+    computed function are the cell's; the activations include these copies, which the
+    original code does not make.
+    """
+
+    type: ClassVar[str] = "cell"
+    c: int = _f(kind=int, lo=1)
+    p: int = _f(kind=int, lo=1)
+    ops: str = _f(kind=str)
+    out: str = _f(kind=str)
+    red: bool = _f(False, kind=bool)
+    rp: bool = _f(False, kind=bool)
+    se: bool = _f(False, kind=bool)
+
+    def validate(self) -> None:
+        ops = parse_cell_ops(self.ops)
+        _ = self.outputs
+        fr = self.rp or (self.red and any(op == "skip" and i < 2 for op, i in ops))
+        if fr and self.c % 2:
+            raise SpecError(f"cell.c={self.c} must be even: a factorized reduction makes two "
+                            f"halves of it")
+
+    @property
+    def outputs(self) -> tuple[int, ...]:
+        n = len(parse_cell_ops(self.ops)) // 2
+        parts = self.out.split("-")
+        if not all(x.isdigit() and 2 <= int(x) < 2 + n for x in parts) or \
+                len(set(parts)) != len(parts):
+            raise SpecError(f"cell.out={self.out!r} is invalid; pass distinct nodes from 2 to "
+                            f"{1 + n}, dash-separated (e.g. '2-3-4')")
+        return tuple(int(x) for x in parts)
+
+    def lower(self, shape: Shape) -> Layer:
+        cin = _need_map(self, shape)[0]
+        p, c = self.p, self.c
+        if cin - p < 1:
+            raise SpecError(f"{self.token()}: p={p} leaves no channels of s1 in a {cin}-channel "
+                            f"input")
+        if self.rp and p % 4:
+            raise SpecError(f"{self.token()}: after a reduction s0 travels space-to-depth, so "
+                            f"p={p} must be a multiple of 4")
+        pre0 = (Seq((Pick(f"0:{p}"), _factorized_reduce(p, c))) if self.rp
+                else Seq((Pick(f"0:{p}"), Act("relu"), Conv(c=c, k=1), BN())))
+        pre1 = Seq((Pick(f"{p}:{cin}"), Act("relu"), Conv(c=c, k=1), BN()))
+        body: list[Layer] = [Concat((pre0, pre1))]
+        scale = 4 if self.red else 1  # the inputs' channels once space-to-depth
+        if self.red:
+            body.append(SpaceToDepth(2))
+        ops = parse_cell_ops(self.ops)
+
+        def span(j: int) -> tuple[int, int]:
+            start = j * scale * c if j < 2 else 2 * scale * c + (j - 2) * c
+            return start, start + (scale * c if j < 2 else c)
+
+        for n in range(len(ops) // 2):
+            terms = []
+            for op, j in ops[2 * n: 2 * n + 2]:
+                a, b = span(j)
+                x: tuple[Layer, ...] = (Pick(f"{a}:{b}"),)
+                if self.red and j < 2:
+                    x += ((_factorized_reduce(4 * c, c),) if op == "skip"
+                          else (DepthToSpace(2), _cell_op(op, c, 2)))
+                else:
+                    x += (_cell_op(op, c, 1),)
+                terms.append(Seq(x))
+            body.append(Concat((Identity(), Add(tuple(terms)))))
+        merged: list[list[int]] = []
+        for a, b in (span(j) for j in self.outputs):
+            if merged and merged[-1][1] == a:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        body.append(Pick("-".join(f"{a}:{b}" for a, b in merged)))
+        if self.se:
+            w = len(self.outputs) * c
+            body.append(Gate(Seq((GAP(), Conv(c=max(1, w // 16), k=1), Act("relu"),
+                                  Conv(c=w, k=1), Act("sigmoid")))))
+        s1: Layer = Pick(f"{p}:{cin}")
+        if self.red:
+            s1 = Seq((s1, SpaceToDepth(2)))
+        return Concat((s1, Seq(tuple(body))))
 
 
 ZOO_LAYERS: tuple[type[Layer], ...] = (ChannelShuffle, ChannelSplit, Scale, Aux, Join, Bneck,
                                        ShuffleV2Unit, ShuffleV1Unit, PreActBottleneck,
-                                       FractalBlock)
+                                       FractalBlock, Pick, SpaceToDepth, DepthToSpace, RBF,
+                                       MuxBlock, Cell)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1188,6 +1597,27 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
         return shape if t is ChannelShuffle else (c // parts,) + tuple(shape[1:])
     if t is AdaptiveAvgPool:
         return (_need_map(layer, shape)[0], layer.o, layer.o)
+    if t is Pick:
+        c, h, w = _need_map(layer, shape)
+        return (len(layer.indices(c)), h, w)
+    if t is SpaceToDepth:
+        c, h, w = _need_map(layer, shape)
+        if h % layer.r or w % layer.r:
+            raise SpecError(f"{layer.token()}: height and width {h}x{w} must be multiples of "
+                            f"{layer.r}; use an input resolution divisible by the total "
+                            f"downsampling")
+        return (c * layer.r ** 2, h // layer.r, w // layer.r)
+    if t is DepthToSpace:
+        c, h, w = _need_map(layer, shape)
+        if c % layer.r ** 2:
+            raise SpecError(f"{layer.token()}: input channels {c} not divisible by "
+                            f"{layer.r ** 2} (r^2)")
+        return (c // layer.r ** 2, h * layer.r, w * layer.r)
+    if t is RBF:
+        if len(shape) != 1:
+            raise SpecError(f"{layer.token()} needs a flat vector but gets a feature map "
+                            f"{tuple(shape)}; put 'flatten' before it")
+        return (layer.c,)
     if t is Flatten:
         return (math.prod(shape),)
     if t is Linear:
@@ -1347,7 +1777,7 @@ def layer_from_token(token: str) -> Layer:
     return layer_from_dict({"type": cls.type, **kwargs}, where=where)
 
 
-_OPEN_RE = re.compile(r"^(seq|add|concat|gate|aux|dag|join(?:_drop[0-9.e-]+)?)\[")
+_OPEN_RE = re.compile(r"^(seq|add|concat|gate|aux|dag|join(?:_[a-z]+[0-9.e-]+)*)\[")
 _CLOSE_RE = re.compile(r"^(.*?)(\]*)(?:\*(\w*))?$")
 
 
@@ -1367,8 +1797,16 @@ def _combinator(kind: str, branches: list[list[Layer]], where: str) -> Layer:
     if kind == "dag":
         return Dag(tuple(b[0] for b in branches))
     if kind.startswith("join"):
-        drop = _parse_value(Join, "drop", kind[len("join_drop"):], where) if "_" in kind else 0.0
-        return Join(tuple(b[0] for b in branches), drop=drop)
+        opts: dict[str, Any] = {}
+        for part in kind.split("_")[1:]:
+            key = next((k for k in ("drop", "glob", "col") if part.startswith(k)), None)
+            if key is None:
+                raise SpecError(f"{where}: cannot read {part!r}; join takes drop, glob, col")
+            opts[key] = _parse_value(Join, key, part[len(key):], where)
+        try:
+            return Join(tuple(b[0] for b in branches), **opts)
+        except SpecError as e:
+            raise SpecError(f"{where}: {e}") from None
     return (Add if kind == "add" else Concat)(tuple(b[0] for b in branches))
 
 

@@ -150,3 +150,45 @@ def test_unknown_baseline_lists_known():
 def test_baseline_bad_arguments(arg):
     with pytest.raises(ValueError, match="must be a positive integer"):
         baselines.get("resnet20", **arg)
+
+
+def test_tokens_of_the_later_layers():
+    assert S.layer_from_token("pick_i0-1-3:8:2") == S.Pick("0-1-3:8:2")
+    assert S.layer_from_dict({"type": "pick", "i": 3}) == S.Pick("3")
+    assert S.layer_from_token("s2d") == S.SpaceToDepth(2)
+    assert S.layer_from_token("d2s_r4") == S.DepthToSpace(4)
+    assert S.RBF(c=10).token() == "rbf_c10"
+    assert S.layer_from_token("rbf_c10_learn1") == S.RBF(c=10, learn=True)
+    mux = S.MuxBlock(c=40, k="3.5.7", e=4, s=2, se=0.75, r=0.5, dg=2, sc="dnu")
+    assert mux.token() == "mux_c40_k3.5.7_e4_s2_se0.75_r0.5_dg2_scdnu"
+    assert S.layer_from_token(mux.token()) == mux
+    assert S.layer_from_dict({"type": "mux", "c": 8, "k": 5}) == S.MuxBlock(c=8, k="5")
+    cell = S.Cell(c=8, p=24, ops="sep3~0-skip~1-max3~2-dil5~1", out="2-3", red=True)
+    assert cell.token() == "cell_c8_p24_opssep3~0-skip~1-max3~2-dil5~1_out2-3_red1"
+    assert S.layer_from_token(cell.token()) == cell
+    spec = S.ArchSpec.from_string("3x8x8 conv_c8 join_drop0.15_glob0.5_col2[conv_c8 | "
+                                  "seq[conv_c8 conv_c8]] gap flatten fc_c2")
+    assert spec.layers[1] == S.Join((S.Conv(c=8), S.Seq((S.Conv(c=8), S.Conv(c=8)))),
+                                    drop=0.15, glob=0.5, col=2)
+    assert S.ArchSpec.from_string(spec.to_string()) == spec
+    assert S.ArchSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize(("doc", "needle"), [
+    ({"type": "pick", "i": "0-x"}, "pick.i='0-x' is invalid: 'x' is not an index"),
+    ({"type": "pick", "i": 2.5}, "pick.i=2.5 is invalid; pass a string"),
+    ({"type": "mux", "c": 8, "k": "3,5"}, "mux.k='3,5' is invalid; pass a kernel size"),
+    ({"type": "mux", "c": 8, "r": 1.5}, "mux.r=1.5 is invalid"),
+    ({"type": "mux", "c": 8, "sc": "dz"}, "mux.sc='dz' is invalid; pass one letter"),
+    ({"type": "cell", "c": 8, "p": 4, "ops": "conv~0-skip~1", "out": "2"},
+     "unknown operation 'conv'"),
+    ({"type": "cell", "c": 7, "p": 4, "ops": "sep3~0-skip~1", "out": "2", "rp": True},
+     "cell.c=7 must be even"),
+    ({"type": "rbf", "c": 0}, "rbf.c=0 is invalid; pass an integer >= 1"),
+    ({"type": "join", "branches": [{"type": "id"}], "glob": -1},
+     "join.glob=-1 is invalid; pass a number >= 0"),
+])
+def test_malformed_later_layers_name_the_field(doc, needle):
+    with pytest.raises(S.SpecError) as e:
+        S.ArchSpec.from_json(json.dumps({"input": [3, 8, 8], "layers": [doc]}))
+    assert needle in str(e.value)
