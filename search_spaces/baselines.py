@@ -9,12 +9,11 @@ resolution is reported by shape inference with the failing layer.
 Sources are cited per builder; channel lists are the papers' (or torchvision's, where the
 docstring says so).
 
-Not here, because they do not fit: NSGA-Net's published CIFAR-10 networks (Lu et al. 2019)
-are macro bit-string phases of residual/dense nodes or NASNet-style micro cells, and
-NSGANetV2's subnets (Lu et al. 2020) use the Once-for-All MobileNetV3 trunk (hard-swish in
-the later stages, SE in fixed stages, 16-24-40-80-112-160 channels); neither is a genome of
-the ``mobile`` space, whose trunk is MobileNetV2's (ReLU6, 16-24-32-64-96-160-320), so
-writing them as one would change the networks.
+NSGA-Net's micro-search networks and MUXNet are here as zoo specs (they are genomes of no
+space). Not here: NSGANetV2's ImageNet networks (Lu et al. 2020): the paper and its code
+give their parameters and MACs, but their block-level configurations (kernel, expansion and
+depth per stage, resolution) are published only as downloadable ``net.config`` files, so no
+spec can be checked against them.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from nas.spec import (
     BN,
     GAP,
     LRN,
+    RBF,
     Act,
     AdaptiveAvgPool,
     Add,
@@ -35,6 +35,7 @@ from nas.spec import (
     BasicBlock,
     Bneck,
     Bottleneck,
+    Cell,
     Concat,
     Conv,
     ConvBNAct,
@@ -43,6 +44,7 @@ from nas.spec import (
     DWSeparable,
     Flatten,
     FractalBlock,
+    Gate,
     Head,
     Identity,
     Inception,
@@ -50,6 +52,8 @@ from nas.spec import (
     Linear,
     MaxPool,
     MBConv,
+    MuxBlock,
+    Pick,
     PreActBlock,
     PreActBottleneck,
     Scale,
@@ -92,9 +96,10 @@ def _fc_stack(widths: list[int], num_classes: int, drop: float) -> list[Layer]:
 def lenet5(num_classes: int = 10, resolution: int = 32, in_channels: int = 1,
            act: str = "tanh") -> ArchSpec:
     """LeNet-5 (LeCun et al. 1998): conv5(6)-pool-conv5(16)-pool-fc120-fc84-fc, tanh,
-    average-pool subsampling. C3 is fully connected to S2 (the paper's sparse connection
-    table is the one simplification); 61,706 parameters at 32x32 with 10 classes.
-    ``act="stanh"`` uses the paper's scaled tanh 1.7159 tanh(2x/3) (its appendix A)."""
+    average-pool subsampling: the modern simplification (C3 fully connected to S2, fixed
+    subsampling, an fc classifier); 61,706 parameters at 32x32 with 10 classes.
+    ``act="stanh"`` uses the paper's scaled tanh 1.7159 tanh(2x/3) (its appendix A).
+    :func:`lenet5_1998` is the network as published."""
     a = Act(act)
     layers: list[Layer] = [Conv(c=6, k=5, p=0, bias=True), a, AvgPool(k=2),
                            Conv(c=16, k=5, p=0, bias=True), a, AvgPool(k=2),
@@ -102,6 +107,46 @@ def lenet5(num_classes: int = 10, resolution: int = 32, in_channels: int = 1,
                            Linear(c=num_classes)]
     return _spec("lenet5" if act == "tanh" else f"lenet5_{act}", in_channels, resolution,
                  layers)
+
+
+#: LeNet-5's C3 connection table (LeCun et al. 1998, Table I): the S2 maps each C3 map
+#: reads, grouped as the paper describes them (six maps take 3 contiguous S2 maps, six take
+#: 4 contiguous, three 4 discontinuous, one all six)
+LENET5_C3 = (((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1)),
+             ((0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1),
+              (5, 0, 1, 2)),
+             ((0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5)),
+             ((0, 1, 2, 3, 4, 5),))
+
+
+def _subsample(channels: int) -> list[Layer]:
+    """LeNet-5's trainable subsampling (S2, S4): the 2x2 average (the paper sums the four
+    inputs; the factor 4 goes into the coefficient), times a trainable coefficient plus a
+    trainable bias per map: a depthwise 1x1 convolution with bias."""
+    return [AvgPool(k=2), Conv(c=channels, k=1, g=channels, bias=True)]
+
+
+def lenet5_1998(num_classes: int = 10, resolution: int = 32,
+                in_channels: int = 1) -> ArchSpec:
+    """LeNet-5 as published (LeCun et al. 1998, section II.B and Fig. 2): C1 (6 maps, 5x5),
+    S2 (trainable subsampling), C3 (16 maps, 5x5, over the S2 maps of Table I), S4, C5 (120
+    maps, 5x5), F6 (84), every one followed by the scaled tanh 1.7159 tanh(2x/3), and the
+    Euclidean RBF output layer (``rbf``, fixed +-1 prototypes). C3's table is a concat of
+    grouped convolutions over picked S2 maps (``pick``), each group of a convolution one C3
+    map. 60,000 trainable parameters and 340,908 connections, as the paper counts them."""
+    a = Act("stanh")
+    c3: list[Layer] = []
+    for group in LENET5_C3:
+        if len(group[0]) == 6:  # the last map reads every S2 map
+            c3.append(Conv(c=1, k=5, p=0, bias=True))
+            continue
+        picked = Pick("-".join(str(i) for maps in group for i in maps))
+        c3.append(Seq((picked, Conv(c=len(group), k=5, p=0, g=len(group), bias=True))))
+    layers: list[Layer] = [Conv(c=6, k=5, p=0, bias=True), a, *_subsample(6), a,
+                           Concat(tuple(c3)), a, *_subsample(16), a,
+                           Conv(c=120, k=5, p=0, bias=True), a, Flatten(), Linear(c=84), a,
+                           RBF(c=num_classes)]
+    return _spec("lenet5_1998", in_channels, resolution, layers)
 
 
 def alexnet(num_classes: int = 1000, resolution: int = 227, in_channels: int = 3,
@@ -226,10 +271,20 @@ GOOGLENET_MODULES = {
 }
 
 
+def _googlenet_aux(num_classes: int) -> Aux:
+    """GoogLeNet's auxiliary classifier (Szegedy et al. 2015, section 5): 5x5/3 average
+    pool (4x4 at 224), 1x1 conv to 128 with ReLU, fc 1024 with ReLU, dropout 0.7, fc, as
+    torchvision's InceptionAux with the trunk's conv-BN-ReLU unit."""
+    return Aux(Seq((AvgPool(k=5, s=3), ConvBNAct(c=128, k=1), Flatten(), Linear(c=1024),
+                    Act("relu"), Dropout(0.7), Linear(c=num_classes))))
+
+
 def googlenet(num_classes: int = 1000, resolution: int = 224, in_channels: int = 3,
-              k5: int = 5) -> ArchSpec:
-    """GoogLeNet / Inception-v1 inference graph (Szegedy et al. 2015, no auxiliary heads),
-    conv-BN-ReLU units and ceil-mode pooling as torchvision. ``k5=3`` reproduces
+              k5: int = 5, aux: bool = False) -> ArchSpec:
+    """GoogLeNet / Inception-v1 (Szegedy et al. 2015), conv-BN-ReLU units and ceil-mode
+    pooling as torchvision; ``aux=True`` adds the two auxiliary classifiers on 4a and 4d
+    (trained with weight ``train.aux_weight``, never run at inference: they add 6.38M
+    parameters and no inference MACs; "about 13M" with them). ``k5=3`` reproduces
     torchvision's model exactly (its "5x5" branch is a 3x3, a quirk kept for its weights).
     CIFAR form: a 3x3 conv to 192 channels replaces the stem (as in common CIFAR code)."""
     m = {k: Inception(*v, k=k5) for k, v in GOOGLENET_MODULES.items()}
@@ -240,11 +295,13 @@ def googlenet(num_classes: int = 1000, resolution: int = 224, in_channels: int =
     else:
         stem = [ConvBNAct(c=192, k=3)]
     pool = MaxPool(k=3, s=2, p=1) if resolution < CIFAR_MAX_RESOLUTION else None
+    side: list[Layer] = [_googlenet_aux(num_classes)] if aux else []
     layers: list[Layer] = [
         *stem, m["3a"], m["3b"], pool or MaxPool(k=3, s=2, ceil=True),
-        m["4a"], m["4b"], m["4c"], m["4d"], m["4e"], pool or MaxPool(k=2, s=2, ceil=True),
+        m["4a"], *side, m["4b"], m["4c"], m["4d"], *side, m["4e"],
+        pool or MaxPool(k=2, s=2, ceil=True),
         m["5a"], m["5b"], Head(c=num_classes, p=0.2 if pool is None else 0.0)]
-    name = "googlenet" if k5 == 5 else f"googlenet_k{k5}"
+    name = ("googlenet" if k5 == 5 else f"googlenet_k{k5}") + ("_aux" if aux else "")
     return _spec(name, in_channels, resolution, layers)
 
 
@@ -335,17 +392,23 @@ def plain(depth: int, num_classes: int = 1000, resolution: int = 224,
     return _spec(f"plain{depth}", in_channels, resolution, layers + [Head(c=num_classes)])
 
 
+#: stage depths of the pre-activation ResNets (He et al. 2016b; ResNet-200 as the paper's
+#: Torch code, fb.resnet.torch: 3, 24, 36, 3 bottlenecks)
+PREACT_DEPTHS = {18: ("preact", (2, 2, 2, 2)), 34: ("preact", (3, 4, 6, 3)),
+                 50: ("prebottle", (3, 4, 6, 3)), 200: ("prebottle", (3, 24, 36, 3))}
+
+
 def preact_resnet(depth: int, num_classes: int = 1000, resolution: int = 224,
                   in_channels: int = 3) -> ArchSpec:
-    """Pre-activation ResNet-18/34/50 (He et al. 2016, "Identity Mappings"), ImageNet layout
-    of the paper's Torch code: 7x7/2 conv-BN-ReLU stem and max-pool, pre-activation basic
-    (18, 34) or bottleneck (50) blocks, a final BN-ReLU before pooling, fc. CIFAR form: 3x3
-    conv stem."""
-    kinds = {18: "preact", 34: "preact", 50: "prebottle"}
-    if depth not in kinds:
-        raise ValueError(f"pre-activation ResNet depth must be 18, 34 or 50, got {depth}")
-    layers = resnet_stem(resolution) + resnet_stages(kinds[depth], RESNET_DEPTHS[depth][1],
-                                                     (64, 128, 256, 512))
+    """Pre-activation ResNet-18/34/50/200 (He et al. 2016, "Identity Mappings"; ResNet-200
+    in its Table 5), ImageNet layout of the paper's Torch code: 7x7/2 conv-BN-ReLU stem and
+    max-pool, pre-activation basic (18, 34) or bottleneck (50, 200) blocks, a final BN-ReLU
+    before pooling, fc. CIFAR form: 3x3 conv stem."""
+    if depth not in PREACT_DEPTHS:
+        raise ValueError(f"pre-activation ResNet depth must be one of {sorted(PREACT_DEPTHS)}, "
+                         f"got {depth}")
+    kind, depths = PREACT_DEPTHS[depth]
+    layers = resnet_stem(resolution) + resnet_stages(kind, depths, (64, 128, 256, 512))
     layers += [BN(), Act("relu"), Head(c=num_classes)]
     return _spec(f"preact_resnet{depth}", in_channels, resolution, layers)
 
@@ -556,20 +619,22 @@ def shufflenet_v1(groups: int = 3, num_classes: int = 1000, resolution: int = 22
 
 
 def fractalnet(num_classes: int = 10, resolution: int = 32, in_channels: int = 3,
-               cols: int = 3, drop_path: float = 0.15,
+               cols: int = 3, drop_path: float = 0.15, global_path: float = 0.5,
                widths: tuple[int, ...] = (64, 128, 256, 512, 512),
                dropout: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)) -> ArchSpec:
     """FractalNet for CIFAR (Larsson et al. 2017, section 4): B = 5 fractal blocks of
     ``cols`` = 3 columns (20 conv layers deep) with 64/128/256/512/512 channels, each followed
-    by 2x2 max-pooling, dropout 0/0.1/0.2/0.3/0.4 per block, local drop-path 0.15 in every
-    join, fc. Global drop-path (one column for the whole network per batch) is not
-    implemented. Counted this way the net has 33.7M parameters; the paper's Table 1 lists
-    38.6M for its 20-layer FractalNet without the layer-by-layer breakdown to reconcile."""
+    by 2x2 max-pooling, dropout 0/0.1/0.2/0.3/0.4 per block, drop-path as the paper trains
+    it (section 3.1): half the training passes (``global_path``) keep one column of the
+    whole network, the others drop each join input with probability 0.15 (``drop_path``),
+    fc. Counted this way the net has 33.7M parameters; the paper's Table 1 lists 38.6M for
+    its 20-layer FractalNet without the layer-by-layer breakdown to reconcile."""
     if len(dropout) != len(widths):
         raise ValueError(f"dropout needs one rate per block ({len(widths)}), got {dropout}")
     layers: list[Layer] = []
     for c, p in zip(widths, dropout):
-        layers += [FractalBlock(c=c, cols=cols, drop=drop_path, p=p), MaxPool(k=2, s=2)]
+        layers += [FractalBlock(c=c, cols=cols, drop=drop_path, p=p, glob=global_path),
+                   MaxPool(k=2, s=2)]
     layers += [Flatten(), Linear(c=num_classes)]
     return _spec("fractalnet", in_channels, resolution, layers)
 
@@ -710,6 +775,102 @@ def inception_resnet_v2(num_classes: int = 1000, resolution: int = 299,
 
 
 # --------------------------------------------------------------------------------------------
+# The multi-objective NAS line: MUXNet, NSGA-Net
+# --------------------------------------------------------------------------------------------
+
+#: MUXNet-m and -l (Lu, Deb & Boddeti 2020, the authors' code human-analysis/MUXConv): per
+#: block (kind, kernel(s), stride, expansion, channels, SE ratio, activation); ``ds`` is the
+#: depthwise-separable first block, ``ir`` an inverted residual (mixed kernels where several
+#: are given), ``mux`` the MUXConv block (half the channels processed with group-wise 2
+#: channel convolutions, shuffled in 2 groups). Final 1x1 conv width last.
+MUXNET = {
+    "m": ((("ds", "3", 1, 1, 24, 0.25, "relu"), ("ir", "3", 2, 4, 24, 0.75, "relu"),
+           *[("mux", "3", 1, 4, 24, 0.75, "relu")] * 2,
+           ("ir", "3.5.7", 2, 4, 40, 0.75, "silu"), *[("mux", "3", 1, 6, 40, 0.75, "silu")] * 2,
+           ("ir", "3.5.7.9", 2, 4, 80, 0.75, "silu"),
+           *[("mux", "5", 1, 6, 80, 0.75, "silu")] * 2,
+           ("ir", "5", 1, 6, 112, 0.75, "silu"), *[("mux", "5", 1, 6, 112, 0.75, "silu")] * 2,
+           ("ir", "3.5.7.9.11", 2, 4, 160, 0.75, "silu"),
+           *[("mux", "5", 1, 6, 160, 0.75, "silu")] * 3,
+           ("ir", "3", 1, 6, 200, 0.75, "silu")), 1280),
+    "l": ((("ds", "3", 1, 1, 24, 0.25, "relu"), ("ir", "3", 2, 6, 24, 0.75, "relu"),
+           *[("mux", "5", 1, 6, 24, 0.75, "relu")] * 2,
+           ("ir", "3.5.7", 2, 6, 40, 0.75, "silu"), *[("mux", "5", 1, 6, 40, 0.75, "silu")] * 3,
+           ("ir", "3.5.7.9", 2, 6, 80, 0.75, "silu"),
+           *[("mux", "5", 1, 6, 80, 0.75, "silu")] * 3,
+           ("ir", "5", 1, 6, 120, 0.75, "silu"), *[("mux", "5", 1, 6, 120, 0.75, "silu")] * 3,
+           ("ir", "3.5.7.9.11", 2, 6, 160, 0.75, "silu"),
+           *[("mux", "5", 1, 6, 160, 0.75, "silu")] * 3,
+           ("ir", "3", 1, 6, 200, 0.75, "silu")), 1536),
+}
+
+
+def muxnet(size: str = "m", num_classes: int = 1000, resolution: int = 224,
+           in_channels: int = 3) -> ArchSpec:
+    """MUXNet-m / -l (Lu, Deb & Boddeti 2020, "MUXConv", and the authors' code):
+    3x3/2 conv (24) with swish, the blocks of :data:`MUXNET`, 1x1 conv to 1280 / 1536 with
+    swish, GAP, dropout 0.2, fc. The published -m and -l use MUXConv's channel
+    multiplexing (``mux`` with r=0.5) and mixed kernels, not its spatial multiplexing."""
+    if size not in MUXNET:
+        raise ValueError(f"MUXNet size must be one of {list(MUXNET)}, got {size!r}")
+    blocks, features = MUXNET[size]
+    layers: list[Layer] = [ConvBNAct(c=24, k=3, s=2, a="silu")]
+    cin = 24
+    for kind, k, st, e, c, se, a in blocks:
+        if kind == "ds":  # dw conv-BN-act, SE, 1x1 conv-BN, + input
+            squeeze = Gate(Seq((GAP(), Conv(c=int(cin * se), k=1, bias=True), Act(a),
+                                Conv(c=cin, k=1, bias=True), Act("sigmoid"))))
+            body = Seq((Conv(c=cin, k=int(k), s=st, g=cin), BN(), Act(a), squeeze,
+                        Conv(c=c, k=1), BN()))
+            layers.append(Add((body, Identity())) if st == 1 and c == cin else body)
+        else:
+            mux = kind == "mux"
+            layers.append(MuxBlock(c=c, k=k, e=e, s=st, se=se, a=a, r=0.5 if mux else 1.0,
+                                   dg=2 if mux else 1))
+        cin = c
+    layers += [ConvBNAct(c=features, k=1, a="silu"), Head(c=num_classes, p=0.2)]
+    return _spec(f"muxnet_{size}", in_channels, resolution, layers)
+
+
+#: NSGA-Net's micro-search cells (Lu et al. 2019; the authors' code ianwhale/nsga-net,
+#: genotype "NSGANet"): ``cell`` operations and output nodes of the normal and the
+#: reduction cell
+NSGANET_NORMAL = ("skip~0-max3~0-dil5~0-max3~0-dil5~1-sep3~3-max3~1-sep5~3-sep3~1-sep3~0",
+                  "2-4-5-6")
+NSGANET_REDUCE = ("avg3~0-sep3~1-dil3~1-max3~0-skip~2-dil5~1-skip~2-avg3~1-dil5~1-dil3~1",
+                  "3-4-5-6")
+
+
+def nsganet(c: int = 34, increment: int = 4, se: bool = False, cells: int = 20,
+            num_classes: int = 10, resolution: int = 32, in_channels: int = 3,
+            name: str = "") -> ArchSpec:
+    """NSGA-Net's CIFAR-10 network from the micro search space (Lu et al. 2019, the
+    authors' published models): a 3x3 conv-BN stem of 3c channels, ``cells`` NASNet-style
+    cells (``cell``) with reductions at 1/3 and 2/3 of the depth, the cell width starting at
+    ``c`` and growing by ``increment`` after every cell (their "pyramid" network), SE on
+    every cell output when ``se``, the CIFAR auxiliary head on the second reduction (ReLU,
+    5x5/3 average pool, 1x1 conv 128, 2x2 conv 768, each with BN-ReLU, fc), GAP, fc.
+    Drop-path (their training recipe) is not modelled."""
+    layers: list[Layer] = [Conv(c=3 * c, k=3), BN(), Concat((Identity(), Identity()))]
+    p = q = 3 * c  # channels of s0 and s1 in the travelling pair
+    width, after_reduction = c, False
+    for i in range(cells):
+        red = i in (cells // 3, 2 * cells // 3)
+        ops, out = NSGANET_REDUCE if red else NSGANET_NORMAL
+        layers.append(Cell(c=width, p=p, ops=ops, out=out, red=red, rp=after_reduction, se=se))
+        p, q = (4 * q if red else q), len(out.split("-")) * width
+        if i == 2 * cells // 3:
+            layers.append(Aux(Seq((Pick(f"{p}:{p + q}"), Act("relu"),
+                                   AvgPool(k=5, s=3, cip=False), Conv(c=128, k=1), BN(),
+                                   Act("relu"), Conv(c=768, k=2, p=0), BN(), Act("relu"),
+                                   Flatten(), Linear(c=num_classes)))))
+        after_reduction = red
+        width += increment
+    layers += [Pick(f"{p}:{p + q}"), Head(c=num_classes)]
+    return _spec(name or f"nsganet_c{c}{'_se' if se else ''}", in_channels, resolution, layers)
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -744,6 +905,12 @@ def _reg() -> dict[str, BaselineInfo]:
                                   "(Szegedy 2015), no aux heads")
     r["googlenet_k3"] = BaselineInfo(lambda **kw: googlenet(k5=3, **kw), (224, 32),
                                      "GoogLeNet exactly as torchvision (3x3 in the 5x5 branch)")
+    r["googlenet_aux"] = BaselineInfo(lambda **kw: googlenet(aux=True, **kw), (224, 32),
+                                      "GoogLeNet with its two auxiliary classifiers "
+                                      "(Szegedy 2015)")
+    r["googlenet_k3_aux"] = BaselineInfo(lambda **kw: googlenet(k5=3, aux=True, **kw),
+                                         (224, 32), "GoogLeNet as torchvision with "
+                                         "aux_logits=True")
     for d in RESNET_DEPTHS:
         r[f"resnet{d}"] = BaselineInfo(lambda d=d, **kw: resnet(d, **kw), (224, 32),
                                        f"ResNet-{d} (He 2016, torchvision v1.5)")
@@ -787,7 +954,7 @@ def _reg_later() -> dict[str, BaselineInfo]:
     for d in (18, 34):
         r[f"plain{d}"] = BaselineInfo(lambda d=d, **kw: plain(d, **kw), (224, 32),
                                       f"plain-{d}: ResNet-{d} without shortcuts (He 2016)")
-    for d in (18, 34, 50):
+    for d in PREACT_DEPTHS:
         r[f"preact_resnet{d}"] = BaselineInfo(
             lambda d=d, **kw: preact_resnet(d, **kw), (224, 32),
             f"pre-activation ResNet-{d} (He 2016, Identity Mappings)")
@@ -805,8 +972,8 @@ def _reg_later() -> dict[str, BaselineInfo]:
             f"ShuffleNet V2 {w.replace('_', '.')[1:]}x (Ma 2018)")
     r["shufflenet_v1_g3"] = BaselineInfo(lambda **kw: shufflenet_v1(3, **kw), (224, 32),
                                          "ShuffleNet 1x, 3 groups (Zhang 2018)")
-    r["fractalnet"] = BaselineInfo(fractalnet, (32,), "FractalNet, 20 layers, local "
-                                   "drop-path (Larsson 2017)", 10)
+    r["fractalnet"] = BaselineInfo(fractalnet, (32,), "FractalNet, 20 layers, local and "
+                                   "global drop-path (Larsson 2017)", 10)
     r["inception_v3"] = BaselineInfo(inception_v3, (299,),
                                      "Inception-v3 (Szegedy 2016) with the auxiliary head")
     r["inception_v3_noaux"] = BaselineInfo(lambda **kw: inception_v3(aux=False, **kw), (299,),
@@ -814,6 +981,24 @@ def _reg_later() -> dict[str, BaselineInfo]:
     r["inception_v4"] = BaselineInfo(inception_v4, (299,), "Inception-v4 (Szegedy 2017)")
     r["inception_resnet_v2"] = BaselineInfo(inception_resnet_v2, (299,),
                                             "Inception-ResNet-v2 (Szegedy 2017)")
+    r["lenet5_1998"] = BaselineInfo(lenet5_1998, (32,), "LeNet-5 as published (LeCun 1998): "
+                                    "C3 table, trainable subsampling, RBF output", 10, 1)
+    r.update(_reg_moea())
+    return r
+
+
+def _reg_moea() -> dict[str, BaselineInfo]:
+    """The multi-objective NAS line: MUXNet and NSGA-Net's published networks."""
+    r = {f"muxnet_{s}": BaselineInfo(lambda s=s, **kw: muxnet(s, **kw), (224,),
+                                     f"MUXNet-{s} (Lu, Deb & Boddeti 2020, MUXConv)")
+         for s in MUXNET}
+    for c, inc, se, fig in ((26, 4, True, "1.97M / 417M"), (34, 4, False, "2.20M / 550M"),
+                            (36, 6, True, "4.05M / 817M")):
+        name = f"nsganet_c{c}{'_se' if se else ''}"
+        r[name] = BaselineInfo(
+            lambda c=c, inc=inc, se=se, name=name, **kw: nsganet(c, inc, se, name=name, **kw),
+            (32,), f"NSGA-Net micro, C={c}+{inc}{', SE' if se else ''} (Lu 2019; authors' "
+            f"{fig})", 10)
     return r
 
 

@@ -1,0 +1,354 @@
+"""The classic and multi-objective NAS networks added to the zoo (LeNet-5 as published,
+GoogLeNet's auxiliary classifiers, pre-activation ResNet-200, FractalNet's global drop-path,
+MUXNet, NSGA-Net) against their publications, and the layers they brought (``pick``,
+``s2d``, ``d2s``, ``rbf``, ``mux``, ``cell``, ``join`` with global drop-path) against
+PyTorch's counters on random specs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nas import cost as C
+from nas import spec as S
+from nas.build import build
+from nas.fuzz import random_spec
+from search_spaces import baselines
+from tests.test_cost import torch_counts
+
+# --------------------------------------------------------------------------------------------
+# Random specs with the new layers (nas.fuzz draws the older ones)
+# --------------------------------------------------------------------------------------------
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _new_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
+    c, h = int(shape[0]), int(shape[1])
+    kind = _pick(rng, ["pick", "s2d", "mux", "mux_split", "mux_scales", "cell", "join"])
+    s = 2 if h >= 8 and rng.random() < 0.3 else 1
+    if kind == "pick":
+        items = [str(int(rng.integers(c))) for _ in range(int(rng.integers(1, 6)))]
+        if rng.random() < 0.5:
+            a = int(rng.integers(c))
+            items = [f"{a}:{int(rng.integers(a + 1, c + 1))}:{int(rng.integers(1, 3))}"]
+        return S.Seq((S.Pick("-".join(items)), S.Conv(c=int(rng.integers(4, 17)), k=1)))
+    if kind == "s2d" and h % 2 == 0:
+        return S.Seq((S.SpaceToDepth(2), S.Conv(c=4 * c, k=3, g=_pick(rng, [1, c])),
+                      S.DepthToSpace(2)))
+    if kind == "mux":
+        return S.MuxBlock(c=_pick(rng, [c, 8, 16]), k=_pick(rng, ["3", "5", "3.5", "3.5.7"]),
+                          e=float(_pick(rng, [1, 3, 4])), s=s, se=_pick(rng, [0.0, 0.25]),
+                          a=_pick(rng, ["silu", "relu", "hswish"]))
+    if kind == "mux_split" and c % 2 == 0:
+        return S.MuxBlock(c=c, k=_pick(rng, ["3", "5"]), e=float(_pick(rng, [2, 4])),
+                          se=_pick(rng, [0.0, 0.75]), r=0.5, dg=2, g=2)
+    if kind == "mux_scales" and h % 2 == 0:
+        return S.MuxBlock(c=_pick(rng, [c, 8]), k=_pick(rng, ["3", "3.5.7"]), e=4.0,
+                          sc=_pick(rng, ["dnu", "dn", "nu", "du"]), se=_pick(rng, [0.0, 0.5]))
+    if kind == "cell" and c >= 4 and h % 2 == 0:
+        ops = [f"{_pick(rng, S.CELL_OPS)}~{int(rng.integers(2 + n // 2))}" for n in range(6)]
+        red = bool(rng.random() < 0.4)
+        # a pair of states: p channels of s0 (ignored by nothing: both are preprocessed)
+        return S.Cell(c=2 * int(rng.integers(2, 5)), p=c // 2, ops="-".join(ops),
+                      out=_pick(rng, ["2-3-4", "4", "3-2"]), red=red,
+                      se=bool(rng.random() < 0.3))
+    if kind == "join":
+        w = _pick(rng, [8, 16])
+        return S.Join((S.Conv(c=w, k=3), S.Seq((S.Conv(c=w, k=1), S.BN()))),
+                      drop=_pick(rng, [0.0, 0.15]), glob=_pick(rng, [0.5, 1.0]),
+                      col=int(rng.integers(3)))
+    return S.BN()
+
+
+def random_zoo_spec(rng: np.random.Generator) -> S.ArchSpec:
+    """A random spec mixing nas.fuzz's layers with the new ones, ending in an fc or RBF."""
+    base = random_spec(rng, resolution=int(_pick(rng, [8, 16])), max_layers=2)
+    layers = list(base.layers[:-1] if base.layers[-1].type == "head" else base.layers[:-4])
+    shape = base.shapes()[len(layers) - 1]
+    for _ in range(int(rng.integers(1, 4))):
+        for _attempt in range(20):
+            try:  # settings that do not fit (kernels for the scales, widths) are redrawn
+                layer = _new_layer(rng, shape)
+                new = S.out_shape(layer, shape)
+            except S.SpecError:
+                continue
+            layers.append(layer)
+            shape = new
+            break
+    classes = int(rng.integers(2, 11))
+    layers += [S.GAP(), S.Flatten()]
+    layers.append(S.RBF(c=classes, learn=bool(rng.random() < 0.5)) if rng.random() < 0.4
+                  else S.Linear(c=classes))
+    return S.ArchSpec(input=base.input, layers=tuple(layers), name="random")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_specs_with_new_layers_cost_what_pytorch_counts(seed):
+    spec = random_zoo_spec(np.random.default_rng(seed))
+    c = C.cost(spec)
+    params, macs, out = torch_counts(spec)
+    assert (c.params, c.macs) == (params, macs), spec.to_string()
+    assert out == (2, spec.num_classes)
+    assert S.ArchSpec.from_json(spec.to_json()) == spec
+    assert S.ArchSpec.from_string(spec.to_string()) == spec
+
+
+def test_random_specs_cover_every_new_layer_type():
+    seen: set[str] = set()
+
+    def walk(layer: S.Layer, shape: S.Shape) -> None:
+        seen.add(layer.type)
+        if isinstance(layer, S.Block):
+            walk(S.lowered(layer, shape), shape)
+        elif isinstance(layer, S.Seq):
+            for sub in layer.layers:
+                walk(sub, shape)
+                shape = S.out_shape(sub, shape)
+        elif isinstance(layer, (S.Add, S.Concat, S.Join)):
+            for b in layer.branches:
+                walk(b, shape)
+
+    for seed in range(40):
+        spec = random_zoo_spec(np.random.default_rng(seed))
+        for layer, shape in zip(spec.layers, [spec.input, *spec.shapes()]):
+            walk(layer, shape)
+    assert {"pick", "s2d", "d2s", "rbf", "mux", "cell", "join"} <= seen
+
+
+def test_random_specs_with_new_layers_on_real_tensors(one_thread):
+    for seed in range(3):
+        spec = random_zoo_spec(np.random.default_rng(100 + seed))
+        params, macs, _ = torch_counts(spec, device="cpu")
+        assert (params, macs) == (C.cost(spec).params, C.cost(spec).macs)
+
+
+# --------------------------------------------------------------------------------------------
+# LeNet-5 as published (LeCun et al. 1998, section II.B and Table I)
+# --------------------------------------------------------------------------------------------
+
+# Per layer, the paper's trainable parameters and connections (section II.B): C1 156 /
+# 122,304; S2 12 / 5,880; C3 1,516 / 151,600; S4 32 / 2,000; C5 48,120 (a convolution, as
+# many connections); F6 10,164; the RBF output 840 connections, fixed parameters. In all
+# 60,000 trainable parameters and 340,908 connections.
+LENET5_PAPER = [("C1", 156, 122_304), ("S2", 12, 5_880), ("C3", 1_516, 151_600),
+                ("S4", 32, 2_000), ("C5", 48_120, 48_120), ("F6", 10_164, 10_164),
+                ("output", 0, 840)]
+
+
+def test_lenet5_1998_has_the_papers_parameters_and_connections():
+    spec = baselines.get("lenet5_1998")
+    c = C.cost(spec)
+    assert c.params == 60_000
+    rows = [r for r in c.layers if r.type not in ("act", "flatten")]
+    # C1, S2 (pool + coefficient), C3, S4 (pool + coefficient), C5, F6, output
+    groups = [rows[0:1], rows[1:3], rows[3:4], rows[4:6], rows[6:7], rows[7:8], rows[8:9]]
+    for (name, params, connections), group in zip(LENET5_PAPER, groups, strict=True):
+        assert sum(r.params for r in group) == params, name
+        biases = sum(r.out_shape[0] * (r.out_shape[1] * r.out_shape[2] if len(r.out_shape) == 3
+                                       else 1) for r in group if r.params and r.type != "rbf")
+        if name.startswith("S"):  # four inputs summed per unit, plus the bias
+            got = sum(r.pool_ops for r in group) + biases
+        else:  # one multiply-accumulate per input, plus the bias
+            got = sum(r.macs for r in group) + biases
+        assert got == connections, name
+    assert c.macs == 328_096  # the connections less biases and subsampling sums, plus the
+    # 1,576 coefficient multiplications of S2 and S4
+
+
+def test_lenet5_1998_c3_reads_the_s2_maps_of_table_1():
+    spec = baselines.get("lenet5_1998")
+    net = build(spec, seed=0)
+    c3 = net.layers[5]
+    x = torch.randn(1, 6, 14, 14, requires_grad=True)
+    table = [m for group in baselines.LENET5_C3 for m in group]
+    assert len(table) == 16 and sum(map(len, table)) == 60
+    for j, maps in enumerate(table):
+        (grad,) = torch.autograd.grad(c3(x)[0, j].sum(), x)
+        read = {i for i in range(6) if grad[0, i].abs().sum() > 0}
+        assert read == set(maps), j
+
+
+def test_lenet5_1998_trains_with_cross_entropy_on_its_rbf_outputs(one_thread):
+    net = build(baselines.get("lenet5_1998"), seed=0).train()
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    loss = nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# GoogLeNet's auxiliary classifiers, pre-activation ResNet-200, FractalNet's drop-path
+# --------------------------------------------------------------------------------------------
+
+
+def test_googlenet_aux_heads_add_parameters_not_inference_macs():
+    # Szegedy et al. 2015, section 5: two auxiliary classifiers on 4a (512 channels) and 4d
+    # (528), each 5x5/3 average pool -> 1x1 conv 128 -> fc 1024 -> dropout 0.7 -> fc. With
+    # torchvision's 3x3 "5x5" branch and conv-BN units this is torchvision's GoogLeNet with
+    # aux_logits=True: 6,624,904 + 3,188,968 + 3,191,016 = 13,004,888 parameters ("about
+    # 13M" in the notes); with the paper's 5x5 branches 13.39M.
+    def head(cin: int) -> int:
+        return cin * 128 + 2 * 128 + (128 * 16 * 1024 + 1024) + (1024 * 1000 + 1000)
+
+    assert (head(512), head(528)) == (3_188_968, 3_191_016)
+    for name, trunk in (("googlenet_k3", 6_624_904), ("googlenet", 7_005_832)):
+        a, b = C.cost(baselines.get(f"{name}_aux")), C.cost(baselines.get(name))
+        assert b.params == trunk and a.params == trunk + head(512) + head(528)
+        assert a.macs == b.macs
+    assert C.cost(baselines.get("googlenet_k3_aux")).params == 13_004_888
+    assert round(C.cost(baselines.get("googlenet_aux")).params / 1e6) == 13
+    spec = baselines.get("googlenet_aux")
+    where = [spec.shapes()[i - 1] for i, x in enumerate(spec.layers) if x.type == "aux"]
+    assert where == [(512, 14, 14), (528, 14, 14)]
+
+
+def test_googlenet_aux_logits_in_training(one_thread):
+    net = build(baselines.get("googlenet_aux", resolution=32, num_classes=7), seed=0).train()
+    y = net(torch.randn(2, 3, 32, 32))
+    assert y.shape == (2, 7) and [a.shape for a in net.aux_outputs()] == [(2, 7), (2, 7)]
+
+
+def test_preact_resnet200_has_200_layers_and_resnet200s_convolutions():
+    # He et al. 2016b, Table 5 (ResNet-200, pre-activation): stages of 3, 24, 36, 3
+    # bottlenecks (the paper's Torch code); the paper gives no parameter or FLOP count:
+    # 64,666,280 parameters and 15.01 GMACs at 224 here.
+    spec = baselines.get("preact_resnet200")
+    net = build(spec)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    # the stem and 3 x 66 bottleneck convs, the fc: 200 layers; plus 4 projection shortcuts
+    assert len(convs) == 1 + 3 * (3 + 24 + 36 + 3) + 4
+    c = C.cost(spec)
+    assert (c.params, c.macs) == (64_666_280, 15_007_481_856)
+    # The same convolutions as a post-activation ResNet-200 (stride on the 3x3, as
+    # torchvision's): equal MACs; the BN layers sit elsewhere (input BN of each block, a
+    # final BN-ReLU, none on the projections).
+    post = baselines._spec("resnet200", 3, 224, baselines.resnet_stem(224) + baselines.resnet_stages(
+        "bottle", (3, 24, 36, 3), (64, 128, 256, 512)) + [S.Head(c=1000)])
+    p = C.cost(post)
+    assert p.macs == c.macs
+
+    def bns(kind: str) -> int:
+        total, cin = 0, 64
+        for n, w in zip((3, 24, 36, 3), (64, 128, 256, 512)):
+            for j in range(n):
+                proj = j == 0
+                total += (2 * (cin + 2 * w) if kind == "pre"
+                          else 2 * (2 * w + 4 * w) + (2 * 4 * w if proj else 0))
+                cin = 4 * w
+        return total + (2 * 2048 if kind == "pre" else 0)
+
+    assert c.params - p.params == bns("pre") - bns("post")
+
+
+def test_fractalnet_trains_with_local_and_global_drop_path():
+    # Larsson et al. 2017, section 3.1: "we use a 50% mixture of local and global
+    # sampling"; local joins drop each input with probability 0.15.
+    spec = baselines.get("fractalnet")
+    joins = [m for m in build(spec).modules() if type(m).__name__ == "JoinBranches"]
+    # per block of 3 columns: the outer join and the inner one of each copy of f_2
+    assert len(joins) == 5 * 3 and {(j.drop, j.glob) for j in joins} == {(0.15, 0.5)}
+    assert {j.col for j in joins} == {1, 2}  # 3 columns
+    local = baselines.fractalnet(global_path=0.0)
+    assert (C.cost(spec).params, C.cost(spec).macs) == (C.cost(local).params,
+                                                         C.cost(local).macs)
+
+
+# --------------------------------------------------------------------------------------------
+# MUXNet (Lu, Deb & Boddeti, CVPR 2020) and NSGA-Net (Lu et al., GECCO 2019)
+# --------------------------------------------------------------------------------------------
+
+# MUXConv paper, ImageNet table (and abstract: MUXNet-m "218M" multiply-adds): MUXNet-m 3.4M
+# parameters / 218M MAdds, MUXNet-l 4.0M / 318M, at 224. Parameters match to the printed
+# precision (3,354,276 and 4,041,178). The MACs here (conv and fc) are 0.55% / 0.49% under:
+# the published figures come from the authors' counter (torchprofile), which also counts
+# element-wise multiplications such as the SE gating (1.66M / 2.25M here).
+MUXNET_PAPER = {"muxnet_m": (3.4e6, 218e6), "muxnet_l": (4.0e6, 318e6)}
+
+
+@pytest.mark.parametrize("name", sorted(MUXNET_PAPER))
+def test_muxnet_matches_the_papers_figures(name):
+    params, macs = MUXNET_PAPER[name]
+    c = C.cost(baselines.get(name))
+    assert round(c.params / 1e5) * 1e5 == params
+    assert abs(c.macs - macs) / macs < 0.006
+
+
+# The authors' published models (README of ianwhale/nsga-net, "Pretrained models on
+# CIFAR-10", micro search space): C=26 +4 with SE 1.97M parameters / 417M multiply-adds,
+# C=34 +4 2.20M / 550M, C=36 +6 with SE 4.05M / 817M. Their parameter count leaves the
+# auxiliary head out (it is a training device); their multiply-adds come from their
+# counter, which adds to the conv and fc multiply-accumulates counted here (and a conv's
+# bias) the elements of every BN (twice), ReLU and pooling input: with that convention the
+# networks count 417.7M / 548.5M / 816.6M; without it 398.6M / 527.8M / 789.4M.
+NSGANET_PAPER = {"nsganet_c26_se": (1.97e6, 417e6), "nsganet_c34": (2.20e6, 550e6),
+                 "nsganet_c36_se": (4.05e6, 817e6)}
+
+
+def _nsganet_counter(net: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds by the NSGA-Net authors' counting convention (see above)."""
+    total = [0]
+
+    def conv(m, i, o):
+        total[0] += o[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * \
+            m.kernel_size[1] + (o[0].numel() if m.bias is not None else 0)
+
+    hooks = {nn.Conv2d: conv,
+             nn.BatchNorm2d: lambda m, i, o: total.__setitem__(0, total[0] + 2 * i[0][0].numel()),
+             nn.ReLU: lambda m, i, o: total.__setitem__(0, total[0] + o[0].numel()),
+             nn.Linear: lambda m, i, o: total.__setitem__(0, total[0] + m.weight.numel()),
+             nn.MaxPool2d: lambda m, i, o: total.__setitem__(0, total[0] + i[0][0].numel()),
+             nn.AvgPool2d: lambda m, i, o: total.__setitem__(0, total[0] + i[0][0].numel()),
+             nn.AdaptiveAvgPool2d: lambda m, i, o: total.__setitem__(0, total[0] + i[0][0].numel())}
+    for m in net.modules():
+        if type(m) in hooks:
+            m.register_forward_hook(hooks[type(m)])
+    with torch.no_grad():
+        net.eval()(x)
+    return total[0]
+
+
+@pytest.mark.parametrize("name", sorted(NSGANET_PAPER))
+def test_nsganet_matches_the_authors_published_models(name, one_thread):
+    params, madds = NSGANET_PAPER[name]
+    spec = baselines.get(name)
+    aux = sum(C.layer_cost(x, shape)[1] for x, shape in zip(spec.layers, [spec.input,
+                                                                        *spec.shapes()])
+              if x.type == "aux")
+    assert round((C.cost(spec).params - aux) / 1e4) * 1e4 == params
+    counted = _nsganet_counter(build(spec, seed=0), torch.randn(1, 3, 32, 32))
+    assert abs(counted - madds) / madds < 0.005
+
+
+def test_nsganet_cells_follow_the_genotype():
+    spec = baselines.get("nsganet_c34")
+    cells = [x for x in spec.layers if x.type == "cell"]
+    assert len(cells) == 20
+    assert [i for i, x in enumerate(cells) if x.red] == [6, 13]
+    assert [x.rp for x in cells].count(True) == 2 and cells[7].rp and cells[14].rp
+    assert [x.c for x in cells] == [34 + 4 * i for i in range(20)]
+    assert spec.shapes()[-3][1:] == (8, 8)  # the last cell at 8x8
+
+
+@pytest.mark.parametrize(("name", "resolution"), [("muxnet_m", 64), ("nsganet_c26_se", 32)])
+def test_moea_nets_train_a_step(name, resolution, one_thread):
+    spec = baselines.get(name, resolution=resolution, num_classes=5)
+    net = build(spec, seed=0).train()
+    y = net(torch.randn(2, 3, resolution, resolution))
+    loss = y.square().mean() + sum(a.square().mean() for a in net.aux_outputs())
+    loss.backward()
+    assert y.shape == (2, 5) and all(p.grad is not None for p in net.parameters())
+
+
+def test_cost_list_names_the_new_nets_with_their_sources(capsys):
+    assert C.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name, source in (("muxnet_m", "Lu, Deb & Boddeti 2020"), ("nsganet_c34", "Lu 2019"),
+                         ("lenet5_1998", "LeCun 1998"), ("googlenet_aux", "Szegedy 2015"),
+                         ("preact_resnet200", "He 2016")):
+        line = next(x for x in out.splitlines() if x.split()[0] == name)
+        assert source in line, line
