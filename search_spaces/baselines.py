@@ -133,7 +133,9 @@ def lenet5_1998(num_classes: int = 10, resolution: int = 32,
     maps, 5x5), F6 (84), every one followed by the scaled tanh 1.7159 tanh(2x/3), and the
     Euclidean RBF output layer (``rbf``, fixed +-1 prototypes). C3's table is a concat of
     grouped convolutions over picked S2 maps (``pick``), each group of a convolution one C3
-    map. 60,000 trainable parameters and 340,908 connections, as the paper counts them."""
+    map. 60,000 trainable parameters and 340,908 connections, as the paper counts them (328,096
+    MACs); the picked copies add 10,584 activations that a sparse convolution would not
+    store."""
     a = Act("stanh")
     c3: list[Layer] = []
     for group in LENET5_C3:
@@ -403,7 +405,8 @@ def preact_resnet(depth: int, num_classes: int = 1000, resolution: int = 224,
     """Pre-activation ResNet-18/34/50/200 (He et al. 2016, "Identity Mappings"; ResNet-200
     in its Table 5), ImageNet layout of the paper's Torch code: 7x7/2 conv-BN-ReLU stem and
     max-pool, pre-activation basic (18, 34) or bottleneck (50, 200) blocks, a final BN-ReLU
-    before pooling, fc. CIFAR form: 3x3 conv stem."""
+    before pooling, fc. CIFAR form: 3x3 conv stem. ResNet-200 has 64.67M parameters and
+    15.01 GMACs at 224 (the paper prints neither)."""
     if depth not in PREACT_DEPTHS:
         raise ValueError(f"pre-activation ResNet depth must be one of {sorted(PREACT_DEPTHS)}, "
                          f"got {depth}")
@@ -810,7 +813,10 @@ def muxnet(size: str = "m", num_classes: int = 1000, resolution: int = 224,
     """MUXNet-m / -l (Lu, Deb & Boddeti 2020, "MUXConv", and the authors' code):
     3x3/2 conv (24) with swish, the blocks of :data:`MUXNET`, 1x1 conv to 1280 / 1536 with
     swish, GAP, dropout 0.2, fc. The published -m and -l use MUXConv's channel
-    multiplexing (``mux`` with r=0.5) and mixed kernels, not its spatial multiplexing."""
+    multiplexing (``mux`` with r=0.5) and mixed kernels, not its spatial multiplexing.
+    Against the paper's ImageNet table: -m 3.35M parameters (3.4M) and 216.8M MACs (218M),
+    -l 4.04M (4.0M) and 316.5M (318M); the paper's counter also counts element-wise
+    multiplications such as the SE gates (1.66M / 2.25M), which MACs here leave out."""
     if size not in MUXNET:
         raise ValueError(f"MUXNet size must be one of {list(MUXNET)}, got {size!r}")
     blocks, features = MUXNET[size]
@@ -850,7 +856,11 @@ def nsganet(c: int = 34, increment: int = 4, se: bool = False, cells: int = 20,
     ``c`` and growing by ``increment`` after every cell (their "pyramid" network), SE on
     every cell output when ``se``, the CIFAR auxiliary head on the second reduction (ReLU,
     5x5/3 average pool, 1x1 conv 128, 2x2 conv 768, each with BN-ReLU, fc), GAP, fc.
-    Drop-path (their training recipe) is not modelled."""
+    Drop-path (their training recipe) is not modelled. Against the authors' published
+    models (C, increment, SE = 26, 4, yes / 34, 4, no / 36, 6, yes): 1.97M / 2.20M / 4.05M
+    parameters without the auxiliary head, as they count, and 417.7M / 548.5M / 816.6M
+    multiply-adds counted as their counter does (it adds BN, ReLU and pooling elements to
+    the 398.6M / 527.8M / 789.4M conv and fc MACs here) against their 417M / 550M / 817M."""
     layers: list[Layer] = [Conv(c=3 * c, k=3), BN(), Concat((Identity(), Identity()))]
     p = q = 3 * c  # channels of s0 and s1 in the travelling pair
     width, after_reduction = c, False
