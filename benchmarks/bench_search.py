@@ -34,8 +34,9 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from nas.algorithms import from_target, surrogate_inputs, to_target
+from nas.commands.search import run_search
+from nas.config import CONF_DIR
 from nas.run import hypervolume_curve, read_run, read_status
-from nas.search import CONF_DIR, run_search
 from nas.surrogate import make_surrogate, rank_metrics
 
 ALGOS = ("surrogate", "random", "nsga2", "optuna", "evolution", "local", "optuna-nsga3",

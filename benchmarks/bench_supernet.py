@@ -48,9 +48,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
+from nas.config import CONF_DIR
 from nas.cost import totals
 from nas.data import make_datamodule
-from nas.search import CONF_DIR
 from nas.supernet import InheritedScorer, check_space
 from nas.train import train_spec
 from search_spaces import format_genome

@@ -40,7 +40,7 @@ TOL = 0.2  # accuracy points
 def _compose(space: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from nas.search import CONF_DIR
+    from nas.config import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="search", overrides=[f"+space={space}", "evaluator=table",
@@ -50,8 +50,8 @@ def _compose(space: str, overrides: list[str]):
 def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
             overrides: list[str]) -> tuple[str, str, int, float]:
     """One search run folder (reused when finished); returns its wall time (stored)."""
+    from nas.commands.search import run_search
     from nas.run import read_status
-    from nas.search import run_search
 
     run_dir = Path(out) / f"{algo}_s{seed}"
     timing = run_dir / "bench_time.json"
@@ -159,8 +159,8 @@ def surrogate_taus(space, table, metric: str, cfg, sizes=(25, 50, 100, 200), see
 def main(args) -> None:
     from scipy.stats import wilcoxon
 
+    from nas.registry import SPACES
     from nas.table import load_table
-    from search_spaces import get_space
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def main(args) -> None:
     cfg = _compose(args.space, args.overrides)
     metric = cfg.evaluator.get("metric", "baseline_accuracy")
     table = load_table(cfg.evaluator.source)
-    space = get_space(args.space, num_classes=table.num_classes, in_channels=table.in_channels,
+    space = SPACES.build(args.space, num_classes=table.num_classes, in_channels=table.in_channels,
                       **{k: v for k, v in cfg.space.items() if k != "_target_"})
     tf = true_front(space, table, metric)
     print(f"true front of {table.source} / {metric} over {tf['n']:,} distinct networks "

@@ -27,7 +27,7 @@ per-step LR schedule), the Lightning ``Trainer`` settings and the seed.
 
 Models (``--models``): ``resnet20`` (CIFAR ResNet-20, He et al. 2016, option-A shortcuts,
 0.27M parameters), ``mobile`` -- the mobile-space candidate
-``get_space("mobile", num_classes=10, in_channels=3).ancestor_genome("mobilenet_v2")``,
+``SPACES.build("mobile", num_classes=10, in_channels=3).ancestor_genome("mobilenet_v2")``,
 i.e. MobileNetV2 (CIFAR form, width 1.0, 32x32 input; 2.24M parameters, 88M MACs), genome
 ``2-1-1-0-0-2-0-2-0-0-0-0-2-0-0-2-0-2-0-2-0-0-3-0-0-2-0-2-0-2-0-2-2-0-0-2-0-2-0-2-0-0-2-0-0-2-0-2-0-2-0-0-0-0-0-2-0-0-0-0-0-0``
 (the script prints the genome it used) -- any other baseline name of
@@ -98,16 +98,17 @@ from torch.utils.data import DataLoader, Dataset
 from nas.build import build
 from nas.cost import totals
 from nas.data import make_datamodule
+from nas.registry import SPACES
 from nas.spec import ArchSpec
 from nas.train import (
     CandidateFailed,
     ClassifierModule,
     TrainConfig,
-    _quiet,
+    quiet_logs,
     resolve_precision,
     train_spec,
 )
-from search_spaces import baselines, format_genome, get_space
+from search_spaces import baselines, format_genome
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg.tar.gz"
 PIPELINES = ("nas", "plain")
@@ -122,7 +123,7 @@ MOBILE_ANCESTOR = "mobilenet_v2"
 def model_spec(name: str, num_classes: int = 10, in_channels: int = 3) -> tuple[ArchSpec, str]:
     """The spec for a ``--models`` entry and a line describing it."""
     if name == "mobile" or name.startswith("mobile:"):
-        space = get_space("mobile", num_classes=num_classes, in_channels=in_channels)
+        space = SPACES.build("mobile", num_classes=num_classes, in_channels=in_channels)
         if name == "mobile":
             genome = space.ancestor_genome(MOBILE_ANCESTOR)
             how = f"ancestor_genome({MOBILE_ANCESTOR!r})"
@@ -239,7 +240,7 @@ def run_plain(spec: ArchSpec, cfg: TrainConfig, *, root: Path, seed: int,
     """Train and test ``spec`` with the plain pipeline; metrics as `train_spec` names them."""
     accelerator = _accelerator()
     cuda = accelerator == "gpu"
-    with _quiet(True):
+    with quiet_logs(True):
         pl.seed_everything(seed, workers=False, verbose=False)
         dm = make_datamodule("cifar10", root=root, batch_size=cfg.batch_size,
                              train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.archive import Archive, final_rows
-from nas.search import hypervolume_of
+from nas.run import hypervolume_of
 
 
 def curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,13 +1,5 @@
-"""nas: neural architecture search producing accuracy-vs-cost Pareto fronts.
+"""nas: neural architecture search producing accuracy-versus-cost Pareto fronts.
 
-``import nas`` stays cheap (no torch); ``nas.load`` is imported on first use.
+The library's modules are imported by name (``from nas.export import load``); ``import nas``
+itself loads nothing else.
 """
-
-
-def __getattr__(name: str):
-    # PEP 562 lazy attribute: nas.load lives in nas.export, which imports torch.
-    if name == "load":
-        from nas.export import load
-
-        return load
-    raise AttributeError(f"module 'nas' has no attribute {name!r}")

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from nas import spec as S
 
@@ -395,8 +396,6 @@ def bn_folded(net: nn.Module) -> Iterator[nn.Module]:
     is in eval mode and its outputs equal the unfolded net's to float rounding (~1e-6);
     it is for evaluation only (the folded layers are copies: nothing learned or
     recalibrated inside survives)."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     undo: list[tuple[nn.Module, str, nn.Module]] = []  # (container, name, original)
     acts: list[nn.Module] = []  # activations switched to in place
     training = net.training

@@ -14,8 +14,9 @@ evaluator options and the spec's layer fields.
 
 from __future__ import annotations
 
+import difflib
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -112,4 +113,19 @@ def one_of(key: str, value: Any, choices: Sequence[Any],
     return value
 
 
-__all__ = ["boolean", "fraction", "integer", "invalid", "number", "one_of", "text"]
+class UnknownName(ValueError):
+    """A name no registry or table has."""
+
+
+def unknown(kind: str, name: Any, known: Iterable[str], how: str = "") -> UnknownName:
+    """The one message for a name that names nothing: ``unknown <kind> 'x' (did you mean
+    y?); known: a, b, c (<how to pass one>)``."""
+    known = list(known)
+    close = difflib.get_close_matches(str(name), known, n=2) if isinstance(name, str) else []
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    tail = f" ({how})" if how else ""
+    return UnknownName(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}{tail}")
+
+
+__all__ = ["UnknownName", "boolean", "fraction", "integer", "invalid", "number", "one_of",
+           "text", "unknown"]

@@ -34,13 +34,22 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from scipy.optimize import nnls
 
+from nas import registry
+from nas.build import build
+from nas.config import CONF_DIR
 from nas.cost import human, totals
+from nas.objectives import Coster
 from nas.spec import ArchSpec
+from nas.train import TrainConfig, accelerator_of, torch_threads, train_spec
+from search_spaces import baselines as zoo
 
 #: forward-MAC multiples of one training step (forward + backward; see the module docstring)
 TRAIN_MACS_FACTOR = 3.0
@@ -82,9 +91,6 @@ def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.
     """Median seconds of one training step (forward, backward, SGD) or one evaluation
     forward of ``net`` on the batch ``(x, y)``, after one warm-up step, read on ``clock``
     (``time.thread_time`` for one CPU thread: what the step costs, whatever else runs)."""
-    import torch
-    import torch.nn.functional as F
-
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
@@ -113,8 +119,6 @@ def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.
 def leaf_modules(spec: ArchSpec) -> int:
     """Layers of ``spec`` as PyTorch runs them: the modules of its network without
     children."""
-    from nas.build import build
-
     return sum(1 for m in build(spec).modules() if next(m.children(), None) is None)
 
 
@@ -133,15 +137,9 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
     With one CPU thread (the pool's workers on small candidates) the timings are CPU time,
     which other processes' work inflates less than wall time (not at all on separate
     physical cores; on two hyperthreads of one core it still does)."""
-    import torch
-    from scipy.optimize import nnls
-
-    from nas.build import build
-    from nas.train import TrainConfig, _accelerator, _threads, train_spec
-
     t_start = time.perf_counter()
     cfg = TrainConfig.from_any(train)
-    device = torch.device("cuda" if _accelerator(cfg) == "gpu" else "cpu")
+    device = torch.device("cuda" if accelerator_of(cfg) == "gpu" else "cpu")
     # Steps are timed at a small batch (the fixed part per step does not depend on it, the
     # rest is linear in it), so that large networks take a second, not a minute.
     B = min(cfg.batch_size, MEASURE_BATCH)
@@ -161,7 +159,7 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
             torch.cuda.synchronize()
         return t
 
-    with _threads(threads):
+    with torch_threads(threads):
         probes = [*specs, tiny]
         macs = np.array([float(totals(sp)[0]) for sp in probes])
         layers = np.array([float(leaf_modules(sp)) for sp in probes])
@@ -426,12 +424,6 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     ``threads``: torch threads per evaluator slot (None: the recipe's). Under successive
     halving a candidate's epochs are the schedule's mean (`sha_mean_epochs`); baselines
     go through every rung."""
-    from omegaconf import OmegaConf
-
-    from nas.data import make_datamodule
-    from nas.train import TrainConfig
-    from search_spaces import baselines as zoo
-
     cfg = search.cfg
     ev = OmegaConf.to_container(cfg.evaluator, resolve=True)
     if ev.get("backend") == "table":
@@ -439,7 +431,7 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     train = TrainConfig.from_any(OmegaConf.to_container(cfg.train, resolve=True))
     data = OmegaConf.to_container(cfg.data, resolve=True)
     name = data.pop("name")
-    dm = make_datamodule(name, **data, batch_size=train.batch_size,
+    dm = registry.datamodule(name, **data, batch_size=train.batch_size,
                          train_fraction=train.train_fraction, val_fraction=train.val_fraction)
     n_train, n_val = dm.split_size("train"), dm.split_size("val")
     lim = train.limit_train_batches
@@ -495,11 +487,6 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
 def _resolution_macs(search: Any) -> dict[int, float]:
     """Mean candidate MACs at smaller single resolutions than the space's (exact: the space
     rebuilt with ``resolutions=[r]`` and sampled)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from nas.search import Coster
-
     space_cfg = OmegaConf.to_container(search.cfg.space, resolve=True)
     current = space_cfg.get("resolutions")
     if not current:
@@ -512,8 +499,8 @@ def _resolution_macs(search: Any) -> dict[int, float]:
         kw = {k: v for k, v in space_cfg.items() if k != "name"}
         kw["resolutions"] = [r]
         try:
-            space = instantiate(kw, num_classes=search.num_classes,
-                                in_channels=search.in_channels, _convert_="all")
+            space = registry.space(kw, num_classes=search.num_classes,
+                                   in_channels=search.in_channels)
         except Exception:  # noqa: BLE001 - a space that cannot go that small: no advice
             continue
         coster = Coster(space, ("macs",))
@@ -524,9 +511,7 @@ def _resolution_macs(search: Any) -> dict[int, float]:
 
 def _sha_schedule() -> tuple[list[float], float] | None:
     """(rungs, eta) of conf/fidelity/sha.yaml, when that fidelity exists."""
-    from omegaconf import OmegaConf
-
-    path = Path(__file__).resolve().parents[1] / "conf" / "fidelity" / "sha.yaml"
+    path = CONF_DIR / "fidelity" / "sha.yaml"
     if not path.exists():
         return None
     doc = OmegaConf.to_container(OmegaConf.load(path))

@@ -30,8 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
+from omegaconf import OmegaConf
 
-from nas import pareto
+from nas import pareto, registry
+from nas.archive import Archive, final_rows
 from nas.safe_load import UnsafeFileError, load_state_bytes
 
 CONFIG = "config.yaml"
@@ -339,13 +342,10 @@ class Run:
         if isinstance(sp, dict):
             if sp.get("name"):
                 return str(sp["name"])
-            target = str(sp.get("_target_", "")).rsplit(".", 1)[-1]
-            from search_spaces import SPACES
-
-            for name, cls in SPACES.items():
-                if cls.__name__ == target:
-                    return name
-            return target or None
+            cls = registry.space_class_of(str(sp.get("_target_", "")))
+            if cls is not None:
+                return cls.name
+            return str(sp.get("_target_", "")).rsplit(".", 1)[-1] or None
         return str(sp) if sp else None
 
 
@@ -364,8 +364,6 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 def read_archive(path: Path) -> pd.DataFrame:
     """The archive's rows as a frame; a corrupt file is named with the way out."""
-    from nas.archive import Archive
-
     try:
         archive = Archive(path)
     except ValueError as e:
@@ -383,8 +381,6 @@ def read_config(run_dir: Path) -> dict:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         return {}
-    import yaml
-
     try:
         with path.open() as f:
             cfg = yaml.safe_load(f)
@@ -407,8 +403,6 @@ def read_run(path: str | Path) -> Run:
     evaluated = _read_csv(run_dir / "evaluated.csv")
     baselines = _read_csv(run_dir / "baselines.csv")
     if archive.is_file():
-        from nas.archive import final_rows
-
         from_archive = split_archive(final_rows(read_archive(archive)))
         if evaluated is None:
             evaluated = from_archive[0]
@@ -441,8 +435,6 @@ def read_run(path: str | Path) -> Run:
 def open_resume(path: str | os.PathLike) -> tuple[Path, Any]:
     """``(run_dir, saved config)`` of a run folder to resume; :class:`RunFolderError` when
     the folder is not one."""
-    from omegaconf import OmegaConf
-
     run_dir = Path(path).expanduser()
     if not run_dir.is_dir():
         raise RunFolderError(f"resume={path}: no such folder; pass a run folder printed by "

@@ -27,11 +27,14 @@ import builtins
 import copyreg
 import io
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.random._pickle as np_random_pickle  # numpy's documented pickle helpers
 import torch
+from numpy.random import bit_generator as np_bit_generator
 
 #: packages whose classes a saved search state may hold (the algorithms, the spaces they
 #: hold, pymoo's NSGA-II objects)
@@ -78,6 +81,28 @@ def read_checkpoint(path: str | Path, *, what: str, fix: str) -> Any:
                               f"truncated? {type(e).__name__}); {fix}") from None
 
 
+def read_weights(path: str | Path) -> dict:
+    """The tensors saved in ``path``: a state_dict file (``weights.pt`` of an export; an
+    export folder reads its ``weights.pt``) or a Lightning checkpoint (its ``state_dict``,
+    keys still carrying the wrapper's prefix). Read with the safe loader only
+    (:func:`read_checkpoint`): a file holding other objects (a pickled module, say) is
+    refused and nothing in it runs."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "weights.pt"
+    fix = ("pass a nas.train checkpoint (runs/.../checkpoints/last.ckpt) or an export's "
+           "weights.pt")
+    obj = read_checkpoint(p, what="weights file", fix=fix)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else (
+        "an empty dict" if not obj else "a dict of other values")
+    raise ValueError(f"weights file {p} holds {what}, not a state_dict or a Lightning "
+                     f"checkpoint; save one with torch.save(model.state_dict(), path)")
+
+
 # --------------------------------------------------------------------------------------------
 # Search states
 # --------------------------------------------------------------------------------------------
@@ -92,21 +117,19 @@ _RECONSTRUCTORS = {
 
 
 def _numpy_reconstructors() -> dict[tuple[str, str], Any]:
+    """numpy's pickle helpers for arrays, scalars and random generators, under every module
+    name a numpy release writes them with."""
     out: dict[tuple[str, str], Any] = {}
-    import numpy.random._pickle as rp  # numpy's documented pickle helpers for generators
-
     for name in ("__bit_generator_ctor", "__generator_ctor", "__randomstate_ctor"):
-        if hasattr(rp, name):
-            out[("numpy.random._pickle", name)] = getattr(rp, name)
-    from numpy.random import bit_generator
-
-    if hasattr(bit_generator, "__pyx_unpickle_SeedSequence"):
+        if hasattr(np_random_pickle, name):
+            out[("numpy.random._pickle", name)] = getattr(np_random_pickle, name)
+    if hasattr(np_bit_generator, "__pyx_unpickle_SeedSequence"):
         out[("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence")] = \
-            bit_generator.__pyx_unpickle_SeedSequence
+            np_bit_generator.__pyx_unpickle_SeedSequence
     for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            m = __import__(mod, fromlist=["_reconstruct"])
-        except ImportError:
+        m = sys.modules.get(mod) or (np._core.multiarray if mod == "numpy._core.multiarray"
+                                     else None)
+        if m is None:
             continue
         out[(mod, "_reconstruct")] = m._reconstruct
         out[(mod, "scalar")] = m.scalar
@@ -240,4 +263,4 @@ def load_state_bytes(data: bytes, *, where: str) -> Any:
 
 
 __all__ = ["STATE_PACKAGES", "StateUnpickler", "UnsafeFileError", "load_state_bytes",
-           "read_checkpoint"]
+           "read_checkpoint", "read_weights"]

@@ -28,6 +28,7 @@ import torch
 
 from nas import spec as S
 from nas.cost import layer_cost
+from nas.safe_load import read_weights
 
 FREEZE_ALL_BUT_HEAD = "all-but-head"
 MATCHES = ("strict", "prefix")
@@ -89,8 +90,6 @@ def load_pretrained(net: torch.nn.Module, weights: str | Path | dict, *,
                     match: str = "strict") -> InitReport:
     """Load ``weights`` (a path, or a state_dict) into ``net`` (a ``nas.build.Net``) as the
     module docstring describes; returns what was reused."""
-    from nas.export import read_weights
-
     if match not in MATCHES:
         raise ValueError(f"train.init_match={match!r} is invalid; pass one of "
                          f"{', '.join(MATCHES)}")

@@ -33,7 +33,7 @@ heads are off and the only random draws are ``zen``'s, from a generator seeded w
 
 **Cost** in CPU seconds (``time.process_time``, one thread, build excluded) on NAS-Bench-201
 CIFAR-10 networks at the batch sizes of :data:`BATCH`: 10 random networks and the largest
-(every edge conv3x3, 220 M MACs), measured with ``python -m nas.zero_cost --networks 10`` on
+(every edge conv3x3, 220 M MACs), measured with ``python benchmarks/bench_proxy_time.py --networks 10`` on
 a 2-core Intel Xeon shared with other jobs (torch 2.13.0 CPU wheel):
 
 =========  =====  ======  =====  =======
@@ -63,12 +63,9 @@ of the space (:func:`reference_sample`), which puts proxies of very different sc
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import numbers
-import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -528,50 +525,7 @@ def reference_sample(space: Any, proxies: Iterable[str], inputs: torch.Tensor,
     return out
 
 
-# Timing ----------------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m nas.zero_cost",
-        description="CPU seconds per proxy on random NAS-Bench-201 CIFAR-10 networks and on "
-                    "the largest one (every edge conv3x3), one thread, the batch sizes of "
-                    "BATCH (Gaussian images, random labels: the time does not depend on the "
-                    "values); the build is not timed.")
-    p.add_argument("--networks", type=int, default=10, help="random networks to time")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample and the builds")
-    args = p.parse_args(argv)
-    from search_spaces import get_space
-
-    torch.set_num_threads(1)
-    space = get_space("nb201", num_classes=10, in_channels=3)
-    gen = torch.Generator().manual_seed(args.seed)
-
-    def seconds(name: str, genome: Any) -> float:
-        spec = space.decode(genome)
-        net = build(spec, seed=args.seed)
-        x = torch.randn((BATCH[name], *spec.input), generator=gen)
-        y = torch.randint(0, 10, (BATCH[name],), generator=gen)
-        start = time.process_time()
-        try:
-            if name in ("params", "macs"):
-                scores((name,), spec, x, y, seed=args.seed)
-            else:
-                measure((name,), net, x, y, seed=args.seed)
-        except ProxyError:
-            pass
-        return time.process_time() - start
-
-    sample = space.sample(args.networks, np.random.default_rng(args.seed))
-    print(f"{'proxy':10s} {'batch':>5s} {'median s':>9s} {'max s':>7s} {'largest s':>10s}")
-    for name in PROXIES:
-        t = [seconds(name, genome) for genome in sample]
-        largest = seconds(name, (2,) * 6)
-        print(f"{name:10s} {BATCH[name]:5d} {np.median(t):9.3f} {max(t):7.3f} {largest:10.3f}")
-    return 0
 
 
 __all__ = ["PROXIES", "COMBINATIONS", "DEFAULT_COMBINATION", "BATCH", "NEEDS_LABELS",
            "ProxyError", "measure", "score", "scores", "combine", "reference_sample"]
-
-if __name__ == "__main__":
-    sys.exit(main())

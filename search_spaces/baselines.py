@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nas import checks
 from nas.spec import (
     BN,
     GAP,
@@ -1015,19 +1016,20 @@ def _reg_moea() -> dict[str, BaselineInfo]:
 BASELINES: dict[str, BaselineInfo] = _reg()
 
 
+def get_info(name: str) -> BaselineInfo:
+    """The zoo's entry for ``name``; ValueError (with close matches and the known names)
+    when there is none."""
+    if name not in BASELINES:
+        raise checks.unknown("baseline", name, BASELINES, "python -m nas.cost --list")
+    return BASELINES[name]
+
+
 def get(name: str, *, num_classes: int | None = None, resolution: int | None = None,
         in_channels: int | None = None, head: str | None = None) -> ArchSpec:
     """The spec of baseline ``name``; ``None`` arguments take the baseline's defaults.
     ``head="conv"`` gives the convolutionalised classifier of the nets that have one
     (AlexNet, ZFNet, VGG: :func:`conv_classifier`)."""
-    info = BASELINES.get(name)
-    if info is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, BASELINES, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown baseline {name!r}.{hint} Known baselines: "
-                         f"{', '.join(BASELINES)}")
+    info = get_info(name)
     for arg, v in (("num_classes", num_classes), ("resolution", resolution),
                    ("in_channels", in_channels)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -1045,4 +1047,4 @@ def get(name: str, *, num_classes: int | None = None, resolution: int | None = N
                    in_channels=in_channels or info.in_channels, **kw)
 
 
-__all__ = ["BASELINES", "BaselineInfo", "get", "make_divisible"]
+__all__ = ["BASELINES", "BaselineInfo", "get", "get_info", "make_divisible"]

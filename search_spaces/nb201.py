@@ -54,6 +54,7 @@ from nas.spec import (
     NB201Reduction,
     dag_live_edges,
     nb201_arch_string,
+    parse_nb201_arch,
 )
 from search_spaces.base import SearchSpace, config_error, int_list
 
@@ -78,8 +79,6 @@ def arch_string(genome) -> str:
 
 def genome_of_arch_string(arch: str) -> tuple[int, ...]:
     """The genome of a NAS-Bench-201 arch string (inverse of :func:`arch_string`)."""
-    from nas.spec import parse_nb201_arch
-
     by_pair = {(i, j): op for op, i, j in parse_nb201_arch(arch)}
     if set(by_pair) != set(EDGES):
         raise ValueError(f"arch string {arch!r} is not a 4-node NAS-Bench-201 cell")

@@ -19,9 +19,9 @@ import zlib
 import numpy as np
 import pytest
 
+from nas import registry
 from nas.algorithms import ALGORITHMS, Context, make_algorithm
-from nas.search import Coster
-from search_spaces import get_space
+from nas.objectives import Coster
 
 # Small settings of every algorithm (each trains nothing, so a run takes well under a second).
 CONFIGS = {
@@ -52,7 +52,7 @@ class Synthetic:
     """A space, its costs under a MAC limit, and an error that depends only on the genome."""
 
     def __init__(self, space: str):
-        self.space = get_space(space, num_classes=10, in_channels=3, **SPACES[space])
+        self.space = registry.SPACES.build(space, num_classes=10, in_channels=3, **SPACES[space])
         self.coster = Coster(self.space, ("macs",))
         sample = self.space.sample(200, np.random.default_rng(0))
         self.limit = float(np.median([self.coster.cost(g) for g in sample]))

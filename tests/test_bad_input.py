@@ -20,10 +20,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from nas import run as RF
-from nas.export import main as export_main
-from nas.export import read_weights
-from nas.safe_load import UnsafeFileError, load_state_bytes, read_checkpoint
-from nas.search import SearchError, run_search
+from nas.commands.export import main as export_main
+from nas.commands.search import run_search
+from nas.safe_load import UnsafeFileError, load_state_bytes, read_checkpoint, read_weights
+from nas.search import SearchError
 from nas.spec import ArchSpec
 from nas.table import TableError, read_user_table
 from nas.train import train_spec
@@ -311,3 +311,124 @@ def done_search(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("done") / "run"
     run_search(tiny_cfg("baselines.names=[]"), run_dir)
     return run_dir
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Every unknown key of every command is refused; every declared key is accepted
+# --------------------------------------------------------------------------------------------
+
+
+def _compose(command: str, overrides: list[str]):
+    from nas.config import COMMANDS
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name=COMMANDS[command], overrides=overrides)
+
+
+@pytest.mark.parametrize(("command", "overrides", "message"), [
+    ("search", ["+space=mobile", "+budget.evalutions=5"],
+     r"unknown config key 'budget.evalutions' \(did you mean budget.evaluations\?\)"),
+    ("search", ["+space=mobile", "+foo=1"], r"unknown config key 'foo'"),
+    ("search", ["+space=mobile", "+train.epoch=5"],
+     r"unknown config key 'train.epoch' \(did you mean train.epochs\?\)"),
+    ("search", ["+space=mobile", "+space.widthmults=[1]"],
+     r"unknown config key 'space.widthmults' \(did you mean space.width_mults\?\)"),
+    ("search", ["+space=mobile", "evaluator=table", "+evaluator.workers=2"],
+     r"unknown config key 'evaluator.workers'.*keys under evaluator: backend, in_channels"),
+    ("search", ["+space=mobile", "+constraints.max_flops=3"],
+     r"unknown config key 'constraints.max_flops'"),
+    ("search", ["+space=mobile", "+data.sze=3"],
+     r"unknown config key 'data.sze' \(did you mean data.size\?\)"),
+    ("train", ["arch=lenet5", "+tset=false"],
+     r"unknown config key 'tset' \(did you mean test\?\)"),
+    ("tune", ["+space=mobile", "+experiment=tune_proxy", "+tune.n_trails=1"],
+     r"unknown config key 'tune.n_trails' \(did you mean tune.n_trials\?\)"),
+    ("baselines", ["+baselines.nmes=[lenet5]"],
+     r"unknown config key 'baselines.nmes' \(did you mean baselines.names\?\)"),
+    ("supernet", ["+space=mobile", "+supernet.sandwch=false"],
+     r"unknown config key 'supernet.sandwch' \(did you mean supernet.sandwich\?\)"),
+])
+def test_every_command_refuses_unknown_keys_anywhere(command, overrides, message):
+    from nas.commands import CHECKS
+
+    cfg = _compose(command, overrides)
+    with pytest.raises(ValueError, match=message):
+        CHECKS.get(command)(cfg)
+
+
+def test_every_key_conf_declares_is_accepted():
+    """The schema is conf/ itself: every option of every group, composed into each command
+    that reads the group, passes the key check (no false refusal)."""
+    from nas.commands.schema import GROUPS, check_keys
+    from nas.config import CONF_DIR
+
+    for command, groups in GROUPS.items():
+        base = {"train": ["arch=lenet5"], "search": ["+space=mobile"],
+                "tune": ["+space=mobile"], "supernet": ["+space=mobile"]}.get(command, [])
+        for group in groups:
+            if group == "preset":
+                continue
+            for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+                prefix = "+" if group == "space" else ""
+                ov = [o for o in base if not o.startswith(f"+{group}=")]
+                check_keys(_compose(command, [*ov, f"{prefix}{group}={option}"]), command)
+    for experiment in ("compare", "tune_proxy"):
+        check_keys(_compose("tune", ["+space=mobile", f"+experiment={experiment}"]), "tune")
+
+
+def test_hydra_composition_errors_are_one_line(tmp_path):
+    cases = [(["budget.evalutions=5"], "unknown config key 'budget.evalutions' (did you mean "
+                                       "budget.evaluations?)"),
+             (["data=foo"], "data=foo is not an option of the data group; options: cifar10"),
+             (["budget.evaluations=["], "cannot parse an override")]
+    for args, text in cases:
+        p = cli("nas.search", "+space=mobile", *args, f"hydra.run.dir={tmp_path / 'r'}",
+                cwd=tmp_path)
+        assert text in one_line_error(p), p.stderr
+        assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Sweeps: every job checked first, a failed job does not stop the others
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_sweep_checks_every_job_before_the_first_starts(tmp_path):
+    p = cli("nas.search", "--multirun", "+space=mobile", "train=fast", "baselines.names=[]",
+            "budget.evaluations=4,abc,6", "budget.initial=4",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    line = one_line_error(p)
+    assert line.startswith("error: sweep job #1 (") and "budget.evaluations=abc" in line
+    assert line.endswith("budget.evaluations='abc' is invalid; pass an integer >= 1; no job "
+                         "was started")
+    assert not any((tmp_path / "sweep").glob("*/archive.sqlite"))
+
+
+def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
+    p = cli("nas.search", "--multirun", "+space=mobile", "train=fast", "baselines.names=[]",
+            "budget.evaluations=3", "budget.initial=3", "evaluator=local", "progress=false",
+            "data=synthetic", "data.n_train=128", "data.size=16", "space.resolutions=[12]",
+            "train.max_time_s=0.001,null", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            cwd=tmp_path)
+    assert p.returncode == 2, p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweep: 1 of 2 failed, 0 not run (") and "max_time_s=0.001" in last
+    assert (tmp_path / "sweep" / "1" / "pareto.csv").exists()  # the second job ran
+
+
+def test_tune_workers_sharing_a_study_run_no_more_than_n_trials(tmp_path):
+    """Two workers that start a trial together: the one whose trial would exceed n_trials
+    (the complete trials and those running ahead of it) runs nothing and stops."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.commands.tune import Tuner
+
+    study = optuna.create_study()
+    for v in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(value=v, state=TrialState.COMPLETE))
+    study.ask()  # another worker's trial, running
+    tuner = Tuner([], [], ["hypervolume"], tmp_path, retry=lambda *a: None, n_trials=3)
+    study.optimize(tuner, n_trials=5)  # would run five: stops at once, running none
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.PRUNED]

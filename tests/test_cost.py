@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nas import cost as C
 from nas.build import build
+from nas.commands.cost import main as cost_main
 from nas.fuzz import random_spec
 from nas.spec import ArchSpec
 from search_spaces import baselines
@@ -217,14 +218,14 @@ def test_per_layer_rows_sum_to_totals():
 
 
 def test_cli_table(capsys):
-    assert C.main(["resnet18", "--resolution", "224"]) == 0
+    assert cost_main(["resnet18", "--resolution", "224"]) == 0
     out = capsys.readouterr().out
     assert "total" in out and "1.81G" in out and "11.69M" in out
     assert "11,689,512 params" in out
 
 
 def test_cli_json_keys(capsys):
-    assert C.main(["mobilenet_v2", "--json", "--batch", "8"]) == 0
+    assert cost_main(["mobilenet_v2", "--json", "--batch", "8"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert {"name", "type", "out_shape", "activations", "macs", "flops", "params"} <= set(
         d["layers"][0])
@@ -235,7 +236,7 @@ def test_cli_json_keys(capsys):
 
 
 def test_cli_list(capsys):
-    assert C.main(["--list"]) == 0
+    assert cost_main(["--list"]) == 0
     out = capsys.readouterr().out
     for name in ("lenet5", "alexnet", "resnet50", "densenet121", "mobilenet_v2", "wrn28_10"):
         assert name in out
@@ -244,13 +245,13 @@ def test_cli_list(capsys):
 
 
 def test_cli_convolutional_head_at_448(capsys):
-    assert C.main(["vgg16", "--resolution", "448", "--head", "conv", "--json"]) == 0
+    assert cost_main(["vgg16", "--resolution", "448", "--head", "conv", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["total"]["params"] == 138_357_544
     assert d["total"]["macs"] == C.cost(baselines.get("vgg16", resolution=448,
                                                       head="conv")).macs
-    assert C.main(["vgg16", "--resolution", "448"]) == 0  # fc head: adaptive pool to 7x7
-    assert C.main(["resnet18", "--head", "conv"]) == 2
+    assert cost_main(["vgg16", "--resolution", "448"]) == 0  # fc head: adaptive pool to 7x7
+    assert cost_main(["resnet18", "--head", "conv"]) == 2
     assert "no 'head' option" in capsys.readouterr().err
 
 
@@ -258,20 +259,20 @@ def test_cli_spec_file_and_string(tmp_path, capsys):
     spec = baselines.get("resnet20")
     path = tmp_path / "spec.json"
     path.write_text(spec.to_json())
-    assert C.main([str(path), "--json"]) == 0
+    assert cost_main([str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["params"] == 269_722
-    assert C.main([spec.to_string(), "--json"]) == 0
+    assert cost_main([spec.to_string(), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["params"] == 269_722
 
 
 def test_cli_unknown_name_lists_known(capsys):
-    assert C.main(["resnet19"]) == 2
+    assert cost_main(["resnet19"]) == 2
     err = capsys.readouterr().err
     assert "unknown baseline 'resnet19'" in err and "resnet18" in err and "lenet5" in err
 
 
 def test_cli_resolution_too_small_names_layer(capsys):
-    assert C.main(["alexnet", "--resolution", "32"]) == 2
+    assert cost_main(["alexnet", "--resolution", "32"]) == 2
     err = capsys.readouterr().err
     assert "layers[" in err and "empty output" in err
 

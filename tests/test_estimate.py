@@ -129,7 +129,8 @@ def test_a_search_records_its_estimate_and_its_time(tmp_path):
     benchmarks/RESULTS.md, not asserted here: the machine's load decides it)."""
     from hydra import compose, initialize_config_dir
 
-    from nas.search import CONF_DIR, run_search
+    from nas.commands.search import run_search
+    from nas.config import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="search", overrides=[
@@ -151,7 +152,8 @@ def test_successive_halving_is_billed_at_the_schedule_s_mean_epochs(tmp_path, mo
     from hydra import compose, initialize_config_dir
 
     from nas.archive import Archive
-    from nas.search import CONF_DIR, Search
+    from nas.config import CONF_DIR
+    from nas.search import Search
 
     seen = {}
 

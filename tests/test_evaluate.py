@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_dir
 
 from nas.evaluate import (
     Candidate,
-    LocalEvaluator,
-    PoolEvaluator,
+    LocalRunner,
+    PoolRunner,
     Result,
+    TrainTask,
     backend_options,
     failure_reason,
     make_evaluator,
@@ -51,7 +52,7 @@ def ev(request):
 
 
 def configure(ev, *, timeout_s=None, **train):
-    ev.train = TrainConfig(**{**FAST, **train})
+    ev.task.train = TrainConfig(**{**FAST, **train})
     ev.timeout_s = timeout_s
     return ev
 
@@ -85,7 +86,7 @@ def test_each_backend_times_out_and_goes_on(ev):
 
 @pytest.mark.parametrize("ev", ["pool"], indirect=True)
 def test_pool_reports_a_dead_worker_and_replaces_it(ev):
-    assert isinstance(ev, PoolEvaluator)
+    assert isinstance(ev, PoolRunner)
     configure(ev, epochs=1000, limit_train_batches=None)
 
     def kill_busy_worker():
@@ -108,7 +109,7 @@ def test_pool_reports_a_dead_worker_and_replaces_it(ev):
 def test_pool_dead_worker_does_not_take_the_queued_candidates_with_it(ev):
     """A worker dies while the other trains and two candidates wait: reporting its failure
     must not hand a queued candidate to the dead worker (that candidate would be lost)."""
-    assert isinstance(ev, PoolEvaluator)
+    assert isinstance(ev, PoolRunner)
     configure(ev, epochs=3, limit_train_batches=8)
     cands = [Candidate(name, LENET, seed=0) for name in ("victim", "b", "c", "d")]
     killed = threading.Event()
@@ -147,7 +148,7 @@ def test_result_keeps_unknown_train_fields_in_extra():
 
 
 def test_local_timeout_acts_as_max_time():
-    ev = LocalEvaluator(data=DATA, train=FAST, timeout_s=0.001)
+    ev = LocalRunner(TrainTask(data=DATA, train=FAST), timeout_s=0.001)
     (r,) = ev.evaluate([Candidate("a", LENET, seed=0)])
     assert r.reason == "timeout after 0.001 s"
 
@@ -159,16 +160,16 @@ def test_evaluator_yaml_keys_are_backend_options(name):
     assert cfg.evaluator.backend == name
     assert set(cfg.evaluator) - {"backend"} <= backend_options(name)
     if name == "local":
-        assert isinstance(make_evaluator(cfg.evaluator, data=DATA, train=FAST), LocalEvaluator)
+        assert isinstance(make_evaluator(cfg.evaluator, data=DATA, train=FAST), LocalRunner)
 
 
 def test_make_evaluator_rejects_bad_config():
-    with pytest.raises(ValueError, match="evaluator.backend='gpu'.*local, pool, ray"):
+    with pytest.raises(ValueError, match=r"unknown evaluator 'gpu'; known: local, pool, ray"):
         make_evaluator({"backend": "gpu"}, data=DATA, train=FAST)
     with pytest.raises(ValueError, match="evaluator.workers is not an option of the local"):
         make_evaluator({"backend": "local", "workers": 2}, data=DATA, train=FAST)
     with pytest.raises(TypeError, match="Candidate"):
-        LocalEvaluator(data=DATA, train=FAST).evaluate([LENET])
+        LocalRunner(TrainTask(data=DATA, train=FAST)).evaluate([LENET])
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,9 +180,10 @@ def test_make_evaluator_rejects_bad_config():
 def test_feed_gets_candidates_put_from_the_callback(ev):
     """A freed slot gets what the callback puts; the evaluator returns once the feed is
     closed and done; an open feed with nothing queued or running is an error, not a hang."""
-    from nas.evaluate import Feed, RayEvaluator
+    from nas.evaluate import Feed
+    from nas.evaluate.cluster import RayRunner
 
-    if isinstance(ev, RayEvaluator):
+    if isinstance(ev, RayRunner):
         pytest.skip("the Ray loop's feed handling is exercised by evaluate() above")
     configure(ev)
     feed = Feed([Candidate("c0", LENET, seed=0)])
@@ -205,16 +207,16 @@ def test_feed_gets_candidates_put_from_the_callback(ev):
 def test_a_freed_slot_starts_the_queued_candidate_before_the_callback_runs(ev):
     """The search asks its algorithm from the result callback (a second or two); a slot
     that frees starts what is already queued first, so it never idles through an ask."""
-    from nas.evaluate import Feed, LocalEvaluator
+    from nas.evaluate import Feed, LocalRunner
 
-    if isinstance(ev, LocalEvaluator):
+    if isinstance(ev, LocalRunner):
         pytest.skip("one slot: nothing runs while the callback does")
     configure(ev)
     feed = Feed([Candidate(f"c{i}", LENET, seed=0) for i in range(3)], closed=True)
     idle_with_work = []
 
     def free_slots() -> int:  # slots that could take a candidate now
-        if isinstance(ev, PoolEvaluator):
+        if isinstance(ev, PoolRunner):
             return sum(w.ready and w.task is None for w in ev._workers)
         return ev.slots - len(ev._inflight)
 
@@ -223,7 +225,7 @@ def test_a_freed_slot_starts_the_queued_candidate_before_the_callback_runs(ev):
 
 
 def test_plan_workers_uses_every_core_or_gpu():
-    from nas.evaluate import THREADED_STEP_MACS, plan_workers
+    from nas.evaluate.runners import THREADED_STEP_MACS, plan_workers
 
     assert plan_workers(cores=2, gpus=0) == (2, 1)  # small nets: one thread each
     assert plan_workers(cores=16, gpus=0, step_macs=1e8) == (16, 1)

@@ -20,7 +20,7 @@ import pytest
 ray = pytest.importorskip("ray")
 import ray.exceptions as rex  # noqa: E402
 
-from nas.evaluate import (  # noqa: E402
+from nas.evaluate.cluster import (  # noqa: E402
     ray_connect,
     ray_slots,
     ray_system_failure,
@@ -32,7 +32,7 @@ from nas.train import CandidateFailed  # noqa: E402
 
 
 def test_infrastructure_failures_are_retried_and_a_candidates_own_are_not():
-    own = rex.RayTaskError("run_ray_candidate", "Traceback ...",
+    own = rex.RayTaskError("run_ray_task", "Traceback ...",
                            CandidateFailed("diverged: loss=nan at step 3"))
     cases = {
         rex.NodeDiedError("Task failed because the node it was running on is dead"):
@@ -75,15 +75,16 @@ def test_unreachable_address_is_one_line_naming_the_fix(address):
 
 
 def test_bad_ray_options_are_rejected_before_connecting():
-    from nas.evaluate import RayEvaluator
+    from nas.evaluate import TrainTask
+    from nas.evaluate.cluster import RayRunner
 
-    data = {"name": "digits"}
+    task = TrainTask(data={"name": "digits"})
     for kw, needle in [({"gpus_per_task": -1}, "gpus_per_task=-1"),
                        ({"gpus_per_task": 1.5}, "gpus_per_task=1.5"),
                        ({"max_retries": -1}, "max_retries=-1"),
                        ({"cpus_per_task": 0}, "cpus_per_task=0")]:
         with pytest.raises(ValueError, match=needle):
-            RayEvaluator(data=data, address="127.0.0.1:1", **kw)
+            RayRunner(task, address="127.0.0.1:1", **kw)
 
 
 # ---------------------------------------------------------------------------- a cluster
@@ -91,7 +92,7 @@ def test_bad_ray_options_are_rejected_before_connecting():
 
 def _running_candidates(raylet_pid: int) -> list[int]:
     """PIDs of the node's worker processes that are executing a candidate (Ray titles a
-    worker ``ray::run_ray_candidate`` while it runs that task)."""
+    worker ``ray::run_ray_task`` while it runs that task)."""
     pids = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -102,7 +103,7 @@ def _running_candidates(raylet_pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == raylet_pid and cmd.startswith(b"ray::run_ray_candidate"):
+        if ppid == raylet_pid and cmd.startswith(b"ray::run_ray_task"):
             pids.append(int(d.name))
     return pids
 
@@ -165,7 +166,8 @@ def test_search_survives_a_dead_node_and_uses_a_new_one(tmp_path):
     from hydra import compose, initialize_config_dir
 
     import nas
-    from nas.search import CONF_DIR, run_search
+    from nas.commands.search import run_search
+    from nas.config import CONF_DIR
     from tests.test_data import write_cifar10_pickles
 
     root = tmp_path / "cifar-10-batches-py"

@@ -1,4 +1,4 @@
-"""nas.export: pick rules, exported files equivalent to PyTorch, nas.load, clear errors."""
+"""nas.export: pick rules, exported files equivalent to PyTorch, load, clear errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import nas
 from nas import export as E
 from nas.build import build
+from nas.commands.export import main as export_main
+from nas.commands.export import summary as summary_cmd
+from nas.export import load
 from nas.run import read_run
 from nas.spec import ArchSpec
 from tests.test_report import ARCHS, KNEE_ID, arch_id, make_run_dir
@@ -79,14 +81,14 @@ def test_parse_number(text: str, value: float):
     (["pick=knee", "batch=0"], "batch must be a positive integer"),
 ])
 def test_bad_picks_exit_2_with_a_clear_message(run_dir: Path, capsys, args, message):
-    assert E.main([str(run_dir), *args]) == 2
+    assert export_main([str(run_dir), *args]) == 2
     err = capsys.readouterr().err
     assert message in err
     assert not (run_dir / "export").exists()
 
 
 def test_not_a_run_folder(tmp_path: Path, capsys):
-    assert E.main([str(tmp_path), "pick=knee"]) == 2
+    assert export_main([str(tmp_path), "pick=knee"]) == 2
     assert "is not a nas run folder: no evaluated.csv/archive.sqlite; pass the folder " \
            "printed at the end of `python -m nas.search`" in capsys.readouterr().err
 
@@ -105,7 +107,7 @@ def test_latency_budget_without_latency_column(tmp_path: Path):
 
 
 def test_export_round_trip(run_dir: Path, capsys):
-    assert E.main([str(run_dir), "pick=knee", "batch=2"]) == 0
+    assert export_main([str(run_dir), "pick=knee", "batch=2"]) == 0
     out = run_dir / "export" / arch_id(KNEE_ID)
     for name in ("spec.json", "weights.pt", "model.ts", "model.onnx", "train_command.txt"):
         assert (out / name).is_file(), name
@@ -114,7 +116,7 @@ def test_export_round_trip(run_dir: Path, capsys):
 
     spec = ArchSpec.from_json((out / "spec.json").read_text())
     assert spec == ArchSpec.from_string(ARCHS[KNEE_ID][0])
-    net = nas.load(out / "spec.json", weights=out / "weights.pt")
+    net = load(out / "spec.json", weights=out / "weights.pt")
     assert not net.training
     x = torch.randn(3, *spec.input)  # another batch size than the traced one
     with torch.inference_mode():
@@ -134,13 +136,13 @@ def test_export_round_trip(run_dir: Path, capsys):
 
 
 def test_exporting_a_failed_architecture_warns(run_dir: Path, tmp_path: Path, capsys):
-    assert E.main([str(run_dir), "pick=6", f"out={tmp_path / 'f'}"]) == 0
+    assert export_main([str(run_dir), "pick=6", f"out={tmp_path / 'f'}"]) == 0
     assert "FAILED in the search (loss became NaN)" in capsys.readouterr().out
 
 
 def test_export_to_chosen_folder_with_budget_pick(run_dir: Path, tmp_path: Path):
     out = tmp_path / "deploy"
-    assert E.main([str(run_dir), "--pick", "max_macs=1M", f"out={out}"]) == 0
+    assert export_main([str(run_dir), "--pick", "max_macs=1M", f"out={out}"]) == 0
     assert (out / "model.onnx").is_file()
     assert ArchSpec.from_json((out / "spec.json").read_text()).to_string() == ARCHS[2][0]
 
@@ -154,7 +156,7 @@ def test_export_to_chosen_folder_with_budget_pick(run_dir: Path, tmp_path: Path)
     "add[seq[conv_c16 scale_v0.2] | id] lrelu head_c10",
 ])
 def test_export_checks_pass_on_other_block_kinds(tmp_path: Path, text: str):
-    from nas.cli import resolve_arch
+    from nas.registry import arch as resolve_arch
 
     spec = resolve_arch(text)
     res = E.export(spec, tmp_path / "x", seed=1)
@@ -168,7 +170,7 @@ def test_export_checks_pass_on_other_block_kinds(tmp_path: Path, text: str):
     assert {o.domain: o.version for o in model.opset_import}[""] == E.ONNX_OPSET
     sess = ort.InferenceSession(str(res.files["onnx"]), providers=["CPUExecutionProvider"])
     assert sess.get_inputs()[0].shape[0] == "batch"
-    net = nas.load(res.files["spec"], weights=res.files["weights"])
+    net = load(res.files["spec"], weights=res.files["weights"])
     x = torch.randn(4, *spec.input)
     with torch.inference_mode():
         ref = net(x).numpy()
@@ -188,7 +190,7 @@ def test_export_check_fails_loudly():
 
 
 # --------------------------------------------------------------------------------------------
-# nas.load
+# load
 # --------------------------------------------------------------------------------------------
 
 
@@ -206,7 +208,7 @@ def test_load_is_equivalent_to_build_and_reads_lightning_checkpoints(tmp_path: P
         want = ref(x)
         for kw in ({"weights": tmp_path / "last.ckpt"}, {"weights": tmp_path / "weights.pt"},
                    {"seed": 3}):
-            net = nas.load(tmp_path, **kw)  # a folder holding spec.json works too
+            net = load(tmp_path, **kw)  # a folder holding spec.json works too
             assert torch.equal(net(x), want), kw
 
 
@@ -215,16 +217,16 @@ def test_load_rejects_weights_of_another_spec(tmp_path: Path):
     other = build(ArchSpec.from_string(ARCHS[1][0]))
     torch.save(other.state_dict(), tmp_path / "w.pt")
     with pytest.raises(ValueError, match="weights do not fit this spec"):
-        nas.load(tmp_path / "spec.json", weights=tmp_path / "w.pt")
+        load(tmp_path / "spec.json", weights=tmp_path / "w.pt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        nas.load(tmp_path / "missing.json")
+        load(tmp_path / "missing.json")
 
 
 def test_import_nas_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, nas; assert 'torch' not in sys.modules; assert callable(nas.load)"
+    code = "import sys, nas; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -238,7 +240,8 @@ def test_export_writes_the_weights_the_search_trained(tmp_path):
     the archived accuracy on the search's validation split. A run without them says so."""
     from hydra import compose, initialize_config_dir
 
-    from nas.search import CONF_DIR, run_search
+    from nas.commands.search import run_search
+    from nas.config import CONF_DIR
     from nas.train import validate_spec
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -254,9 +257,9 @@ def test_export_writes_the_weights_the_search_trained(tmp_path):
     assert res.weights_source == "kept"
     assert res.kept["accuracy"] == pytest.approx(row["accuracy"], abs=1e-6)
     assert row["accuracy"] > 0.3  # trained: chance is 0.1 on digits
-    assert "validation accuracy" in E.summary(res)
+    assert "validation accuracy" in summary_cmd(res)
     # weights.pt itself reproduces it
-    net = nas.load(res.files["spec"], weights=res.files["weights"])
+    net = load(res.files["spec"], weights=res.files["weights"])
     again = validate_spec(res.spec, net.state_dict(), data=dict(cfg.data),
                           train=dict(cfg.train), seed=0)
     assert again["accuracy"] == pytest.approx(row["accuracy"], abs=1e-6)
@@ -268,4 +271,4 @@ def test_export_writes_the_weights_the_search_trained(tmp_path):
         p.unlink()
     plain = E.export_run(run, "knee", out=tmp_path / "plain")
     assert plain.weights_source == "initial" and not plain.kept
-    assert "NOT trained: the run kept no weights" in E.summary(plain)
+    assert "NOT trained: the run kept no weights" in summary_cmd(plain)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nas import latency as L
+from nas.commands.latency import main as latency_main
 from nas.spec import ArchSpec
 
 #: quick protocol: the tests check bookkeeping, not speed
@@ -95,7 +96,7 @@ def test_cli_two_samples_of_the_mobile_space(tmp_path: Path, capsys):
     table = tmp_path / "lat" / "cpu.json"
     args = ["mobile", "--samples", "2", "--threads", "1", "--table", str(table), "--rounds", "2",
             "--warmup", "1", "--repeats", "3", "--min-repeat-ms", "0.2", "--cold-mib", "0.1"]
-    assert L.main(args) == 0
+    assert latency_main(args) == 0
     out = capsys.readouterr().out
     assert "median absolute percentage error" in out and out.count("predicted") == 2
     rows = (tmp_path / "lat" / "cpu-mobile-b1.csv").read_text().splitlines()
@@ -107,11 +108,11 @@ def test_cli_two_samples_of_the_mobile_space(tmp_path: Path, capsys):
 def test_cli_baseline_and_errors(tmp_path: Path, capsys):
     args = ["lenet5", "--threads", "1", "--table", str(tmp_path / "t.json"), "--warmup", "1",
             "--repeats", "3", "--min-repeat-ms", "0.2", "--clock", "thread"]
-    assert L.main(args) == 0
+    assert latency_main(args) == 0
     assert "lenet5" in capsys.readouterr().out
-    assert L.main(["no_such_thing", "--table", str(tmp_path / "t.json")]) == 2
+    assert latency_main(["no_such_thing", "--table", str(tmp_path / "t.json")]) == 2
     assert "neither a search space nor a baseline" in capsys.readouterr().err
-    assert L.main(["lenet5", "--batch", "0", "--table", str(tmp_path / "t.json")]) == 2
+    assert latency_main(["lenet5", "--batch", "0", "--table", str(tmp_path / "t.json")]) == 2
 
 
 def test_time_call_rotates_copies():

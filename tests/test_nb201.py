@@ -10,11 +10,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.build import build
+from nas.commands.space import enumerate_frame
+from nas.commands.space import main as space_main
 from nas.cost import totals
-from nas.space import enumerate_frame
-from nas.space import main as space_main
+from nas.registry import SPACES
 from nas.spec import ArchSpec, SpecError
-from search_spaces import get_space
 from search_spaces.nb201 import EDGES, OPS, arch_string, genome_of_arch_string
 
 BEST = (2, 2, 0, 2, 2, 2)
@@ -25,7 +25,7 @@ BEST_ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|n
 
 @pytest.fixture(scope="module")
 def space():
-    return get_space("nb201")
+    return SPACES.build("nb201")
 
 
 def _torch_counts(spec: ArchSpec) -> tuple[int, int]:
@@ -60,7 +60,7 @@ def test_cost_range_matches_the_paper(space):
 
 
 def test_small_configs_cost_exactly_on_random_genomes():
-    space = get_space("nb201", num_classes=5, in_channels=1, channels=[4, 8, 8], cells=1,
+    space = SPACES.build("nb201", num_classes=5, in_channels=1, channels=[4, 8, 8], cells=1,
                       resolution=8)
     for g in space.sample(30, np.random.default_rng(0)):
         spec = space.decode(g)

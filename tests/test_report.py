@@ -13,6 +13,7 @@ import yaml
 from nas import pareto
 from nas import report as R
 from nas import run as RF
+from nas.commands.report import main as report_main
 from nas.cost import totals
 from nas.spec import ArchSpec
 from search_spaces import baselines
@@ -162,7 +163,7 @@ def _assert_self_contained(page: _Page) -> None:
 
 def test_report_page_lists_every_pareto_architecture(run_dir: Path, tmp_path: Path):
     out = tmp_path / "out"
-    assert R.main([str(run_dir), "--out", str(out), "--quiet"]) == 0
+    assert report_main([str(run_dir), "--out", str(out), "--quiet"]) == 0
     page = _parse(out / "report.html")
     text = "".join(page.text)
     pareto = pd.read_csv(run_dir / "pareto.csv")
@@ -185,7 +186,7 @@ def test_report_overlays_several_runs(tmp_path: Path, capsys):
     a = make_run_dir(tmp_path / "day" / "run_a")
     b = make_run_dir(tmp_path / "day" / "run_b", acc_shift=-0.05, id_shift=7)
     out = tmp_path / "both"
-    assert R.main([str(a), str(b), "--out", str(out)]) == 0
+    assert report_main([str(a), str(b), "--out", str(out)]) == 0
     text = "".join(_parse(out / "report.html").text)
     assert "day/run_a" in text and "day/run_b" in text
     for i in FRONT_IDS:
@@ -195,7 +196,7 @@ def test_report_overlays_several_runs(tmp_path: Path, capsys):
 
 
 def test_report_cli_rejects_a_non_run_folder(tmp_path: Path, capsys):
-    assert R.main([str(tmp_path), "--quiet"]) == 2
+    assert report_main([str(tmp_path), "--quiet"]) == 2
     assert "not a nas run folder" in capsys.readouterr().err
 
 

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from nas import run as RF
-from nas.search import SearchError, run_search
+from nas.commands.search import run_search
+from nas.search import SearchError
 from tests.conftest import archive_records
 from tests.test_search import ROOT, TINY, tiny_cfg
 
@@ -154,8 +155,8 @@ def test_a_corrupt_state_is_named_with_the_fix(tmp_path, done_run, content):
 def test_a_corrupt_archive_is_named_by_resume_report_and_export(tmp_path, done_run):
     import shutil
 
-    from nas.export import main as export_main
-    from nas.report import main as report_main
+    from nas.commands.export import main as export_main
+    from nas.commands.report import main as report_main
 
     run_dir = tmp_path / "copy"
     shutil.copytree(done_run, run_dir)
@@ -176,8 +177,8 @@ def test_a_corrupt_archive_is_named_by_resume_report_and_export(tmp_path, done_r
     ("train.epochs=0", "train.epochs=0 is invalid; pass an integer >= 1"),
     ("train.lr=-1", "train.lr=-1 is invalid; pass a number > 0"),
     ("train.batch_size=0", "train.batch_size=0 is invalid; pass an integer >= 1"),
-    ("+train.epoch=5", "unknown key(s) train.epoch: nothing reads them"),
-    ("+foo=1", "unknown config key 'foo'; nothing reads it"),
+    ("+train.epoch=5", "unknown config key 'train.epoch' (did you mean train.epochs?)"),
+    ("+foo=1", "unknown config key 'foo': nothing reads it"),
     ("seed=-1", "seed=-1 is invalid; pass an integer >= 0"),
 ])
 def test_bad_values_are_refused_before_any_file(tmp_path, override, needle):
@@ -271,7 +272,7 @@ def test_export_train_command_runs_with_the_runs_data(tmp_path):
 
 
 def test_report_names_the_space_and_rounds_the_hypervolume(tmp_path, done_run):
-    from nas.report import main as report_main
+    from nas.commands.report import main as report_main
 
     assert report_main([str(done_run), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
     page = (tmp_path / "rep" / "report.html").read_text()

@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+from nas.commands.search import run_search
+from nas.config import CONF_DIR
 from nas.cost import totals
 from nas.run import EVALUATED_COLUMNS
-from nas.search import CONF_DIR, SearchError, run_search
+from nas.search import SearchError
 from tests.conftest import kill_after_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,9 +113,9 @@ def test_surrogate_inputs_are_genes_plus_exact_log_costs():
 
     from nas.algorithms import surrogate_inputs
     from nas.cost import totals
-    from search_spaces import get_space
+    from nas.registry import SPACES
 
-    space = get_space("mobile", num_classes=10, in_channels=1, resolutions=[12, 16],
+    space = SPACES.build("mobile", num_classes=10, in_channels=1, resolutions=[12, 16],
                       width_mults=[0.25, 0.5])
     G = space.sample(5, np.random.default_rng(0))
     genes = surrogate_inputs(space, G, "genes")
@@ -136,10 +138,10 @@ def test_surrogate_inputs_are_genes_plus_exact_log_costs():
 
 
 def test_coster_memo_is_bounded_and_recomputes_evicted_entries():
-    from nas.search import Coster
-    from search_spaces import get_space
+    from nas.objectives import Coster
+    from nas.registry import SPACES
 
-    space = get_space("mobile", num_classes=10, in_channels=1, resolutions=[12, 16],
+    space = SPACES.build("mobile", num_classes=10, in_channels=1, resolutions=[12, 16],
                       width_mults=[0.25, 0.5])
     G = [tuple(g) for g in space.sample(8, np.random.default_rng(1))]
     coster = Coster(space, "macs", capacity=5)
@@ -169,11 +171,11 @@ def test_optuna_comparator_samplers_ask_tell_with_constraints(sampler, space):
     import pickle
 
     from nas.algorithms import CONSTRAINT, Context, make_algorithm
-    from search_spaces import get_space
+    from nas.registry import SPACES
 
     kw = (dict(resolutions=[12, 16], width_mults=[0.25, 0.5]) if space == "mobile"
           else dict(depths=[1, 2]))  # gp: 10 genes keep it fast
-    sp = get_space(space, num_classes=10, in_channels=1, **kw)
+    sp = SPACES.build(space, num_classes=10, in_channels=1, **kw)
     costs = {}
 
     def cost(g):
@@ -219,7 +221,7 @@ def test_optuna_comparator_samplers_ask_tell_with_constraints(sampler, space):
 def test_optuna_comparator_rejects_unknown_sampler():
     from nas.algorithms import make_algorithm
 
-    with pytest.raises(ValueError, match=r"algorithm.sampler must be one of .*got 'cmaes'"):
+    with pytest.raises(ValueError, match=r"unknown Optuna sampler 'cmaes'; known: nsga2, nsga3, gp, tpe"):
         make_algorithm({"name": "optuna", "sampler": "cmaes"}, seed=0, surrogate={})
 
 
@@ -330,17 +332,18 @@ def test_several_slots_ask_a_slot_s_worth_while_every_slot_trains(tmp_path, monk
     never with a slot waiting for the ask)."""
     import pickle
 
-    import nas.evaluate as ev_mod
+    import nas.search as search_mod
+    from nas.evaluate import LocalRunner, TrainTask
 
-    class TwoSlots(ev_mod.LocalEvaluator):  # runs one at a time, schedules as two slots
+    class TwoSlots(LocalRunner):  # runs one at a time, schedules as two slots
         slots = 2
 
     busy_at_ask = []
 
     def make(cfg, **kw):
-        return TwoSlots(data=kw["data"], train=kw["train"])
+        return TwoSlots(TrainTask(data=kw["data"], train=kw["train"]))
 
-    monkeypatch.setattr(ev_mod, "make_evaluator", make)
+    monkeypatch.setattr(search_mod, "make_evaluator", make)
     import nas.algorithms as A
 
     ask = A.SurrogateSearch.ask

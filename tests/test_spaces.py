@@ -16,11 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas import space as cli
 from nas.build import build
+from nas.commands import space as cli
 from nas.cost import cost, totals
+from nas.registry import SPACES
 from nas.spec import Head
-from search_spaces import SPACES, SearchSpace, baselines, get_space
+from search_spaces import SearchSpace, baselines
 from search_spaces import inception as inception_mod
 from search_spaces import mobile as mobile_mod
 from search_spaces import residual as residual_mod
@@ -143,7 +144,7 @@ def check_against_pytorch(space: SearchSpace, genomes: np.ndarray) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_200_random_genomes_build_run_and_cost_exactly(name, one_thread):
-    space = get_space(name, num_classes=7, in_channels=3, **SMALL[name])
+    space = SPACES.build(name, num_classes=7, in_channels=3, **SMALL[name])
     check_against_pytorch(space, space.sample(200, np.random.default_rng(0)))
 
 
@@ -360,7 +361,7 @@ def _brute_force_size(space: SearchSpace) -> int:
                        multipliers=[1.0, 1.5], resolutions=[8])),
 ], ids=["mobile", "residual", "inception"])
 def test_size_is_exact(name, config):
-    space = get_space(name, **config)
+    space = SPACES.build(name, **config)
     if name == "inception":  # 2^(9 x 8) genomes, no inactive genes: a plain product
         assert space.size() == 2 ** space.n_var // 2  # resolution gene has one choice
         assert space.size() == np.prod([len(g.choices) for g in space.genes], dtype=object)
@@ -463,13 +464,13 @@ BAD_CONFIGS = [
                          ids=[f"{n}-{m[:20]}" for n, _, m in BAD_CONFIGS])
 def test_bad_configs_are_clear_errors(name, config, match):
     with pytest.raises(ValueError, match=match) as e:
-        get_space(name, **config)
+        SPACES.build(name, **config)
     assert name in str(e.value)
 
 
 def test_unknown_space_lists_the_registry():
-    with pytest.raises(ValueError, match="known spaces: mobile, residual, inception"):
-        get_space("dense")
+    with pytest.raises(ValueError, match="unknown search space 'dense'; known: mobile, residual, inception"):
+        SPACES.build("dense")
 
 
 def test_encode_needs_a_spec_of_matching_shape():
@@ -522,7 +523,7 @@ def test_presets_instantiate_with_hydra(preset):
     assert space.decode(space.xu).input == (1, space.default_resolution,
                                             space.default_resolution)
     # the config round-trips through the registry
-    again = get_space(space.name, **space.config())
+    again = SPACES.build(space.name, **space.config())
     assert again.config() == space.config()
 
 
@@ -593,7 +594,7 @@ def test_cli_stats(capsys):
 
 
 @pytest.mark.parametrize(("argv", "match"), [
-    (["densenet"], "unknown search space 'densenet'; spaces: mobile, residual, inception"),
+    (["densenet"], "unknown search space 'densenet'; known: mobile, residual, inception"),
     (["mobile", "--genome", "1-2-3"], "has 3 genes"),
     (["mobile", "--ancestor", "resnet50"], "not an ancestor"),
     (["mobile", "--config", "nope=1"], "unknown key 'nope'"),

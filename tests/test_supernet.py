@@ -10,9 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from nas.build import build
-from nas.search import CONF_DIR
+from nas.config import CONF_DIR
+from nas.evaluate import PoolRunner
+from nas.registry import SPACES
 from nas.supernet import SUPERNETS, MobileSupernet, calibrate_bn, make_supernet
-from search_spaces import SPACES, get_space
 
 # A small mobile config (three stages, 8-12 px) keeps 50 extractions within seconds; the
 # space's own config (conf/space/mobile.yaml with the digits preset) is checked as well.
@@ -73,7 +74,7 @@ def _check_extraction(sn: MobileSupernet, n: int, seed: int) -> float:
 
 def test_extract_matches_supernet_on_50_genomes():
     torch.manual_seed(0)
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space, width=0.25)
     _randomise(sn)
     assert _check_extraction(sn, 50, seed=1) <= 1e-5
@@ -81,7 +82,7 @@ def test_extract_matches_supernet_on_50_genomes():
 
 def test_extract_matches_at_another_width():
     torch.manual_seed(0)
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space, width=0.5)
     _randomise(sn, seed=1)
     assert _check_extraction(sn, 10, seed=4) <= 1e-5
@@ -107,7 +108,7 @@ RES_SMALL = {"widths": [[8, 12, 16], [16, 24], [24, 32]], "depths": [1, 2, 3],
 def test_residual_extract_matches_supernet(block, shortcut, n):
     torch.manual_seed(0)
     widths = RES_SMALL["widths"] if block == "basic" else [[8, 16], [16, 24], [24, 32]]
-    space = get_space("residual", num_classes=10, in_channels=3,
+    space = SPACES.build("residual", num_classes=10, in_channels=3,
                       **{**RES_SMALL, "widths": widths, "shortcut": shortcut})
     sn = make_supernet(space, block=block)
     assert sn.space.blocks == (block,)
@@ -116,7 +117,7 @@ def test_residual_extract_matches_supernet(block, shortcut, n):
 
 
 def test_residual_supernet_errors():
-    space = get_space("residual", num_classes=10, in_channels=3, **{**RES_SMALL,
+    space = SPACES.build("residual", num_classes=10, in_channels=3, **{**RES_SMALL,
                                                                     "groups": [[2, 32]]})
     with pytest.raises(ValueError, match=r"needs the groups choice \[1, 64\]"):
         make_supernet(space, block="bottleneck")
@@ -127,7 +128,7 @@ def test_residual_supernet_errors():
 
 
 def test_largest_and_smallest_are_the_extremes():
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space)
     big, small = sn.space.values(sn.largest()), sn.space.values(sn.smallest())
     assert big["resolution"] == 12 and small["resolution"] == 8
@@ -145,7 +146,7 @@ def test_largest_and_smallest_are_the_extremes():
 
 def test_kernel_transformation_changes_small_kernels_only():
     torch.manual_seed(0)
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space)
     slot = sn.stages[1][0]
     # Identity maps at initialisation: a small kernel is the centre of the largest.
@@ -158,7 +159,7 @@ def test_kernel_transformation_changes_small_kernels_only():
 
 def test_sort_channels_keeps_the_largest_subnet_and_orders_by_importance():
     torch.manual_seed(0)
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space)
     _randomise(sn)
     sn.eval()
@@ -189,7 +190,7 @@ def test_sort_channels_keeps_the_largest_subnet_and_orders_by_importance():
 
 def test_calibration_then_extraction_matches_calibrating_the_extracted_net():
     torch.manual_seed(0)
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     sn = make_supernet(space)
     _randomise(sn)
     genome = sn.space.sample(1, np.random.default_rng(5))[0]
@@ -214,11 +215,11 @@ def test_calibration_then_extraction_matches_calibrating_the_extracted_net():
 
 def test_errors_name_the_problem():
     for name in sorted(set(SPACES) - set(SUPERNETS)):
-        space = get_space(name, num_classes=10, in_channels=3)
+        space = SPACES.build(name, num_classes=10, in_channels=3)
         with pytest.raises(ValueError, match=rf"the {name} space has no supernet; spaces "
                                              rf"with one: mobile, residual"):
             make_supernet(space)
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     with pytest.raises(ValueError, match=r"width=0.75 is not a width multiplier choice"):
         make_supernet(space, width=0.75)
     sn = make_supernet(space, width=0.5)
@@ -253,7 +254,7 @@ def supernet_cfg(*extra: str):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from nas.supernet import run_supernet
+    from nas.commands.supernet import run_supernet
 
     run_dir = tmp_path_factory.mktemp("supernet")
     summary = run_supernet(supernet_cfg(), run_dir)
@@ -279,7 +280,7 @@ def test_training_writes_a_checkpoint_and_summary(trained):
     # The steps changed the weights: not the initial supernet of the same seed.
     fresh = make_supernet(sn.space)
     torch.manual_seed(0)
-    init = MobileSupernet(get_space("mobile", **sn.space.config()))
+    init = MobileSupernet(SPACES.build("mobile", **sn.space.config()))
     assert not torch.equal(sn.stages[0][0].expand.weight, init.stages[0][0].expand.weight)
     assert fresh.space.config() == sn.space.config()
 
@@ -287,7 +288,7 @@ def test_training_writes_a_checkpoint_and_summary(trained):
 def test_sandwich_samples_largest_smallest_and_seeded_random_subnets():
     from nas.supernet import SupernetModule
 
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     m = SupernetModule(space="mobile", space_config=space.config(), random_subnets=2, seed=3)
     a, b = m.sandwich(7), m.sandwich(7)
     assert a == b and len(a) == 4
@@ -300,9 +301,10 @@ def test_uniform_sampling_trains_random_subnets_only(tmp_path):
     learning from the labels; the run records the choice and logs their mean loss."""
     import pandas as pd
 
-    from nas.supernet import SupernetModule, load_supernet, run_supernet
+    from nas.commands.supernet import run_supernet
+    from nas.supernet import SupernetModule, load_supernet
 
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     m = SupernetModule(space="mobile", space_config=space.config(), random_subnets=3, seed=3,
                        sandwich=False)
     a = m.sandwich(7)
@@ -327,9 +329,10 @@ def test_uniform_sampling_trains_random_subnets_only(tmp_path):
 
 
 def test_progressive_shrinking_frees_one_kind_per_phase(tmp_path):
-    from nas.supernet import SupernetModule, load_supernet, run_supernet
+    from nas.commands.supernet import run_supernet
+    from nas.supernet import SupernetModule, load_supernet
 
-    space = get_space("mobile", num_classes=10, in_channels=3, **SMALL)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL)
     m = SupernetModule(space="mobile", space_config=space.config(), train={"epochs": 4},
                        progressive=["kernel", "depth"], random_subnets=2, seed=0)
     # 3 phases over 4 epochs: epoch * 3 // 4
@@ -369,7 +372,8 @@ def test_resume_after_kill_continues_to_the_same_weights(tmp_path, trained):
     import sys
     import time
 
-    from nas.supernet import load_supernet, run_supernet
+    from nas.commands.supernet import run_supernet
+    from nas.supernet import load_supernet
 
     killed = tmp_path / "killed"
     ckpt = killed / "checkpoints" / "last.ckpt"
@@ -406,7 +410,7 @@ def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
     import pandas as pd
 
     from nas.archive import Archive
-    from nas.search import run_search
+    from nas.commands.search import run_search
     from nas.supernet import InheritedScorer
 
     ckpt = trained[0] / "checkpoints" / "last.ckpt"
@@ -432,7 +436,8 @@ def test_search_with_supernet_evaluator_end_to_end(tmp_path, trained):
         assert r.accuracy == pytest.approx(scorer.score(r.genome)["accuracy"], abs=1e-9)
 
     # Export writes the picked subnet's inherited, recalibrated weights.
-    from nas.export import export_run, load, summary
+    from nas.commands.export import summary
+    from nas.export import export_run, load
 
     res = export_run(tmp_path / "run", "knee", out=tmp_path / "export")
     picked = next(r for r in records if r.arch_id == res.row["arch_id"])
@@ -490,7 +495,7 @@ def test_supernet_scoring_in_worker_processes_matches_in_process(trained):
     cands.append(Candidate("baseline", space.decode(genomes[0]), 0))  # no genome: trained
     with make_evaluator({"backend": "supernet", "checkpoint": str(ckpt), "calib_batches": 2,
                          "workers": 2}, data=data, train=train) as ev:
-        assert ev._pool is not None and ev._pool.n_workers == 2
+        assert isinstance(ev, PoolRunner) and ev.n_workers == 2
         results = ev.evaluate(cands)
     assert [r.arch_id for r in results] == [c.arch_id for c in cands]
     assert all(r.status == "ok" for r in results), [r.reason for r in results]
@@ -617,22 +622,22 @@ def test_bad_checkpoints_and_spaces_name_the_problem(tmp_path, trained):
     from nas.evaluate import check_evaluator
 
     ckpt = trained[0] / "checkpoints" / "last.ckpt"
-    space = get_space("mobile", num_classes=10, in_channels=3,
+    space = SPACES.build("mobile", num_classes=10, in_channels=3,
                       **{**SMALL, "width_mults": [0.5]})
     check_evaluator({"backend": "supernet", "checkpoint": str(ckpt)}, space)  # fits
     cases = [
         (tmp_path / "nope.ckpt", space, r"nope.ckpt: no such file"),
-        (ckpt, get_space("mobile", num_classes=10, in_channels=3, **SMALL),
+        (ckpt, SPACES.build("mobile", num_classes=10, in_channels=3, **SMALL),
          r"trained for a mobile space config with width_mults=\[0.5\], the search's has "
          r"width_mults=\[0.25,0.5\]; run the search with space.width_mults=\[0.5\]"),
-        (ckpt, get_space("mobile", num_classes=10, in_channels=3,
+        (ckpt, SPACES.build("mobile", num_classes=10, in_channels=3,
                          **{**SMALL, "width_mults": [0.5], "depths": [1, 2]}),
          r"depths=\[\[1,2,3\],\[1,2,3\],\[1,2,3\]\], the search's has depths=\[\[1,2\]"),
-        (ckpt, get_space("mobile", num_classes=5, in_channels=3, **{**SMALL, "width_mults": [0.5]}),
+        (ckpt, SPACES.build("mobile", num_classes=5, in_channels=3, **{**SMALL, "width_mults": [0.5]}),
          r"num_classes=10, the search's has num_classes=5; use the data set"),
-        (ckpt, get_space("residual", num_classes=10, in_channels=3),
+        (ckpt, SPACES.build("residual", num_classes=10, in_channels=3),
          r"is a supernet of the mobile space, but the search's space is residual"),
-        (ckpt, get_space("inception", num_classes=10, in_channels=3),
+        (ckpt, SPACES.build("inception", num_classes=10, in_channels=3),
          r"the inception space has no supernet; spaces with one: mobile, residual"),
     ]
     corrupt = tmp_path / "corrupt.ckpt"
@@ -663,7 +668,8 @@ def test_evaluator_yaml_keys_are_backend_options():
 
 
 def test_residual_supernet_trains(tmp_path):
-    from nas.supernet import load_supernet, run_supernet
+    from nas.commands.supernet import run_supernet
+    from nas.supernet import load_supernet
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("supernet", overrides=[

@@ -10,17 +10,19 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from nas import pareto
-from nas.evaluate import Candidate, TableEvaluator, make_evaluator
-from nas.search import CONF_DIR, SearchError, run_search
+from nas.commands.search import run_search
+from nas.config import CONF_DIR
+from nas.evaluate import Candidate, TableTask, make_evaluator
+from nas.registry import SPACES
+from nas.search import SearchError
 from nas.table import TableError, load_table, read_user_table
-from search_spaces import get_space
 
 DATA = {"name": "digits"}
 
 
 @pytest.fixture(scope="module")
 def space():
-    return get_space("nb201")
+    return SPACES.build("nb201")
 
 
 def _cand(space, genome) -> Candidate:
@@ -32,11 +34,11 @@ def _cand(space, genome) -> Candidate:
 def test_analog_nasbench_lookup(space):
     ev = make_evaluator({"backend": "table", "source": "analog-nasbench",
                          "metric": "baseline_accuracy"}, data=DATA, train={})
-    assert isinstance(ev, TableEvaluator) and ev.scale == 100.0
+    assert isinstance(ev.task, TableTask) and ev.task.scale == 100.0
     best = (2, 2, 0, 2, 2, 2)
     (r,) = ev.evaluate([_cand(space, best)])
     assert r.status == "ok"
-    assert r.accuracy == pytest.approx(ev.table.frame.loc["2-2-0-2-2-2",
+    assert r.accuracy == pytest.approx(ev.task.table.frame.loc["2-2-0-2-2-2",
                                                            "baseline_accuracy"] / 100)
     assert set(r.extra["metrics"]) >= {"ptq_accuracy", "analog_accuracy"}
     assert ev.fidelity == {"table": "analog-nasbench", "metric": "baseline_accuracy",
@@ -77,7 +79,7 @@ def test_user_csv_fractions_and_a_missing_genome(space, tmp_path):
     path = _user_table(tmp_path, {"2-2-0-2-2-2": 0.91, "1-1-2-1-1-1": 0.80})
     ev = make_evaluator({"backend": "table", "source": path, "metric": "acc"}, data=DATA,
                         train={})
-    assert ev.scale == 1.0 and ev.fidelity["metric_unit"] == "fraction"
+    assert ev.task.scale == 1.0 and ev.fidelity["metric_unit"] == "fraction"
     ok, missing = ev.evaluate([_cand(space, (2, 2, 0, 2, 2, 2)), _cand(space, (3,) * 6)])
     assert ok.status == "ok" and ok.accuracy == pytest.approx(0.91)
     assert missing.status == "failed"
@@ -173,7 +175,7 @@ def test_table_of_another_space_is_refused(tmp_path):
 @pytest.mark.parametrize("algo", ["evolution", "local", "random", "nsga2", "surrogate"])
 def test_algorithms_propose_new_canonical_genomes_deterministically(space, algo):
     from nas.algorithms import Context, make_algorithm
-    from nas.search import Coster
+    from nas.objectives import Coster
 
     table = load_table("analog-nasbench")
     coster = Coster(space, ("macs",))

@@ -14,8 +14,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf.errors import MissingMandatoryValue
 
-from nas.baselines import COLUMNS, run_baselines
-from nas.cli import error_line
+from nas.commands import error_line
+from nas.commands.baselines import COLUMNS, run_baselines
+from nas.commands.train import train_one
 from nas.spec import ArchSpec
 from nas.train import (
     CandidateFailed,
@@ -23,7 +24,6 @@ from nas.train import (
     TrainConfig,
     _cosine_with_warmup,
     param_groups,
-    train_one,
     train_spec,
 )
 from search_spaces import baselines as zoo
@@ -181,9 +181,10 @@ def test_train_cli_reads_a_spec_file(tmp_path):
 
 @pytest.mark.parametrize("space_override", [[], ["+space=mobile"]])
 def test_train_cli_space_genome(tmp_path, space_override):
-    from search_spaces import format_genome, get_space
+    from nas.registry import SPACES
+    from search_spaces import format_genome
 
-    space = get_space("mobile", num_classes=10, in_channels=3)
+    space = SPACES.build("mobile", num_classes=10, in_channels=3)
     genome = format_genome(space.xl)
     cfg = compose_cfg("train_one", [f"arch=mobile:{genome}", "data=synthetic", "train=fast",
                                     "progress=false", "test=false", *space_override])
@@ -200,7 +201,7 @@ def test_train_cli_errors_are_one_line(tmp_path):
     cfg = compose_cfg("train_one", ["arch=resnet21", "data=synthetic", "train=fast"])
     with pytest.raises(ValueError) as e:
         train_one(cfg, run_dir=tmp_path)
-    assert error_line(e.value).startswith("error: unknown baseline 'resnet21'. Did you mean")
+    assert error_line(e.value).startswith("error: unknown baseline 'resnet21' (did you mean")
     cfg = compose_cfg("train_one", ["arch=resnet20", "data=cifar10"])
     with pytest.raises(MissingMandatoryValue) as e:
         train_one(cfg, run_dir=tmp_path)
@@ -253,7 +254,8 @@ def test_baselines_accept_the_later_classic_nets(tmp_path):
 
 
 def test_train_cli_builds_the_convolutional_classifier():
-    from nas.cli import DataInfo, resolve_arch
+    from nas.registry import DataInfo
+    from nas.registry import arch as resolve_arch
 
     info = DataInfo("synthetic", num_classes=4, in_channels=3, resolution=64)
     spec = resolve_arch("vgg11", info, 448, head="conv")
@@ -287,10 +289,10 @@ def test_memory_check_names_the_batch_size_when_that_is_the_fix(lenet, monkeypat
 
 
 def test_network_that_cannot_fit_is_a_failed_candidate_in_a_search():
-    from nas.evaluate import run_candidate
+    from nas.evaluate import run_task
 
     huge = ArchSpec.from_string("1x32x32 cba_c1000000000000_s2 head_c10", name="huge")
-    result = run_candidate({"arch_id": "a", "spec": huge.to_json(), "data": DATA,
+    result = run_task({"arch_id": "a", "spec": huge.to_json(), "data": DATA,
                             "train": FAST, "seed": 0})
     assert result["status"] == "failed"
     assert result["reason"].startswith("out of memory: spec 'huge' needs about ")

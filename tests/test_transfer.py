@@ -10,8 +10,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from nas.commands.train import train_one
 from nas.spec import ArchSpec
-from nas.train import ClassifierModule, train_one, train_spec
+from nas.train import ClassifierModule, train_spec
 from nas.transfer import head_index, load_pretrained, parse_freeze
 from search_spaces import baselines as zoo
 
@@ -134,10 +135,11 @@ def test_search_candidates_start_from_the_shared_stem(tmp_path):
     import numpy as np
 
     from nas.archive import Archive
-    from nas.search import CONF_DIR, run_search
-    from search_spaces import get_space
+    from nas.commands.search import run_search
+    from nas.config import CONF_DIR
+    from nas.registry import SPACES
 
-    space = get_space("mobile", num_classes=10, in_channels=3, width_mults=[1.0],
+    space = SPACES.build("mobile", num_classes=10, in_channels=3, width_mults=[1.0],
                       resolutions=[16])
     spec = space.decode(space.sample(1, np.random.default_rng(0))[0])
     source = train_spec(spec, data={"name": "synthetic", "n_train": 128, "n_test": 32,

@@ -13,8 +13,8 @@ from torch import nn
 from nas import zero_cost as Z
 from nas.build import AuxHead, build
 from nas.cost import totals
+from nas.registry import SPACES
 from nas.spec import ArchSpec
-from search_spaces import get_space
 
 CONV3 = (2,) * 6  # every edge conv3x3
 SKIP = (0,) * 6  # every edge skip
@@ -26,7 +26,7 @@ LABEL_FREE = tuple(p for p in NETWORK if p not in Z.NEEDS_LABELS)
 
 @pytest.fixture(scope="module")
 def space():
-    return get_space("nb201", num_classes=10, in_channels=3, channels=[8], cells=1,
+    return SPACES.build("nb201", num_classes=10, in_channels=3, channels=[8], cells=1,
                      resolution=8)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from nas import cost as C
 from nas import spec as S
 from nas.build import build
+from nas.commands.cost import main as cost_main
 from nas.fuzz import random_spec
 from search_spaces import baselines
 from tests.test_cost import torch_counts
@@ -345,7 +346,7 @@ def test_moea_nets_train_a_step(name, resolution, one_thread):
 
 
 def test_cost_list_names_the_new_nets_with_their_sources(capsys):
-    assert C.main(["--list"]) == 0
+    assert cost_main(["--list"]) == 0
     out = capsys.readouterr().out
     for name, source in (("muxnet_m", "Lu, Deb & Boddeti 2020"), ("nsganet_c34", "Lu 2019"),
                          ("lenet5_1998", "LeCun 1998"), ("googlenet_aux", "Szegedy 2015"),

@@ -16,9 +16,12 @@ The package is split by job: `loader` (index batches, on-device augmentation), `
 (finding, scanning, decoding, caching and downloading files) and `datasets` (the data
 modules and their registry). Every public name is importable from `nas.data`.
 
-Use `make_datamodule(name, **kwargs)`; ``name`` is one of `DATASETS`.
+Use `make_datamodule(name, **kwargs)`; ``name`` is one of `DATASETS`. Both are the
+registry's (:func:`nas.registry.datamodule`, :data:`nas.registry.DATASETS`): the one way
+every module builds a data set by name.
 """
 
+from nas import registry
 from nas.data.datasets import (
     BAD_FILE_MODES,
     CIFAR10_MEAN,
@@ -26,7 +29,6 @@ from nas.data.datasets import (
     CIFAR100_MEAN,
     CIFAR100_STD,
     CIFAR_DOWNLOADS,
-    DATASETS,
     RESIDENT_MODES,
     SPLITS,
     CIFAR10DataModule,
@@ -36,13 +38,18 @@ from nas.data.datasets import (
     ImageFolderDataModule,
     RawData,
     SyntheticDataModule,
-    accepted_kwargs,
     channel_stats,
-    make_datamodule,
     stratified_take,
 )
 from nas.data.loader import IndexBatchLoader, random_crop_flip
 from nas.data.sources import default_cache_dir
+
+#: the data set names (``data=NAME``)
+DATASETS = registry.DATASETS.names()
+#: a data module by name (:func:`nas.registry.datamodule`)
+make_datamodule = registry.datamodule
+#: the keyword options a data set takes (:func:`nas.registry.dataset_options`)
+accepted_kwargs = registry.dataset_options
 
 __all__ = [
     "BAD_FILE_MODES",

@@ -14,12 +14,12 @@ goes through the same `ImageDataModule`:
 
 This module holds the data sets and their registry; the loader and augmentation are in
 `nas.data.loader`, reading files in `nas.data.sources`. Use
-`make_datamodule(name, **kwargs)`; ``name`` is one of `DATASETS`.
+Data sets are built by name through :func:`nas.registry.datamodule` (re-exported as
+:func:`nas.data.make_datamodule`).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -31,6 +31,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from sklearn.datasets import load_digits
 
 from nas import checks
 from nas.data.loader import IndexBatchLoader, _mix_seed, random_crop_flip
@@ -52,7 +53,6 @@ from nas.data.sources import (
 
 log = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 RESIDENT_MODES: tuple[str, ...] = ("auto", "device", "cpu")
 BAD_FILE_MODES: tuple[str, ...] = ("error", "skip")
@@ -87,7 +87,6 @@ def _check_stats(name: str, value: object) -> tuple[float, ...] | None:
         raise checks.invalid(name, value, "one number per channel on the 0..1 scale"
                              + (" (all > 0)" if name == "std" else ""))
     return stats
-
 
 
 # --------------------------------------------------------------------------- splits
@@ -421,8 +420,6 @@ class DigitsDataModule(ImageDataModule):
         super().__init__(**common)
 
     def _load(self) -> RawData:
-        from sklearn.datasets import load_digits
-
         digits = load_digits()
         small = np.round(digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
         if self.size == small.shape[1]:
@@ -738,42 +735,5 @@ class CIFAR100DataModule(_CIFARDataModule):
 
 # --------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, type[ImageDataModule]] = {
-    "digits": DigitsDataModule,
-    "cifar10": CIFAR10DataModule,
-    "cifar100": CIFAR100DataModule,
-    "imagefolder": ImageFolderDataModule,
-    "synthetic": SyntheticDataModule,
-}
-assert tuple(_REGISTRY) == DATASETS  # internal consistency, not user input
 
 
-def accepted_kwargs(name: str) -> list[str]:
-    """Keyword arguments `make_datamodule(name, ...)` accepts."""
-    names: list[str] = []
-    for cls in _REGISTRY[checks.one_of("name", name, DATASETS)].__mro__:
-        if cls is pl.LightningDataModule:
-            break
-        if "__init__" in vars(cls):
-            for p in inspect.signature(cls.__init__).parameters.values():
-                if p.kind is p.KEYWORD_ONLY and p.name not in names:
-                    names.append(p.name)
-    return names
-
-
-def make_datamodule(name: str, **kwargs) -> ImageDataModule:
-    """Build the data module for `name` (one of `DATASETS`) with keyword options.
-
-    Raises:
-        ValueError: unknown name or a bad option value.
-        TypeError: an option the data set does not take.
-    """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; pass one of {', '.join(DATASETS)}")
-    allowed = accepted_kwargs(name)
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"{name} does not take {', '.join(unknown)}; accepted: {', '.join(allowed)}"
-        )
-    return _REGISTRY[name](**kwargs)

@@ -44,23 +44,33 @@ architecture stand-alone.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import math
 import re
 import shlex
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pandas as pd
+import torch
+import yaml
 
+from nas import registry
+from nas.archive import Archive
+from nas.build import build
+from nas.config import CONF_DIR
+from nas.cost import human
 from nas.pareto import knee_point
-from nas.run import Run, RunFolderError, front_of, ok_rows, read_run
-from nas.safe_load import read_checkpoint
+from nas.registry import DATA_KEYS_SET_BY_TRAIN
+from nas.run import Run, front_of, ok_rows, read_run, weights_path
+from nas.safe_load import read_weights
 from nas.spec import ArchSpec, SpecError
+from nas.supernet import InheritedScorer
+from nas.train import validate_spec
 
 # the dynamo exporter's default in torch 2.13 (it supports opset 18 and later)
 ONNX_OPSET = 20
@@ -72,34 +82,6 @@ MIN_SCALE = 1e-30
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
-
-
-def read_weights(path: str | Path) -> dict:
-    """The tensors saved in ``path``: a state_dict file (``weights.pt`` of an export; an
-    export folder reads its ``weights.pt``) or a Lightning checkpoint (its ``state_dict``,
-    keys still carrying the wrapper's prefix). Read with PyTorch's safe loader only
-    (:func:`nas.safe_load.read_checkpoint`): a file holding other objects (a pickled
-    module, say) is refused and nothing in it runs."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / "weights.pt"
-    fix = ("pass a nas.train checkpoint (runs/.../checkpoints/last.ckpt) or an export's "
-           "weights.pt")
-    return _state_dict_of(read_checkpoint(p, what="weights file", fix=fix), p)
-
-
-def _state_dict_of(obj: Any, path: Path) -> dict:
-    """The tensors of a state_dict or a Lightning checkpoint."""
-    import torch
-
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return obj
-    what = f"a {type(obj).__name__}" if not isinstance(obj, dict) else (
-        "an empty dict" if not obj else "a dict of other values")
-    raise ValueError(f"weights file {path} holds {what}, not a state_dict or a Lightning "
-                     f"checkpoint; save one with torch.save(model.state_dict(), path)")
 
 
 def _fit_state_dict(sd: dict, target: dict) -> dict:
@@ -132,10 +114,7 @@ def load(path: str | Path, *, weights: str | Path | None = None,
         ``nas.build.Net`` (a ``torch.nn.Module``) in eval mode.
     """
 
-    from nas.build import build
-    from nas.cli import resolve_arch
-
-    net = build(resolve_arch(str(path)), seed=seed)
+    net = build(registry.arch(str(path)), seed=seed)
     if weights is not None:
         net.load_state_dict(_fit_state_dict(read_weights(weights), net.state_dict()))
     return net.eval()
@@ -170,8 +149,6 @@ def parse_number(text: str) -> float:
 
 
 def _fmt_cost(value: float, unit: str) -> str:
-    from nas.cost import human
-
     return f"{value:.3g} ms" if unit == "ms" else f"{human(value)} {unit}"
 
 
@@ -294,10 +271,6 @@ def _check(name: str, ref, out, rtol: float) -> float:
 
 def _onnx_export(net, x, path: Path) -> None:
     """torch.onnx's dynamo exporter (torch.export + onnxscript), batch axis dynamic."""
-    import logging
-
-    import torch
-
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
@@ -328,10 +301,6 @@ def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | N
     Raises:
         ExportCheckError: TorchScript or ONNX outputs differ from PyTorch's.
     """
-    import torch
-
-    from nas.build import build
-
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     # the weights are read and fitted before the output folder gets its first file
@@ -367,8 +336,6 @@ def export(spec: ArchSpec, out_dir: str | Path, *, batch: int = 1, seed: int | N
             res.torchscript_max_diff = _check("TorchScript (model.ts)", ref, ts(x).numpy(), rtol)
         _onnx_export(net, x, files["onnx"])
 
-    import onnxruntime as ort
-
     sess = ort.InferenceSession(str(files["onnx"]), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     res.onnx_max_diff = _check("ONNX (model.onnx, onnxruntime)", ref, got, rtol)
@@ -388,8 +355,6 @@ def _data_choice(run: Run) -> str | None:
     """The data config name the run used (Hydra's recorded choice, else config.yaml)."""
     hydra_file = run.path / ".hydra" / "hydra.yaml"
     if hydra_file.is_file():
-        import yaml
-
         try:
             h = yaml.safe_load(hydra_file.read_text()) or {}
             choice = h.get("hydra", {}).get("runtime", {}).get("choices", {}).get("data")
@@ -444,12 +409,8 @@ def data_arguments(run: Run) -> list[str] | None:
         return None
     args = [f"data={name}"]
     data = run.config.get("data")
-    default_file = Path(__file__).resolve().parents[1] / "conf" / "data" / f"{name}.yaml"
+    default_file = CONF_DIR / "data" / f"{name}.yaml"
     if isinstance(data, dict) and default_file.is_file():
-        import yaml
-
-        from nas.cli import DATA_KEYS_SET_BY_TRAIN
-
         defaults = yaml.safe_load(default_file.read_text()) or {}
         for key, value in data.items():
             if key in ("name", "defaults") or key in DATA_KEYS_SET_BY_TRAIN:
@@ -476,9 +437,6 @@ def inherited_weights(run: Run, row: pd.Series) -> tuple[dict, dict] | None:
     if not isinstance(ev, dict) or ev.get("backend") != "supernet" or \
             not isinstance(genome, str) or not genome:
         return None
-    from nas.archive import Archive
-    from nas.supernet import InheritedScorer
-
     scorer = InheritedScorer(ev.get("checkpoint"), data=run.config["data"],
                              train=run.config["train"],
                              calib_batches=int(ev.get("calib_batches", 10)),
@@ -508,15 +466,10 @@ def kept_weights(run: Run, row: pd.Series, spec: ArchSpec) -> tuple[dict, dict] 
     """``(state_dict, info)`` of the trained weights a search kept for ``row`` (its
     front), ``info`` with the file and the weights' accuracy on the search's validation
     split; None when the run kept none for it."""
-    from nas.run import weights_path
-
     path = weights_path(run.path, str(row.get("arch_id", "")))
     cfg = run.config if isinstance(run.config, dict) else {}
     if not path.is_file() or not isinstance(cfg.get("data"), dict) or "train" not in cfg:
         return None
-    from nas.build import build
-    from nas.train import validate_spec
-
     sd = _fit_state_dict(read_weights(path), build(spec, seed=0).state_dict())
     score = validate_spec(spec, sd, data=cfg["data"], train=cfg["train"],
                           seed=_seed_of(row, run))
@@ -563,125 +516,6 @@ def export_run(run_dir: str | Path, pick: str, *, out: str | Path | None = None,
     return res
 
 
-def summary(res: ExportResult) -> str:
-    """Human-readable account of an export."""
-    from nas.cost import human
-
-    r = res.row
-    acc = r.get("accuracy")
-    lat = r.get("latency_ms")
-    lines = [f"exported {r.get('arch_id', res.spec.name)} (id {r.get('id')}) to {res.out_dir}",
-             f"  spec      {res.spec.to_string()}",
-             f"  accuracy  {'n/a' if acc is None else f'{100 * float(acc):.2f}%'}   "
-             f"MACs {human(float(r.get('macs') or 0))}   params "
-             f"{human(float(r.get('params') or 0))}"
-             + (f"   latency {float(lat):.3g} ms" if lat is not None else ""),
-             f"  checks    TorchScript max|diff| {res.torchscript_max_diff:.2e}, ONNX "
-             f"(onnxruntime, opset {ONNX_OPSET}) max|diff| {res.onnx_max_diff:.2e} "
-             f"(|outputs| up to {res.reference_scale:.3g}; tolerance {RTOL:g} x that)"]
-    for key, path in res.files.items():
-        lines.append(f"  {key:<13} {path}")
-    if res.inherited:
-        i = res.inherited
-        lines.append(f"  weights   inherited from supernet {i['checkpoint']} (sha256 "
-                     f"{i['sha256'][:16]}), BN recalibrated on {i['calib_images']} training "
-                     f"images: validation accuracy {100 * i['accuracy']:.2f}% on "
-                     f"{i['val_images']} images")
-    if res.kept:
-        k = res.kept
-        lines.append(f"  weights   trained by the search ({k['file']}): validation accuracy "
-                     f"{100 * k['accuracy']:.2f}% on {k['val_images']} images")
-    elif res.weights_source == "initial":
-        lines.append("  weights   NOT trained: the run kept no weights for this architecture "
-                     "(not on its front, keep_weights=0, or a run from before searches kept "
-                     "weights); weights.pt holds the initial weights of its seed; train it "
-                     "with the command below")
-    lines.append(f"  load with  nas.load({str(res.files['spec'])!r}, "
-                 f"weights={str(res.files['weights'])!r})")
-    lines.append(f"  train with {res.train_command}")
-    if r.get("status", "ok") != "ok":
-        lines.append(f"  warning: this architecture FAILED in the search "
-                     f"({r.get('reason') or 'no reason recorded'}); exported anyway as asked")
-    if not r.get("data_known", True):
-        lines.append("  warning: config.yaml names no data set; replace DATA in the command")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-_KEYS = ("pick", "out", "batch", "weights")
-
-
-def _normalise_argv(argv: list[str]) -> list[str]:
-    """Accept Hydra-style ``key=value`` arguments as their ``--key=value`` flags."""
-    out: list[str] = []
-    for a in argv:
-        key, eq, _ = a.partition("=")
-        value_of_flag = bool(out) and out[-1] in ("--pick", "--out", "--weights", "--batch")
-        if value_of_flag:
-            out.append(a)
-        elif eq and key in _KEYS:
-            out.append(f"--{a}")
-        elif eq and key in BUDGETS:
-            out.append(f"--pick={a}")
-        else:
-            out.append(a)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m nas.export",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Pick one architecture of a search run and export it: spec.json, "
-                    "weights.pt, model.ts (TorchScript), model.onnx (opset 20, checked "
-                    "against PyTorch with onnxruntime) and train_command.txt.",
-        epilog="examples:\n"
-               "  python -m nas.export runs/2024-05-01/12-00-00 pick=knee\n"
-               "  python -m nas.export RUN_DIR pick=max_macs=300M out=deploy/\n"
-               "  python -m nas.export RUN_DIR pick=max_latency_ms=5 batch=8\n"
-               "  python -m nas.export RUN_DIR pick=42            (archive id or arch_id)\n"
-               "key=value and --key=value are the same.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder printed at the end of "
-                   "`python -m nas.search` (holds evaluated.csv / archive.sqlite)")
-    p.add_argument("--pick", required=True, metavar="RULE",
-                   help="an archive id or arch_id (unique prefix ok); knee (knee of the "
-                        "(error, MACs) front); max_macs=N, max_params=N or max_latency_ms=X "
-                        "(most accurate within the budget; N takes k/M/G/T: 300M, 1.5G)")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="output folder (default RUN_DIR/export/<arch_id>/)")
-    p.add_argument("--batch", default="1", metavar="B",
-                   help="batch size of the example input used for tracing and checks "
-                        "(default 1; the ONNX batch axis is dynamic)")
-    p.add_argument("--weights", type=Path, metavar="CKPT",
-                   help="state_dict or Lightning checkpoint of the trained model (default: "
-                        "the initial weights of the candidate's seed)")
-    args = p.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
-    try:
-        batch = int(args.batch)
-        if batch < 1:
-            raise ValueError
-    except ValueError:
-        print(f"error: batch must be a positive integer, got {args.batch!r}", file=sys.stderr)
-        return 2
-    try:
-        res = export_run(args.run_dir, args.pick, out=args.out, batch=batch,
-                         weights=args.weights)
-    except (PickError, RunFolderError, SpecError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ExportCheckError as e:
-        print(f"EXPORT CHECK FAILED: {e}", file=sys.stderr)
-        return 1
-    print(summary(res))
-    return 0
-
-
-__all__ = ["load", "select", "parse_number", "export", "export_run", "inherited_weights",
-           "kept_weights", "summary",
-           "train_command", "ExportResult", "PickError", "ExportCheckError", "main"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["BUDGETS", "ExportCheckError", "ExportResult", "PickError", "export", "export_run",
+           "inherited_weights", "kept_weights", "load", "parse_number", "select",
+           "train_command"]

@@ -40,47 +40,50 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
-from nas import checks, pareto
-from nas.algorithms import COST_OBJECTIVES, Context, check_inputs, check_target, make_algorithm
+from nas import pareto, registry
+from nas.algorithms import Context, make_algorithm
 from nas.archive import Archive, Record, final_rows
 from nas.cost import human, totals
-from nas.estimate import duration
+from nas.estimate import duration, estimate_search
+from nas.evaluate import Candidate, Feed, check_evaluator, make_evaluator
+from nas.latency import LatencyTable
+from nas.objectives import (
+    COSTS,
+    Coster,
+    check_satisfiable,
+    cost_references,
+    make_feasible,
+    objectives_of,
+)
+from nas.registry import DataInfo, baseline_spec
+from nas.report import write_front_plot
 from nas.run import (
-    RunFolderError,
-    RunLock,
     atomic_write,
-    cleanup_hydra_dir,
     hypervolume_of,
     load_state,
-    open_resume,
     save_state,
     split_archive,
     weights_path,
     write_status,
 )
-from nas.surrogate import NotEnoughDataError
+from nas.surrogate import MIN_POINTS, NotEnoughDataError
+from nas.table import TableError, load_table
 
 log = logging.getLogger("nas.search")
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 #: fidelity.kind values
 FIDELITIES = ("fixed", "sha")
-#: cost objectives (known from the spec before training) -> their archive column
-COSTS = COST_OBJECTIVES
-#: the objectives when the config names none: error and MACs
-DEFAULT_OBJECTIVES = ("error", "macs")
 
 
 class SearchError(ValueError):
@@ -97,141 +100,9 @@ class SearchInterrupted(KeyboardInterrupt):
 # --------------------------------------------------------------------------------------------
 
 
-def known_spaces() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "space").glob("*.yaml"))
-
-
-def objectives_of(cfg: DictConfig) -> list[str]:
-    """The objective names of a config: ``objectives: [error, macs, ...]`` (a run folder
-    written before objectives were a list holds ``{cost: NAME}``, read as
-    ``[error, NAME]``)."""
-    obj = cfg.get("objectives")
-    if obj is None:
-        return list(DEFAULT_OBJECTIVES)
-    if isinstance(obj, (DictConfig, dict)):
-        return ["error", str(obj.get("cost", "macs"))]
-    if isinstance(obj, str):
-        raise SearchError(f"objectives must be a list such as [error,macs], got {obj!r}; "
-                          f"e.g. objectives=[error,macs,params]")
-    return [str(x) for x in obj]
-
-
-def check_objectives(names: list[str], *, table: bool = False) -> None:
-    """``error`` first, then at least one cost of :data:`COSTS`; further names only with
-    ``table`` (evaluator=table), as accuracy columns of the table (minimised as
-    1 - accuracy; the search checks them against the table once it is loaded)."""
-    if len(names) < 2 or names[0] != "error":
-        raise SearchError(f"objectives={names}: the first objective must be error, followed "
-                          f"by at least one cost of {list(COSTS)}; e.g. objectives=[error,macs]")
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise SearchError(f"objectives={names} names {sorted(dup)[0]!r} twice")
-    for n in names[1:]:
-        if n in COSTS:
-            continue
-        if not table:
-            raise SearchError(f"objective {n!r} is not a cost ({', '.join(COSTS)}); table "
-                              f"metrics are objectives only with evaluator=table")
-    if not any(n in COSTS for n in names[1:]):
-        raise SearchError(f"objectives={names} has no cost: add one of {list(COSTS)}")
-
-
-def config_keys() -> set[str]:
-    """The top-level keys a search config may have: those of conf/search.yaml and the
-    config groups of conf/ (``space``, ``data``, ``train``, ...)."""
-    keys = set(OmegaConf.load(CONF_DIR / "search.yaml").keys()) - {"defaults", "hydra"}
-    return keys | {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Raise :class:`SearchError` naming the bad value and the fix; the whole composed
-    config is checked before anything is written or trained."""
-    from nas.evaluate import check_evaluator_options
-    from nas.train import TrainConfig
-
-    if cfg.get("space") is None:
-        raise SearchError(f"no search space given: add +space=NAME, NAME one of "
-                          f"{', '.join(known_spaces())} (conf/space/)")
-    unknown = sorted(set(cfg.keys()) - config_keys())
-    if unknown:
-        raise SearchError(f"unknown config key {unknown[0]!r}; nothing reads it (a typo? see "
-                          f"python -m nas.search --help for the keys)")
-    b = cfg.budget
-    try:
-        checks.integer("seed", cfg.get("seed"), lo=0, error=SearchError)
-        for key in ("evaluations", "initial", "per_iteration"):
-            checks.integer(f"budget.{key}", b.get(key), lo=1, error=SearchError)
-        for key, v in cfg.constraints.items():
-            checks.number(f"constraints.{key}", v, lo=0.0, lo_open=True, none="no limit",
-                          error=SearchError)
-        TrainConfig.from_any(cfg.train)
-        check_evaluator_options(cfg.evaluator)
-    except ValueError as e:
-        raise SearchError(str(e)) from None
-    if b.initial > b.evaluations:
-        raise SearchError(f"budget.initial={b.initial} exceeds budget.evaluations="
-                          f"{b.evaluations}; lower budget.initial or raise the budget")
-    need = min_evaluated(cfg)
-    if b.initial < need and b.evaluations > b.initial:
-        raise SearchError(f"budget.initial={b.initial} is below the {need} evaluated "
-                          f"architectures the {cfg.algorithm.get('name')!r} algorithm's "
-                          f"surrogate needs to fit; pass budget.initial={need} or more")
-    try:
-        check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
-        check_target(cfg.surrogate.get("target", "log"))
-    except ValueError as e:
-        raise SearchError(str(e)) from None
-    names = objectives_of(cfg)
-    check_objectives(names, table=(cfg.get("evaluator") or {}).get("backend") == "table")
-    fidelity_rungs(cfg)
-    checks.integer("keep_weights", cfg.get("keep_weights", 0), lo=0, error=SearchError)
-
-
 def min_evaluated(cfg: DictConfig) -> int:
     """Successful evaluations the configured algorithm needs before its first ``ask``."""
-    from nas.surrogate import MIN_POINTS
-
     return MIN_POINTS if (cfg.get("algorithm") or {}).get("name") == "surrogate" else 0
-
-
-#: what a resumed run may change (the rest fixes what its archive and state mean)
-RESUMABLE = ("budget", "evaluator", "train", "progress", "baselines.max_macs")
-
-
-def apply_resume_overrides(saved: DictConfig, cfg: DictConfig, overrides: list[str]) -> list[str]:
-    """Copy the command line's overrides (``key=value`` as Hydra records them) from the
-    composed ``cfg`` into a resumed run's ``saved`` config: those under :data:`RESUMABLE`
-    are applied (returned, for the log); any other must leave the run's value as it is
-    (re-running the start command with ``resume=`` appended repeats them), and one that
-    would change it is refused, naming the run's value and the new one."""
-    applied = []
-    for text in overrides:
-        key = text.split("=", 1)[0].lstrip("+~")
-        if key in ("resume", "") or key.startswith("hydra."):
-            continue
-        value = OmegaConf.select(cfg, key, default=None)
-        if not any(key == r or key.startswith(r + ".") for r in RESUMABLE):
-            old = OmegaConf.select(saved, key, default=None)
-            if _plain_value(value) == _plain_value(old):
-                continue  # the run's own value, as its start command gave it
-            raise SearchError(f"{key} cannot change when a run is resumed (its archive and "
-                              f"search state depend on it): the run has {key}="
-                              f"{_show(old)}, this command gives {_show(value)}; resumable: "
-                              f"{', '.join(k + '.*' if k in ('budget', 'evaluator', 'train') else k for k in RESUMABLE)}. "
-                              f"Drop {text!r} to resume, or start a new run to change {key}")
-        OmegaConf.update(saved, key, value, merge=False, force_add=True)
-        applied.append(f"{key}={text.split('=', 1)[1] if '=' in text else value}")
-    return applied
-
-
-def _plain_value(v: Any) -> Any:
-    """A config value as plain, resolved data (None where it cannot be resolved)."""
-    if OmegaConf.is_config(v):
-        try:
-            return OmegaConf.to_container(v, resolve=True)
-        except Exception:  # noqa: BLE001 - an unresolvable interpolation differs from any value
-            return None
-    return v
 
 
 def fidelity_rungs(cfg: DictConfig) -> tuple[list[int] | None, float]:
@@ -249,7 +120,7 @@ def fidelity_rungs(cfg: DictConfig) -> tuple[list[int] | None, float]:
           and all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rungs)
           and all(a < b for a, b in zip(rungs, list(rungs)[1:])))
     if not ok:
-        raise SearchError(f"fidelity.rungs={_show(rungs)} is invalid: give two or more epoch "
+        raise SearchError(f"fidelity.rungs={show_value(rungs)} is invalid: give two or more epoch "
                           f"counts in increasing order, e.g. fidelity.rungs=[1,3,9]")
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta > 1:
         raise SearchError(f"fidelity.eta={eta!r} is invalid: the reduction factor must be a "
@@ -257,7 +128,7 @@ def fidelity_rungs(cfg: DictConfig) -> tuple[list[int] | None, float]:
     return [int(r) for r in rungs], float(eta)
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
     try:
         v = OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
     except ValueError:
@@ -268,103 +139,6 @@ def _show(v: Any) -> str:
 # --------------------------------------------------------------------------------------------
 # Costs
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Coster:
-    """Decodes genomes once and memoises their costs (macs, params, activations, latency).
-
-    The memo is least-recently-used and bounded by ``capacity``: the surrogate's NSGA-II
-    touches ~2,000 new genomes per iteration at ~5 KB each, so an unbounded memo would grow by
-    ~10 MB per iteration for the whole of a long search."""
-
-    space: Any
-    cost_kinds: tuple[str, ...]
-    latency_table: Any = None
-    capacity: int = 20_000
-
-    def __post_init__(self):
-        if isinstance(self.cost_kinds, str):
-            self.cost_kinds = (self.cost_kinds,)
-        self.cost_kinds = tuple(self.cost_kinds)
-        self._memo: OrderedDict[str, dict] = OrderedDict()
-
-    def info(self, genome) -> dict:
-        aid = self.space.arch_id(genome)
-        got = self._memo.get(aid)
-        if got is not None:
-            self._memo.move_to_end(aid)
-        else:
-            spec = self.space.decode(genome)
-            macs, params, acts = totals(spec)
-            got = {"arch_id": aid, "spec": spec, "macs": macs, "params": params,
-                   "activations": acts, "latency_ms": None}
-            if self.latency_table is not None:
-                got["latency_ms"] = float(self.latency_table.predict(spec))
-            self._memo[aid] = got
-            if len(self._memo) > self.capacity:
-                self._memo.popitem(last=False)
-        return got
-
-    @property
-    def cost_kind(self) -> str:
-        """The first cost objective."""
-        return self.cost_kinds[0]
-
-    def cost(self, genome) -> float:
-        """The first cost objective of ``genome``."""
-        return float(self.info(genome)[COSTS[self.cost_kinds[0]]])
-
-    def costs(self, genome) -> tuple[float, ...]:
-        """Every cost objective of ``genome``, in objective order."""
-        i = self.info(genome)
-        return tuple(float(i[COSTS[k]]) for k in self.cost_kinds)
-
-
-def make_feasible(coster: Coster, constraints: dict):
-    limits = {k: v for k, v in constraints.items() if v is not None}
-
-    def feasible(genome) -> bool:
-        if not limits:
-            return True
-        i = coster.info(genome)
-        return all(i[{"max_macs": "macs", "max_params": "params",
-                      "max_latency_ms": "latency_ms"}[k]] <= v for k, v in limits.items())
-
-    return feasible, bool(limits)
-
-
-def check_satisfiable(space, coster: Coster, feasible, constraints: dict, n: int = 2000) -> None:
-    if coster.latency_table is not None:
-        n = min(n, 100)  # every new block is measured: keep the probe small
-    rng = np.random.default_rng(12345)
-    genomes = space.sample(n, rng)
-    if any(feasible(g) for g in genomes):
-        return
-    lows = []
-    for key, col in (("max_macs", "macs"), ("max_params", "params"),
-                     ("max_latency_ms", "latency_ms")):
-        if constraints.get(key) is not None:
-            smallest = min(coster.info(g)[col] for g in genomes)
-            lows.append(f"constraints.{key}={human(constraints[key])} (the smallest of {n} "
-                        f"samples has {human(smallest)})")
-    raise SearchError(f"no architecture of space {space.name!r} satisfies "
-                      f"{'; '.join(lows)}: raise the limit or choose a smaller space config")
-
-
-def cost_references(space, coster: Coster, n: int = 1000,
-                    kinds: tuple[str, ...] | None = None) -> dict[str, float]:
-    """Fixed hypervolume reference of each cost axis (``kinds``, default every cost of the
-    coster): the largest cost among ``n`` samples drawn with a fixed seed (independent of
-    the run's seed, so runs compare)."""
-    kinds = tuple(coster.cost_kinds if kinds is None else kinds)
-    if not kinds:
-        return {}
-    if "latency" in kinds:
-        n = min(n, 100)  # every new block is measured: keep the probe small
-    genomes = space.sample(n, np.random.default_rng(2024))
-    infos = [coster.info(g) for g in genomes]
-    return {k: float(max(i[COSTS[k]] for i in infos)) for k in kinds}
 
 
 def _fidelity(cfg: DictConfig) -> dict:
@@ -383,10 +157,6 @@ class Search:
     """One search run in ``run_dir`` (fresh or resumed)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, *, retry_failed: bool = False):
-        from hydra.utils import instantiate
-
-        from nas.data import make_datamodule
-
         self.cfg, self.run_dir = cfg, run_dir
         self.retry_failed = retry_failed  # the config is checked by run_search
         self.objectives = objectives_of(cfg)
@@ -394,8 +164,6 @@ class Search:
         self.table = None
         if ev_cfg.get("backend") == "table":
             # Looked-up results: the table, not a data set, fixes classes and channels.
-            from nas.table import TableError, load_table
-
             try:
                 self.table = load_table(ev_cfg.get("source", "analog-nasbench"),
                                         num_classes=ev_cfg.get("num_classes"),
@@ -409,35 +177,30 @@ class Search:
             self.num_classes, self.in_channels = self.table.num_classes, self.table.in_channels
         else:
             data_kw = OmegaConf.to_container(cfg.data, resolve=True)
-            dm = make_datamodule(**data_kw)
+            dm = registry.datamodule(**data_kw)
             self.num_classes, self.in_channels = dm.num_classes, dm.in_channels
-        space_cfg = OmegaConf.to_container(cfg.space, resolve=True)
-        space_cfg.pop("name", None)
-        self.space = instantiate(space_cfg, num_classes=self.num_classes,
-                                 in_channels=self.in_channels, _convert_="all")
+        self.space = registry.space(OmegaConf.to_container(cfg.space, resolve=True),
+                                    num_classes=self.num_classes, in_channels=self.in_channels)
         if self.table is not None:
-            from nas.table import TableError
-
             try:  # the table's genomes must be this space's
                 self.table.check_space(self.space)
             except TableError as e:
                 raise SearchError(str(e)) from None
-        from nas.evaluate import check_evaluator
-
         check_evaluator(cfg.evaluator, self.space)  # e.g. a supernet of another space config
         self.cost_names = [o for o in self.objectives[1:] if o in COSTS]
         self.metric_names = [o for o in self.objectives[1:] if o not in COSTS]
         table = None
         if "latency" in self.cost_names or cfg.constraints.get("max_latency_ms"):
-            from nas.latency import LatencyTable
-
             lat = cfg.get("latency", {}) or {}
             table = LatencyTable(None, batch=int(lat.get("batch", 1)),
                                  threads=lat.get("threads"), device=str(lat.get("device", "cpu")))
         self.coster = Coster(self.space, tuple(self.cost_names), table)
         constraints = OmegaConf.to_container(cfg.constraints, resolve=True)
         self.feasible, self.constrained = make_feasible(self.coster, constraints)
-        check_satisfiable(self.space, self.coster, self.feasible, constraints)
+        try:
+            check_satisfiable(self.space, self.coster, self.feasible, constraints)
+        except ValueError as e:
+            raise SearchError(str(e)) from None
         self.cost_col = COSTS[self.cost_names[0]]
         self.cost_cols = [COSTS[c] for c in self.cost_names]
         self.fidelity = _fidelity(cfg)
@@ -559,8 +322,6 @@ class Search:
         failed = [r.reason or "no reason" for r in recs if r.status == "failed"]
         if not failed:
             return f"{len(recs)} candidates evaluated, none failed"
-        from collections import Counter
-
         reason, n = Counter(failed).most_common(1)[0]
         return f"{len(failed)} of {len(recs)} candidates failed, most often: {reason} (x{n})"
 
@@ -576,8 +337,6 @@ class Search:
     def baseline_items(self, *, quiet: bool = False) -> list[dict]:
         """The cost info dicts (with ``name``) of each configured baseline that fits the
         data and ``baselines.max_macs`` (``quiet``: without logging the skipped ones)."""
-        from nas.cli import DataInfo, baseline_spec
-
         say = (lambda *a: None) if quiet else log.info
         cfg = self.cfg.get("baselines") or {}
         if self.table is not None:
@@ -616,8 +375,6 @@ class Search:
 
     def _submit(self, info: dict, genome, space: str, iteration: int, rung: int = 0,
                 front: bool = False) -> None:
-        from nas.evaluate import Candidate
-
         resume = None
         if rung > 0:
             resume = self._weights_path(info["arch_id"]).read_bytes()
@@ -811,8 +568,6 @@ class Search:
         or with nothing to train."""
         if not (self.cfg.get("progress", True) and self.cfg.get("estimate", True)):
             return None
-        from nas.estimate import estimate_search
-
         return estimate_search(self, threads=threads)
 
     def announce(self, bill):
@@ -851,8 +606,6 @@ class Search:
 
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> dict:
-        from nas.evaluate import Feed, make_evaluator
-
         cfg = self.cfg
         budget = int(cfg.budget.evaluations)
         self.archive = Archive(self.run_dir / "archive.sqlite")
@@ -889,8 +642,6 @@ class Search:
         self._baseline_info = {b["arch_id"]: b for b in baselines}
         self.bar, self.bill = None, None
         if cfg.get("progress", True):
-            from tqdm.auto import tqdm
-
             todo = sum(b["arch_id"] not in self._rows for b in baselines)
             # the ETA is the bill's (postfix), not tqdm's mean rate over unlike candidates
             self.bar = tqdm(total=budget + todo, initial=len(self.search_records()),
@@ -945,9 +696,6 @@ class Search:
         timing = {} if self.bill is None else {"estimated_s": round(self.bill.total_s, 1),
                                                "wall_s": round(self.wall_s, 1)}
         df = self._finish(state, "complete", **timing)
-        if cfg.get("progress", True):
-            print_summary(self)
-        self.archive.close()
         ok = df[df["status"] == "ok"]
         return {"run_dir": str(self.run_dir), "hypervolume": self.hypervolume(df),
                 "evaluations": len(df),
@@ -956,6 +704,11 @@ class Search:
                 "train_seconds": float(sum(r.train_seconds or 0.0 for rows in
                                            self._rows.values() for r in rows
                                            if r.space != "baseline"))}
+
+    def close(self) -> None:
+        """Close the archive (after :meth:`run`, once the caller has read what it needs)."""
+        if getattr(self, "archive", None) is not None:
+            self.archive.close()
 
     def _finish(self, state: dict, status: str, **extra: Any) -> pd.DataFrame:
         """Close the bar, write the CSVs and plots of what exists and the final status."""
@@ -1048,8 +801,6 @@ class Search:
                     subset=["surrogate"]).to_csv(d / "surrogate.csv", index=False)
         if plots:
             try:
-                from nas.report import write_front_plot
-
                 scored = (f"table {self.table.source}" if self.table is not None
                           else self.cfg.data.get("name"))
                 write_front_plot(ev, pf[pf["source"] == "search"], bl,
@@ -1059,122 +810,3 @@ class Search:
                                  objectives=self.objective_columns())
             except Exception as e:  # noqa: BLE001 - a plot must never lose a finished run
                 log.warning("plotting failed: %s", e)
-
-
-def print_summary(search: Search) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    pf = search.pareto_frame()
-    ev = search.evaluated_frame()
-    t = Table(title=f"Pareto front: {search.space.name}, {len(ev)} evaluated "
-                    f"({(ev['status'] == 'failed').sum()} failed)")
-    extra_costs = [c for c in ("activations", "latency_ms") if c in search.cost_cols]
-    for col in ("rank", "source", "name", "MACs", "params", *extra_costs, "accuracy",
-                *search.metric_names, "spec"):
-        t.add_column(col, overflow="fold")
-    front = pf if len(pf) <= 40 else pf.head(40)
-    for _, r in front.iterrows():
-        t.add_row(str(r["rank"]), r["source"], str(r["name"]), human(r["macs"]),
-                  human(r["params"]), *(f"{r[c]:.4g}" for c in extra_costs),
-                  f"{r['accuracy']:.4f}", *(f"{r[m]:.4f}" for m in search.metric_names),
-                  str(r["spec"])[:80] + ("..." if len(str(r["spec"])) > 80 else ""))
-    con = Console(file=sys.stdout, width=160)
-    con.print(t)
-    if len(pf) > len(front):
-        con.print(f"(first {len(front)} of {len(pf)} front rows; all in pareto.csv)")
-    hv = search.hypervolume(ev)
-    axes = " x ".join(o if r == 1.0 else f"{o}/{human(r)}" for o, r in
-                      zip(search.objective_columns(), search.objective_refs()))
-    con.print(f"hypervolume {hv:.4f} ({axes}, reference point 1 in each)")
-    if search.bill is not None:
-        ratio = search.wall_s / max(search.bill.total_s, 1e-9)
-        con.print(f"time: estimated {duration(search.bill.total_s)}, took "
-                  f"{duration(search.wall_s)} (actual / estimate = {ratio:.2f})")
-    con.print(f"run folder: {search.run_dir}")
-
-
-def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
-               overrides: list[str] | None = None) -> dict:
-    """Run (or resume, with ``cfg.resume``) a search; the plain function behind the CLI.
-
-    ``overrides`` are the command line's ``key=value`` items: with ``resume`` those that a
-    resumed run may change (:data:`RESUMABLE`) are applied to its saved config, any other
-    is refused by name. One process works in a run folder at a time (:class:`RunLock`)."""
-    run_dir = Path(run_dir)
-    resumed, retry = bool(cfg.get("resume")), False
-    if resumed:
-        try:
-            run_dir, saved = open_resume(cfg.resume)
-        except RunFolderError as e:
-            raise SearchError(str(e)) from None
-        OmegaConf.set_struct(saved, False)
-        applied = apply_resume_overrides(saved, cfg, list(overrides or []))
-        if applied:
-            log.warning("resumed with %s", " ".join(applied))
-        retry = any(a.startswith(("train", "evaluator")) for a in applied)
-        saved.resume = None
-        cfg = saved
-    elif (cfg.get("evaluator") or {}).get("backend") == "supernet" and cfg.get("space") \
-            is not None and cfg.evaluator.get("checkpoint") not in (None, "???"):
-        cfg = _space_of_checkpoint(cfg, list(overrides or []))
-    check_config(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with RunLock(run_dir):
-            if not resumed and (run_dir / "archive.sqlite").exists():
-                raise SearchError(f"{run_dir} already holds a search; resume it with "
-                                  f"resume={run_dir} or choose another hydra.run.dir")
-            load_state(run_dir)  # a corrupt state is named before anything trains
-            # validates everything before a file is written
-            search = Search(cfg, run_dir, retry_failed=retry)
-            if resumed:
-                # the changes a resume applied are the run's configuration from now on
-                (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            elif not (run_dir / "config.yaml").exists():
-                (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-                from importlib.metadata import version
-
-                (run_dir / "VERSION").write_text(f"nas {version('nas')}\n")
-            return search.run()
-    except RunFolderError as e:
-        raise SearchError(str(e)) from None
-
-
-def _space_of_checkpoint(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """``cfg`` with the space settings of its supernet checkpoint (evaluator=supernet)."""
-    from nas.supernet import adopt_checkpoint_space
-
-    typed = {}
-    for text in overrides:
-        key = text.split("=", 1)[0].lstrip("+~")
-        if key.startswith("space.") and key.count(".") == 1:
-            typed[key[len("space."):]] = _plain_value(OmegaConf.select(cfg, key))
-    try:
-        space, taken = adopt_checkpoint_space(_plain_value(cfg.space), cfg.evaluator.checkpoint,
-                                              typed)
-    except ValueError as e:
-        raise SearchError(str(e)) from None
-    if taken:
-        log.info("space settings from the supernet checkpoint: %s", " ".join(taken))
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.space = OmegaConf.create(space)
-    return cfg
-
-
-def main() -> None:
-    from nas.cli import hydra_app
-
-    def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
-        try:
-            return float(run_search(cfg, run_dir, overrides)["hypervolume"])
-        finally:
-            if cfg.get("resume"):  # the resumed folder holds the run, not this one
-                cleanup_hydra_dir(run_dir)
-
-    hydra_app("search", task)
-
-
-if __name__ == "__main__":
-    main()

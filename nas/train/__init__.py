@@ -9,27 +9,19 @@
   that turns NaN/inf or a run over ``max_time_s`` raises `CandidateFailed`, which the
   evaluators record as a failed candidate.
 
-CLI (thin Hydra wrapper around `train_one`)::
-
-    python -m nas.train arch=resnet20 data=digits [train=full]
-    python -m nas.train arch=mobile:1-0-2-... data=cifar10 data.root=~/data/cifar10
-    python -m nas.train arch=runs/.../spec.json data=digits
-    python -m nas.train arch=resnet20 data=cifar10 init=runs/.../checkpoints/last.ckpt \
-        freeze=all-but-head        # transfer learning (see nas.transfer)
-
-writes ``result.json``, ``spec.json``, ``metrics.csv`` and ``checkpoints/last.ckpt`` into the
-Hydra run folder ``runs/<date>/<time>/``.
+``python -m nas.train`` is :mod:`nas.commands.train`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -40,19 +32,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 
 from nas import checks
 from nas.build import build
-from nas.cli import (
-    DATA_KEYS_SET_BY_TRAIN,
-    data_info,
-    fmt_count,
-    fmt_pct,
-    hydra_app,
-    plain,
-    resolve_arch,
-)
-from nas.cost import human, memory_bytes, totals
+from nas.config import plain
+from nas.cost import human, memory_bytes, totals, training_memory
+from nas.registry import DATA_KEYS_SET_BY_TRAIN, datamodule
 from nas.safe_load import read_checkpoint
 from nas.spec import ArchSpec
 from nas.transfer import (
@@ -409,7 +396,7 @@ class _DropTips(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet(quiet: bool) -> Iterator[None]:
+def quiet_logs(quiet: bool) -> Iterator[None]:
     """Hide advisory warnings; with ``quiet`` also Lightning's info lines (many candidates,
     one log)."""
     names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
@@ -434,7 +421,7 @@ def _quiet(quiet: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
@@ -451,9 +438,6 @@ def keyboard_interrupts() -> Iterator[None]:
     """Around ``trainer.fit``: Lightning turns Ctrl-C into a graceful stop, ``SystemExit(1)``,
     and ignores every later Ctrl-C; give the caller its KeyboardInterrupt back (so a search
     can save its state and say how to resume) and restore the SIGINT handler."""
-    import signal
-    import threading
-
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGINT) if main else None
     try:
@@ -503,14 +487,15 @@ def check_memory(spec: ArchSpec, *, batch_size: int, accelerator: str) -> None:
     """Raise `CandidateFailed` ("out of memory: ...") before anything is allocated when
     ``spec`` cannot train in the machine's memory.
 
-    The need is `nas.cost`'s training estimate at ``batch_size`` (activations kept for the
-    backward pass and their gradients, plus weights, gradients and one optimiser state, in
-    float32). It is compared with the device's total memory, not with what is free at this
-    moment, so that a busy machine does not refuse a network that fits.
+    The need is `nas.cost`'s training estimate at ``batch_size`` (the activations stored
+    for the backward pass and their gradients, in-place activation functions storing
+    nothing extra, plus weights, gradients and one optimiser state, in float32). It is
+    compared with the device's total memory, not with what is free at this moment, so that
+    a busy machine does not refuse a network that fits.
     """
     have = machine_memory(accelerator)
-    _, params, acts = totals(spec)
-    need = memory_bytes(acts, params, batch_size)
+    _, params, _ = totals(spec)
+    need = training_memory(spec, batch_size)
     if have is None or need <= have[1]:
         return
     where, total = have
@@ -523,7 +508,7 @@ def check_memory(spec: ArchSpec, *, batch_size: int, accelerator: str) -> None:
         f"weights, gradients and optimiser state) but {where} has {human(total, 'B')}; {fix}")
 
 
-def _accelerator(cfg: TrainConfig) -> str:
+def accelerator_of(cfg: TrainConfig) -> str:
     if cfg.accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     return cfg.accelerator
@@ -568,8 +553,6 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
             memory (`check_memory`).
         ValueError: the spec does not fit the data, or a config value is bad.
     """
-    from nas.data import make_datamodule
-
     t_start = time.perf_counter()
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"train_spec needs an ArchSpec, got {type(spec).__name__}")
@@ -593,24 +576,21 @@ def train_spec(spec: ArchSpec, *, data: Mapping, train: TrainConfig | Mapping, s
         raise ValueError(f"stop_epoch={stop_epoch!r} is invalid; pass an epoch in 1.."
                          f"{cfg.epochs} (train.epochs) or None")
     macs, params, _ = totals(spec)
-    check_memory(spec, batch_size=cfg.batch_size, accelerator=_accelerator(cfg))
-    with _threads(cfg.num_threads), _quiet(not progress), \
+    check_memory(spec, batch_size=cfg.batch_size, accelerator=accelerator_of(cfg))
+    with torch_threads(cfg.num_threads), quiet_logs(not progress), \
             tempfile.TemporaryDirectory(prefix="nas-state-") as tmp:
         pl.seed_everything(seed, workers=False, verbose=False)
-        dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
+        dm = datamodule(name, **data, batch_size=cfg.batch_size,
                              train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
                              resolution=spec.input[1], seed=seed)
         check_data(spec, dm, name)
         model = ClassifierModule(spec, train=cfg, seed=seed)
-        accelerator = _accelerator(cfg)
+        accelerator = accelerator_of(cfg)
         callbacks: list[pl.Callback] = []
         if cfg.max_time_s is not None:
             callbacks.append(_Deadline(cfg.max_time_s, t_start))
         logger: Any = False
         if run_dir is not None:
-            from pytorch_lightning.callbacks import ModelCheckpoint
-            from pytorch_lightning.loggers import CSVLogger
-
             run_dir = Path(run_dir)
             logger = CSVLogger(save_dir=str(run_dir), name="", version="")
             callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
@@ -675,20 +655,18 @@ def validate_spec(spec: ArchSpec, weights: Mapping, *, data: Mapping,
     validation split `train_spec` scores it on (same data config, recipe and seed), through
     the same LightningModule and data module. Returns ``{"accuracy", "val_loss",
     "val_images"}``."""
-    from nas.data import make_datamodule
-
     cfg = TrainConfig.from_any(train)
     data = dict(plain(data))
     name = data.pop("name")
-    with _threads(cfg.num_threads), _quiet(True):
-        dm = make_datamodule(name, **data, batch_size=cfg.batch_size,
+    with torch_threads(cfg.num_threads), quiet_logs(True):
+        dm = datamodule(name, **data, batch_size=cfg.batch_size,
                              train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
                              resolution=spec.input[1], seed=seed)
         check_data(spec, dm, name)
         model = ClassifierModule(spec, train=dataclasses.replace(cfg, init=None, freeze=None),
                                  seed=seed)
         model.net.load_state_dict(dict(weights))
-        accelerator = _accelerator(cfg)
+        accelerator = accelerator_of(cfg)
         trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False,
                              precision=resolve_precision(cfg.precision, accelerator),
                              enable_progress_bar=False, enable_model_summary=False,
@@ -696,75 +674,3 @@ def validate_spec(spec: ArchSpec, weights: Mapping, *, data: Mapping,
         (out,) = trainer.validate(model, datamodule=dm, verbose=False)
     return {"accuracy": float(out["val/acc"]), "val_loss": float(out["val/loss"]),
             "val_images": len(dm.arrays("val")[1])}
-
-
-# --------------------------------------------------------------------------------------------
-# Shared CLI helpers (also used by nas.baselines)
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: python -m nas.train
-# --------------------------------------------------------------------------------------------
-
-
-def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
-    """Train ``cfg.arch`` with ``cfg.train`` on ``cfg.data``; write result.json, spec.json,
-    metrics.csv and the checkpoint into ``run_dir``; return the result dict."""
-    from omegaconf import OmegaConf
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    arch = cfg.arch  # raises MissingMandatoryValue when not given
-    data = plain(cfg.data)
-    train = TrainConfig.from_any(cfg.train)
-    # init= / freeze= on the command line are train.init / train.freeze
-    transfer = {k: cfg.get(k) for k in ("init", "freeze") if cfg.get(k) is not None}
-    if transfer:
-        train = dataclasses.replace(train, **transfer)
-    if train.advice():
-        log.warning(train.advice())
-    info = data_info(data)
-    spec = resolve_arch(arch, info, train.resolution, space=cfg.get("space"),
-                        head=cfg.get("head"))
-
-    def write_inputs() -> None:
-        (run_dir / "spec.json").write_text(spec.to_json(indent=1))
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-    result = train_spec(spec, data=data, train=train, seed=int(cfg.seed), test=bool(cfg.test),
-                        run_dir=run_dir, progress=bool(cfg.progress), on_ready=write_inputs)
-    record = {"arch": str(arch), "name": spec.name, "spec": spec.to_string(),
-              "data": info.name, "seed": int(cfg.seed), **result,
-              "train_config": train.to_dict()}
-    (run_dir / "result.json").write_text(json.dumps(record, indent=1))
-    _print_result(record, run_dir)
-    return record
-
-
-def _print_result(r: dict, run_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"{r['name'] or r['arch']} on {r['data']}")
-    for col in ("MACs", "params", "val acc", "test acc", "train s", "img/s"):
-        t.add_column(col, justify="right")
-    ips = r.get("images_per_second")
-    t.add_row(fmt_count(r["macs"]), fmt_count(r["params"]), fmt_pct(r.get("accuracy")),
-              fmt_pct(r.get("test_accuracy")), f"{r['train_seconds']:.1f}",
-              "-" if ips is None else f"{ips:.0f}")
-    console = Console()
-    console.print(t)
-    console.print(f"spec: {r['spec']}\nwrote {run_dir / 'result.json'}")
-
-
-def _main() -> None:
-    hydra_app("train_one", lambda cfg, run_dir, _: train_one(cfg, run_dir=run_dir))
-
-
-if __name__ == "__main__":
-    # Run the imported module's entry point, not this __main__ copy's, so that its
-    # exceptions are the classes the command-line layer knows (nas.train.CandidateFailed).
-    from nas.train import _main as _entry
-
-    _entry()

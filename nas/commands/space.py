@@ -1,4 +1,4 @@
-"""CLI: look inside a search space.
+"""``python -m nas.space``: look inside a search space.
 
     python -m nas.space mobile                       # layout: genes, bounds, size, ancestors
     python -m nas.space mobile --sample 3 --seed 1   # random canonical genomes, decoded
@@ -6,7 +6,7 @@
     python -m nas.space inception --genome 0-2-2-...  # one genome, decoded and costed
     python -m nas.space mobile_imagenet --stats 10000  # size, min/median/max MACs and params
 
-``NAME`` is a space (``search_spaces.SPACES``) or a preset file ``conf/space/NAME.yaml``;
+``NAME`` is a space (:data:`nas.registry.SPACES`) or a preset file ``conf/space/NAME.yaml``;
 a space with a preset file of its own name uses it, so the CLI sees what Hydra runs see.
 ``--config KEY=VALUE`` overrides the layout config (OmegaConf dot-list syntax, e.g.
 ``--config depths=[2,3] --config se=[0]``).
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from nas.cli import load_space, space_presets
+from nas import registry
+from nas.commands import run
 from nas.cost import human, totals
-from search_spaces import SPACES, SearchSpace, format_genome
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "space"
+from nas.registry import SPACES, space_presets
+from search_spaces import SearchSpace, format_genome
 
 
 def _describe_genome(space: SearchSpace, genome: tuple[int, ...]) -> str:
@@ -43,8 +43,6 @@ def stats(space: SearchSpace, n: int, *, seed: int = 0, resolution: int | None =
           progress: bool = True) -> dict[str, Any]:
     """MACs and params of ``n`` random genomes with the resolution gene pinned to
     ``resolution`` (default: the space's default resolution)."""
-    from tqdm.auto import tqdm
-
     res = space.default_resolution if resolution is None else resolution
     genomes = space.sample(n, np.random.default_rng(seed))
     if "resolution" in {g.name for g in space.genes}:
@@ -64,8 +62,6 @@ def enumerate_frame(space: SearchSpace, *, progress: bool = True) -> pd.DataFram
     """One row per genome of a finite space: genome, arch_id, canonical genome, spec,
     MACs, params (equivalent genomes share arch_id, canonical genome and spec).
     ValueError naming the size when the space is too large to list."""
-    from tqdm.auto import tqdm
-
     G = space.enumerate_genomes()
     C = space.canonical_batch(G)
     uniq, inverse = np.unique(C, axis=0, return_inverse=True)
@@ -134,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{opt} must be a positive integer, got {v}")
 
     try:
-        space = load_space(args.name, args.config, num_classes=args.classes,
-                           in_channels=args.channels)
+        space = registry.space(args.name, args.config, num_classes=args.classes,
+                               in_channels=args.channels)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -190,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from nas.cli import run
-
+def entry() -> None:
+    """``python -m nas.space``."""
     sys.exit(run(main))

@@ -1,6 +1,5 @@
-"""Train classic networks (the zoo in `search_spaces.baselines`) with one recipe.
-
-CLI (thin Hydra wrapper around `run_baselines`)::
+"""``python -m nas.baselines``: train classic networks (the zoo in
+`search_spaces.baselines`) with one recipe.
 
     python -m nas.baselines data=digits
     python -m nas.baselines data=cifar10 data.root=~/data/cifar10 \
@@ -21,8 +20,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nas.cli import baseline_spec, data_info, fmt_count, fmt_pct, hydra_app, plain
+import pandas as pd
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+from tqdm.auto import tqdm
+
+from nas.commands import fmt_count, fmt_pct, hydra_app
+from nas.commands.schema import check_keys
+from nas.config import plain
+from nas.cost import totals
+from nas.evaluate import failure_reason
+from nas.registry import baseline_spec, data_info
 from nas.train import TrainConfig, train_spec
+from search_spaces import baselines as zoo
 
 COLUMNS = ("name", "spec", "macs", "params", "accuracy", "val_accuracy", "seconds", "status",
            "reason")
@@ -31,12 +42,6 @@ COLUMNS = ("name", "spec", "macs", "params", "accuracy", "val_accuracy", "second
 def run_baselines(cfg: Any, *, run_dir: Path | str) -> Any:
     """Train ``cfg.baselines.names`` on ``cfg.data`` with ``cfg.train``; write
     ``baselines.csv`` into ``run_dir`` and return it as a pandas DataFrame."""
-    import pandas as pd
-    from omegaconf import OmegaConf
-    from tqdm.auto import tqdm
-
-    from search_spaces import baselines as zoo
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = plain(cfg.baselines)
@@ -79,9 +84,6 @@ def run_baselines(cfg: Any, *, run_dir: Path | str) -> Any:
 def _train_baseline(name: str, *, info: Any, data: dict, train: TrainConfig, seed: int,
                     resolution: int | None, max_macs: float | None) -> dict[str, Any]:
     """One row of baselines.csv; a net that cannot be built or trained is a failed row."""
-    from nas.cost import totals
-    from nas.evaluate import failure_reason
-
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(name=name, status="ok")
     try:
@@ -102,9 +104,6 @@ def _train_baseline(name: str, *, info: Any, data: dict, train: TrainConfig, see
 
 
 def _print_summary(df: Any, data_name: str, csv: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=f"baselines on {data_name}")
     for col, just in (("name", "left"), ("MACs", "right"), ("params", "right"),
                       ("test acc", "right"), ("val acc", "right"), ("seconds", "right"),
@@ -124,9 +123,18 @@ def _num(x: Any) -> float | None:
     return None if x is None or x != x else float(x)  # NaN (missing in pandas) -> None
 
 
-def _main() -> None:
+def check(cfg: Any) -> None:
+    """What ``python -m nas.baselines`` checks before its first file: every key, the
+    recipe, the names."""
+    check_keys(cfg, "baselines")
+    TrainConfig.from_any(cfg.train)
+    names = list(plain(cfg.baselines).get("names") or [])
+    if not names:
+        raise ValueError("baselines.names is empty; pass e.g. baselines.names=[lenet5,resnet20]")
+    for name in names:
+        zoo.get_info(name)  # raises ValueError with close matches and the known names
+
+
+def main() -> None:
+    """``python -m nas.baselines``."""
     hydra_app("baselines", lambda cfg, run_dir, _: run_baselines(cfg, run_dir=run_dir))
-
-
-if __name__ == "__main__":
-    _main()

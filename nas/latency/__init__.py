@@ -52,23 +52,27 @@ with one :class:`LatencyTable` made up front (``objectives=[error, latency]``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
+import copy
 import json
 import math
 import os
 import platform
+import random
 import re
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from nas import spec as S
+from nas.build import build, module
+from nas.config import PROJECT_ROOT
 
 TABLE_VERSION = 1
 
@@ -89,17 +93,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
 
 def device_key(device: str = "cpu", threads: int | None = None) -> str:
     """``cpu-<model>-t<threads>`` or ``cuda-<GPU name>``: the name of a table file."""
-    import torch
-
     if device.startswith("cuda"):
-        return f"cuda-{_slug(torch.cuda.get_device_name(torch.device(device)))}"
-    return f"cpu-{_slug(cpu_model())}-t{threads or torch.get_num_threads()}"
+        return f"cuda-{slug(torch.cuda.get_device_name(torch.device(device)))}"
+    return f"cpu-{slug(cpu_model())}-t{threads or torch.get_num_threads()}"
 
 
 def default_table_path(device: str = "cpu", threads: int | None = None) -> Path:
@@ -109,8 +111,7 @@ def default_table_path(device: str = "cpu", threads: int | None = None) -> Path:
     if env:
         root = Path(env)
     else:
-        pkg_root = Path(__file__).resolve().parents[1]
-        base = pkg_root if (pkg_root / "pyproject.toml").is_file() else Path.cwd()
+        base = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
         root = base / "runs" / "latency"
     return root / f"{device_key(device, threads)}.json"
 
@@ -155,8 +156,6 @@ class Protocol:
 @contextlib.contextmanager
 def pinned_threads(threads: int | None) -> Iterator[None]:
     """Run with ``torch.set_num_threads(threads)``, restoring the previous value after."""
-    import torch
-
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -172,8 +171,6 @@ def time_call(fn: Callable[[Any], Any] | Sequence[Callable[[Any], Any]], x: Any,
 
     ``fn`` may be a sequence of equivalent callables (copies of one module), called
     round-robin: one call per step, so the time is still that of one call."""
-    import torch
-
     fns = list(fn) if isinstance(fn, Sequence) else [fn]
     k = len(fns)
     step = 0
@@ -240,8 +237,6 @@ class LatencyTable:
 
     def __init__(self, path: str | Path | None = None, *, device: str = "cpu", batch: int = 1,
                  threads: int | None = None, protocol: Protocol | None = None):
-        import torch
-
         if not (device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device)):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -312,10 +307,6 @@ class LatencyTable:
 
     def _time(self, mod: Any, shape: tuple[int, ...], *, cold: bool) -> float:
         """Time ``mod`` on a random input of ``shape``; ``cold``: rotate weight copies."""
-        import copy
-
-        import torch
-
         mods = [mod.to(self.device).eval()]
         if cold and self.protocol.cold_bytes:
             nbytes = sum(p.numel() * p.element_size() for p in mod.parameters())
@@ -339,8 +330,6 @@ class LatencyTable:
         """Measured cost of calling an empty module (``nn.Identity``) through the harness."""
         key = self._overhead_key()
         if key not in self.entries:
-            from torch import nn
-
             self.entries[key] = self._entry(self._time(nn.Identity(), (1,), cold=False))
             self._dirty = True
         return float(self.entries[key]["ms"])
@@ -349,8 +338,6 @@ class LatencyTable:
         """Raw entry of one layer on ``shape``, measured now if missing (not saved yet)."""
         key = self.key(layer, shape)
         if key not in self.entries:
-            from nas.build import module
-
             self.entries[key] = self._entry(self._time(module(layer, tuple(shape)),
                                                        tuple(shape), cold=True))
             self._dirty = True
@@ -376,8 +363,6 @@ class LatencyTable:
 
     def measure_model(self, spec: S.ArchSpec, *, seed: int = 0) -> float:
         """Measured milliseconds of the whole built model (same protocol as the entries)."""
-        from nas.build import build
-
         return self._time(build(spec, seed=seed), tuple(spec.input), cold=False)
 
     def fill(self, specs: Sequence[S.ArchSpec], *, rounds: int = 1,
@@ -389,10 +374,6 @@ class LatencyTable:
         whose load drifts, blocks and models are then timed over the same stretch of time
         instead of minutes apart. Returns the measured whole-model milliseconds.
         """
-        import random
-
-        from nas.build import build, module
-
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
         todo: dict[str, tuple[S.Layer, tuple[int, ...]]] = {}
@@ -440,136 +421,5 @@ def latency_ms(spec: S.ArchSpec, *, table: LatencyTable) -> float:
     return table.predict(spec)
 
 
-# --------------------------------------------------------------------------------------------
-# CLI: python -m nas.latency [SPACE_OR_BASELINE] --samples N ...
-# --------------------------------------------------------------------------------------------
-
-
-def _specs_for(name: str, samples: int, seed: int) -> list[tuple[str, S.ArchSpec]]:
-    """``samples`` random specs of a search space, or the one spec a baseline/spec names."""
-    from nas.cli import load_space, resolve_arch
-
-    try:
-        space = load_space(name)
-    except ValueError:
-        space = None
-    if space is not None:
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        out = []
-        for i, g in enumerate(space.sample(samples, rng)):
-            spec = g if isinstance(g, S.ArchSpec) else space.decode(g)
-            out.append((spec.name or f"{name}#{i}", spec))
-        return out
-    try:
-        spec = resolve_arch(name)
-    except ValueError as e:
-        raise ValueError(f"{name!r} is neither a search space nor a baseline/spec: {e}") from None
-    return [(spec.name or "spec", spec)]
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m nas.latency",
-        description="Fill the per-block latency table for random architectures of a search "
-                    "space (or one baseline / spec) and report predicted (sum of blocks) vs "
-                    "measured whole-model latency, with the median absolute percentage "
-                    "error. Writes a CSV next to the table.")
-    p.add_argument("arch", nargs="?", default="mobile", metavar="SPACE_OR_BASELINE",
-                   help="search space (registry name such as mobile, the default, or a "
-                        "conf/space config such as mobile_imagenet), baseline name, spec "
-                        "JSON file or quoted spec string")
-    p.add_argument("--samples", type=int, default=20, help="random architectures of a space")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads pinned while timing (default: torch's current)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--table", type=Path, default=None,
-                   help="table JSON (default runs/latency/<device-key>.json)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
-    p.add_argument("--warmup", type=int, default=Protocol.warmup, help="untimed calls")
-    p.add_argument("--repeats", type=int, default=Protocol.repeats,
-                   help="timed repeats (the median is taken)")
-    p.add_argument("--min-repeat-ms", type=float, default=Protocol.min_repeat_ms,
-                   help="minimum length of one timed repeat")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="time every missing block and every model once per round, in "
-                        "shuffled order, and keep the median over rounds (robust to a "
-                        "machine whose load drifts; default 1: one after the other)")
-    p.add_argument("--cold-mib", type=float, default=Protocol.cold_bytes / 2**20,
-                   help="weights (MiB, over copies of a block) cycled through so each timed "
-                        "call finds its weights out of cache, as inside a whole model; 0 "
-                        "times one hot copy")
-    p.add_argument("--clock", choices=["wall", "thread"], default="wall",
-                   help="wall clock (default), or the CPU time of the timing thread (CPU, "
-                        "--threads 1): robust to other processes on a shared machine")
-    args = p.parse_args(argv)
-    if args.samples < 1:
-        p.error(f"--samples must be >= 1, got {args.samples}")
-    if args.rounds < 1:
-        p.error(f"--rounds must be >= 1, got {args.rounds}")
-    try:
-        protocol = Protocol(args.warmup, args.repeats, args.min_repeat_ms, args.clock,
-                            int(args.cold_mib * 2**20))
-        table = LatencyTable(args.table, device=args.device, batch=args.batch,
-                             threads=args.threads, protocol=protocol)
-        specs = _specs_for(args.arch, args.samples, args.seed)
-    except (ValueError, S.SpecError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from nas.cost import human, totals
-
-    load0 = _loadavg()
-    print(f"{table!r}\nprotocol: {protocol}; {len(specs)} architecture(s) of {args.arch}; "
-          f"load average {load0} on {os.cpu_count()} CPUs")
-    rows = []
-    if args.rounds > 1:
-        print(f"timing {len(specs)} models and their missing blocks in {args.rounds} "
-              f"interleaved rounds ...", flush=True)
-        measured = table.fill([spec for _, spec in specs], rounds=args.rounds, seed=args.seed)
-    for i, (name, spec) in enumerate(specs):
-        before = len(table)
-        pred = table.predict(spec)
-        raw = sum(float(table.entries[k]["ms"]) for k in table.layer_keys(spec))
-        meas = measured[i] if args.rounds > 1 else table.measure_model(spec)
-        ape = abs(pred - meas) / meas * 100
-        rows.append({"name": name, "spec": spec.to_string(), "macs": totals(spec)[0],
-                     "layers": len(spec.layers), "predicted_ms": round(pred, 5),
-                     "measured_ms": round(meas, 5), "ape_percent": round(ape, 3),
-                     "raw_sum_ms": round(raw, 5), "new_entries": len(table) - before})
-        print(f"{name:>14}  MACs {human(rows[-1]['macs']):>8}  predicted {pred:9.3f} ms  "
-              f"measured {meas:9.3f} ms  error {ape:6.2f}%")
-    apes = [r["ape_percent"] for r in rows]
-    raw_apes = [abs(r["raw_sum_ms"] - r["measured_ms"]) / r["measured_ms"] * 100 for r in rows]
-    signed = [(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] * 100 for r in rows]
-    clock = "-thread-clock" if protocol.clock == "thread" else ""
-    csv_path = table.path.with_name(f"{table.path.stem}-{_slug(args.arch)[:40]}"
-                                    f"-b{args.batch}{clock}.csv")
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with csv_path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"median absolute percentage error {statistics.median(apes):.2f}% "
-          f"(mean {statistics.fmean(apes):.2f}%, max {max(apes):.2f}%, median signed "
-          f"{statistics.median(signed):+.2f}%) over {len(rows)} architecture(s)")
-    print(f"empty-module overhead {table.overhead_ms() * 1e3:.2f} us per layer; without the "
-          f"correction (plain sum of entries) the median error is "
-          f"{statistics.median(raw_apes):.2f}%; load average now {_loadavg()}")
-    print(f"table: {table.path} ({len(table)} entries)\ncsv:   {csv_path}")
-    return 0
-
-
-__all__ = ["LatencyTable", "Protocol", "latency_ms", "time_call", "pinned_threads",
-           "device_key", "default_table_path", "cpu_model", "main"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["LatencyTable", "Protocol", "cpu_model", "slug", "default_table_path", "device_key",
+           "latency_ms", "pinned_threads", "time_call"]

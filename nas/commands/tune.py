@@ -1,4 +1,5 @@
-"""Tune a search's own settings with Optuna: every trial is a whole search.
+"""``python -m nas.tune``: tune a search's own settings with Optuna; every trial is a whole
+search.
 
     python -m nas.tune +space=mobile +experiment=tune_proxy            # conf/experiment/tune_proxy.yaml
     python -m nas.tune +space=mobile "+tune.params={train.lr:'tag(log, interval(0.01, 0.5))'}"
@@ -16,7 +17,7 @@ vocabulary, parsed with Hydra's own override grammar:
     choice(x, y, ...)           one of the values (numbers, strings, lists, group options)
 
 Each trial composes the search configuration with the command line and its suggested
-overrides, runs :func:`nas.search.run_search` into ``trials/<number>/`` of the tune run folder
+overrides, runs :func:`nas.commands.search.run_search` into ``trials/<number>/`` of the tune run folder
 and reports ``tune.objectives`` (final hypervolume by default; several make a
 multi-objective study).
 
@@ -42,10 +43,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, Transformer
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from nas import registry
+from nas.commands import hydra_app
+from nas.commands.schema import check_keys
+from nas.commands.search import check as check_search
+from nas.commands.search import run_search
+from nas.config import CONF_DIR
 from nas.run import pid_alive
-from nas.search import CONF_DIR, SearchError, check_config, run_search
+from nas.search import SearchError
 
 log = logging.getLogger("nas.tune")
 
@@ -56,7 +81,6 @@ OBJECTIVES = {
     "train_seconds": ("minimize", "seconds spent training its architectures (all attempts)"),
     "wall_time": ("minimize", "seconds the trial's search ran (a resumed trial: this attempt)"),
 }
-SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "random")
 TRIALS_DIR = "trials"
 STUDY_FILE = "study.sqlite"
 # suffixes of a tune.storage path that is a SQLite file (any other path is a journal file)
@@ -89,8 +113,6 @@ class SweepParam:
 
     def suggest(self, trial) -> str:
         """Ask ``trial`` for a value and return it as a Hydra override ``key=value``."""
-        from optuna.distributions import CategoricalDistribution, IntDistribution
-
         d = self.distribution
         if isinstance(d, CategoricalDistribution):
             v = trial.suggest_categorical(self.key, d.choices)
@@ -101,8 +123,6 @@ class SweepParam:
 
     def first(self) -> str:
         """An override with the distribution's first value (to check the key composes)."""
-        from optuna.distributions import CategoricalDistribution
-
         d = self.distribution
         if isinstance(d, CategoricalDistribution):
             return f"{self.key}={self.choice_strings[0]}"
@@ -127,15 +147,6 @@ def parse_param(key: str, text: Any) -> SweepParam:
     Raises:
         TuneError: ``text`` is not a sweep Hydra can parse, or its bounds are unusable.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import Glob, Transformer
-    from hydra.errors import HydraException
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
     where = f"tune.params: {key}={text}"
     if not isinstance(text, str):
         raise TuneError(f"{where} is not a sweep; write {SWEEP_HELP} (fixed values go on the "
@@ -199,9 +210,6 @@ def parse_params(params: Mapping) -> list[SweepParam]:
 def compose_config(overrides: list[str]) -> DictConfig:
     """``conf/tune.yaml`` composed with ``overrides`` (inside a Hydra app, with its search
     path; otherwise from ``conf/``)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     if GlobalHydra.instance().is_initialized():
         return compose(config_name="tune", overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -224,8 +232,6 @@ def search_config(overrides: list[str]) -> DictConfig:
 def check_params(base: list[str], params: list[SweepParam]) -> None:
     """Each tuned key must override the search config (TuneError names the first that does
     not, and the fix)."""
-    from hydra.errors import HydraException
-
     fixed = {o.split("=", 1)[0].lstrip("+~") for o in base}
     for p in params:
         if p.key.lstrip("+") in fixed:
@@ -265,10 +271,6 @@ def open_storage(spec: str | None, run_dir: Path, *, heartbeat_s: int, on_stale)
     .sqlite3, otherwise an Optuna journal file (file-locked; for workers on one machine or a
     shared file system).
     """
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
     if spec is None:
         url = f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
     elif "://" in str(spec):
@@ -312,28 +314,12 @@ def open_storage(spec: str | None, run_dir: Path, *, heartbeat_s: int, on_stale)
 
 
 def make_sampler(name: str, seed: int | None, options: Mapping | None = None):
-    """The Optuna sampler ``tune.sampler`` names (:data:`SAMPLERS`)."""
-    import optuna
-
-    s = optuna.samplers
-    kw = dict(options or {})
-    makers = {
-        # constant_liar: workers sharing the study see each other's running trials
-        "tpe": lambda: s.TPESampler(seed=seed, **{"multivariate": True, "constant_liar": True,
-                                                  **kw}),
-        "gp": lambda: s.GPSampler(seed=seed, **kw),
-        "nsga2": lambda: s.NSGAIISampler(seed=seed, **kw),
-        "nsga3": lambda: s.NSGAIIISampler(seed=seed, **kw),
-        "random": lambda: s.RandomSampler(seed=seed, **kw),
-    }
-    if name not in makers:
-        raise TuneError(f"tune.sampler must be one of {list(SAMPLERS)}, got {name!r}; e.g. "
-                        f"tune.sampler=tpe")
+    """The Optuna sampler ``tune.sampler`` names (:func:`nas.registry.optuna_sampler`, the
+    one factory the optuna comparator uses too)."""
     try:
-        return makers[name]()
-    except TypeError as e:
-        raise TuneError(f"tune.sampler_options={kw}: {_first_line(e)}; see the options of "
-                        f"optuna.samplers for sampler {name}") from None
+        return registry.optuna_sampler(name, seed=seed, key="tune.sampler", **dict(options or {}))
+    except ValueError as e:
+        raise TuneError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,9 +330,6 @@ def make_sampler(name: str, seed: int | None, options: Mapping | None = None):
 def fail_dead_trials(study, retry) -> list[int]:
     """Mark failed, and queue for retry, the running trials of this machine whose process no
     longer exists (killed). Trials of other machines are left to the storage's heartbeat."""
-    import optuna
-    from optuna.trial import TrialState
-
     host = socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -376,11 +359,21 @@ class Tuner:
     objectives: list[str]
     trials_dir: Path
     retry: Any
+    n_trials: int
 
     def __call__(self, trial) -> list[float]:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(),
                                        "trial": trial.number})
         fail_dead_trials(trial.study, self.retry)  # a worker killed since this one started
+        # Several workers share the study: MaxTrialsCallback stops each one after a trial
+        # ends, so two that start together would both run the last one. A trial started
+        # once the complete trials and those running ahead of it reach n_trials runs nothing.
+        held = [t for t in trial.study.get_trials(deepcopy=False)
+                if t.state == TrialState.COMPLETE
+                or (t.state == TrialState.RUNNING and t.number < trial.number)]
+        if len(held) >= self.n_trials:
+            trial.study.stop()
+            raise optuna.TrialPruned(f"tune.n_trials={self.n_trials} held by other workers")
         overrides = [p.suggest(trial) for p in self.params]
         run_dir = Path(trial.user_attrs.get("run_dir")
                        or self.trials_dir / f"{trial.number:04d}")
@@ -435,18 +428,13 @@ def run_tune(overrides: list[str], run_dir: str | os.PathLike) -> dict:
         ``study_name``, ``storage``, ``complete`` (number of complete trials) and ``best``
         (the best trials as dicts: number, values, params, run_dir).
     """
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
     run_dir = Path(run_dir)
     base = list(overrides)
     cfg = compose_config(base)
     t = cfg.tune
     check_tune(t)
     params = parse_params(OmegaConf.to_container(t.params, resolve=True) or {})
-    check_config(without_tune(cfg))  # e.g. no space given
+    check_search(without_tune(cfg))  # e.g. no space given
     check_params(base, params)
     objectives = list(t.objectives)
     directions = [OBJECTIVES[o][0] for o in objectives]
@@ -478,8 +466,8 @@ def run_tune(overrides: list[str], run_dir: str | os.PathLike) -> dict:
     if retried:
         log.info("trials %s were killed: marked failed, their searches will be resumed",
                  retried)
-    tuner = Tuner(base, params, objectives, run_dir / TRIALS_DIR, retry)
     n = int(t.n_trials)
+    tuner = Tuner(base, params, objectives, run_dir / TRIALS_DIR, retry, n)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if done < n:
         study.optimize(tuner, callbacks=[MaxTrialsCallback(n, states=(TrialState.COMPLETE,))],
@@ -497,8 +485,6 @@ def run_tune(overrides: list[str], run_dir: str | os.PathLike) -> dict:
 def best_trials(study, show: int) -> list[dict]:
     """The best complete trials: by value (one objective) or the Pareto front (several),
     at most ``show``."""
-    from optuna.trial import TrialState
-
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         return []
@@ -514,10 +500,6 @@ def best_trials(study, show: int) -> list[dict]:
 
 
 def print_summary(study, best: list[dict], objectives: list[str], where: str) -> None:
-    from optuna.trial import TrialState
-    from rich.console import Console
-    from rich.table import Table
-
     counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     kind = "best trials" if len(objectives) == 1 else "Pareto-optimal trials"
     t = Table(title=f"Study {study.study_name}: {kind} ({counts[TrialState.COMPLETE]} "
@@ -546,11 +528,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def check(cfg: DictConfig) -> None:
+    """What ``python -m nas.tune`` checks before its first file: every key, the ``tune``
+    section and the search configuration each trial builds on."""
+    check_keys(cfg, "tune")
+    check_tune(cfg.tune)
+    check_search(without_tune(cfg))
+
+
 def main() -> None:
-    from nas.cli import hydra_app
-
+    """``python -m nas.tune``."""
     hydra_app("tune", lambda cfg, run_dir, overrides: run_tune(overrides, run_dir))
-
-
-if __name__ == "__main__":
-    main()

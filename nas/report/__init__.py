@@ -20,12 +20,11 @@ This module imports neither torch nor Lightning: reports are cheap to make.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
+import itertools
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +32,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
 
 from nas import cost as C
 from nas.run import COST_LABELS as COSTS
-from nas.run import Run, RunFolderError, cost_column, front_of, ok_rows, read_run
+from nas.run import Run, cost_column, front_of, ok_rows
 from nas.spec import ArchSpec, SpecError
 
 # --------------------------------------------------------------------------------------------
@@ -96,12 +98,8 @@ def _baseline_rows(frames: Sequence[pd.DataFrame | None]) -> pd.DataFrame:
 
 def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
                  col: str = "macs"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
+    fig = Figure(figsize=(8, 5.2), dpi=110)
+    ax = fig.subplots()
     for s in series:
         ok = _finite(ok_rows(s.evaluated), col)
         if len(ok):
@@ -143,18 +141,11 @@ def _plot_pairs(evaluated: pd.DataFrame, front: pd.DataFrame, baselines: pd.Data
                 objectives: Sequence[str], title: str):
     """One panel per pair of objectives (K > 2): every evaluated point faint, the K-objective
     front and the baselines on top; cost axes log-scaled."""
-    import itertools
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pairs = list(itertools.combinations(objectives, 2))
     ncol = min(3, len(pairs))
     nrow = -(-len(pairs) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), dpi=110,
-                             squeeze=False)
+    fig = Figure(figsize=(4.2 * ncol, 3.6 * nrow), dpi=110)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
     ok = ok_rows(evaluated)
     for ax, (a, b) in zip(axes.flat, pairs):
         for df, kw in ((ok, dict(s=10, color=_COLORS[0], alpha=0.25, linewidths=0)),
@@ -179,12 +170,8 @@ def _plot_pairs(evaluated: pd.DataFrame, front: pd.DataFrame, baselines: pd.Data
 
 
 def _plot_hypervolume(runs: Sequence[Run]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    fig = Figure(figsize=(8, 4), dpi=110)
+    ax = fig.subplots()
     drawn = False
     for i, run in enumerate(runs):
         hv = run.hypervolume
@@ -196,7 +183,6 @@ def _plot_hypervolume(runs: Sequence[Run]):
                 label=f"{run.name} (error x {cost})")
         drawn = True
     if not drawn:
-        plt.close(fig)
         return None
     ax.set_xlabel("evaluated architectures")
     ax.set_ylabel("hypervolume")
@@ -208,11 +194,8 @@ def _plot_hypervolume(runs: Sequence[Run]):
 
 
 def _save_png(fig, path: Path | None) -> bytes:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     data = buf.getvalue()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -525,9 +508,6 @@ def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") ->
 
 def print_summary(runs: Sequence[Run], *, console: Any = None) -> None:
     """The report's numbers as rich tables on the terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     t = Table(title="runs")
     summ = [_run_summary(r) for r in runs]
@@ -554,34 +534,4 @@ def print_summary(runs: Sequence[Run], *, console: Any = None) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m nas.report",
-        description="Self-contained HTML report (fronts overlaid, hypervolume, every Pareto "
-                    "architecture with its per-layer cost table) of one or more search runs, "
-                    "plus front.png / hypervolume.png and a terminal summary.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run folder(s) written by `python -m nas.search`")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: RUN_DIR/report of the first run)")
-    p.add_argument("--cost", default="macs", choices=["macs", "params", "latency_ms"],
-                   help="x axis of the front plot (default macs; log scale)")
-    p.add_argument("--quiet", action="store_true", help="skip the terminal summary")
-    args = p.parse_args(argv)
-    try:
-        runs = [read_run(d) for d in args.run_dirs]
-    except RunFolderError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = args.out or Path(args.run_dirs[0]) / "report"
-    path = write_report(runs, out, cost=args.cost)
-    if not args.quiet:
-        print_summary(runs)
-    print(f"report: {path}")
-    return 0
-
-
-__all__ = ["write_front_plot", "write_report", "print_summary", "main"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["print_summary", "write_front_plot", "write_report"]

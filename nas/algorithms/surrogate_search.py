@@ -1,0 +1,286 @@
+"""``surrogate``: NSGANetV2-style surrogate-assisted search (Lu et al. 2020). Each ask fits
+a surrogate on every evaluated architecture, runs pymoo's NSGA-II for many cheap generations
+on (predicted error, costs) (or, in a space small enough, scores every network), and
+proposes a diverse handful from the predicted front."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+from pymoo.core.problem import Problem
+from pymoo.optimize import minimize
+
+from nas import checks, pareto
+from nas.algorithms.base import (
+    Algorithm,
+    Context,
+    check_inputs,
+    check_target,
+    from_target,
+    moo_algorithm,
+    new_neighbours,
+    objective_matrix,
+    operators,
+    sample_new,
+    surrogate_inputs,
+    to_target,
+)
+from nas.surrogate import make_surrogate, rank_metrics
+
+log = logging.getLogger(__name__)
+
+
+class SurrogateProblem(Problem):
+    """Every objective of a genome, predicted (error, table metrics) or exact (costs), with
+    optional inequality constraints g <= 0 (a thin adapter)."""
+
+    def __init__(self, space, predict, ctx, constraint):
+        super().__init__(n_var=space.n_var, n_obj=ctx.n_obj,
+                         n_ieq_constr=1 if constraint else 0, xl=space.xl, xu=space.xu,
+                         vtype=int)
+        self.space, self.predict, self.ctx, self.constraint = space, predict, ctx, constraint
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        X = X.astype(np.int64)
+        out["F"] = objective_matrix(self.ctx, X, self.predict)
+        if self.constraint:
+            out["G"] = np.array([[self.constraint(x)] for x in X], dtype=float)
+
+
+class SurrogateSearch(Algorithm):
+    """NSGANetV2-style surrogate-assisted search (see the module docstring)."""
+
+    name = "surrogate"
+
+    def __init__(self, *, seed: int, surrogate: dict, generations: int = 30,
+                 pop_size: int = 64, enumerate_limit: int = 20_000,
+                 reselect_growth: float = 0.25, local_share: float = 0.0,
+                 rank_with_archive: bool = True):
+        super().__init__(seed=seed)
+        generations = checks.integer("algorithm.generations", generations, lo=1)
+        pop_size = checks.integer("algorithm.pop_size", pop_size, lo=4)
+        # 0: never enumerate
+        self.enumerate_limit = checks.integer("algorithm.enumerate_limit", enumerate_limit,
+                                              lo=0)
+        # 0: choose the adaptive surrogate every iteration
+        self.reselect_growth = checks.number("algorithm.reselect_growth", reselect_growth,
+                                             lo=0.0)
+        self.local_share = checks.fraction("algorithm.local_share", local_share, zero=True)
+        self.rank_with_archive = checks.boolean("algorithm.rank_with_archive",
+                                                rank_with_archive)
+        self._chosen: list[str] | None = None
+        self._chosen_at = 0
+        self.surrogate_cfg = dict(surrogate)
+        self.inputs = check_inputs(self.surrogate_cfg.pop("inputs", "genes+costs"))
+        self.target = check_target(self.surrogate_cfg.pop("target", "log"))
+        self.generations = generations
+        self.pop_size = pop_size
+        self._pending_pred: dict[str, float] = {}  # arch id -> predicted error, until told
+        self._told: list[tuple[float, float]] = []  # (true, predicted) error of told ones
+
+    def fit(self, ctx: Context):
+        """Fit one surrogate per predicted objective (error, table metrics) on the evaluated
+        archive; returns ``predict(genomes) -> (n, n_predicted)`` and the log entry."""
+        ok = ctx.F[:, 0] < 1.0
+        cfg = dict(self.surrogate_cfg)
+        name = cfg.pop("name", "adaptive")
+
+        def encode(G):
+            return surrogate_inputs(ctx.space, G, self.inputs, ctx.info)
+
+        EX = encode(ctx.X[ok])
+        n_ok = int(ok.sum())
+        # The adaptive model's choice is re-made by cross-validation when the archive has
+        # grown by `reselect_growth` since the last choice; in between the chosen model is
+        # refitted alone (its choice rarely changes between nearby archive sizes, and the
+        # cross-validation of every candidate is most of an iteration's time).
+        reuse = (name == "adaptive" and self._chosen is not None
+                 and n_ok < self._chosen_at * (1.0 + self.reselect_growth))
+        models = []
+        for col in ctx.predicted_index:
+            seed = int(self.rng.integers(2**31))
+            if reuse:
+                model = make_surrogate(self._chosen[len(models)], seed=seed)
+            else:
+                model = make_surrogate(name, seed=seed, **cfg)
+            model.fit(EX, to_target(ctx.F[ok, col], self.target))
+            models.append(model)
+        if name == "adaptive" and not reuse:
+            self._chosen = [m.chosen for m in models]
+            self._chosen_at = n_ok
+        first = models[0]
+        entry = {"surrogate": getattr(first, "chosen", first.name), "train_size": n_ok}
+        for k, v in (getattr(first, "cv_scores", {}) or {}).get(entry["surrogate"], {}).items():
+            entry[f"cv_{k}"] = float(v)
+
+        def predict(G):
+            E = encode(np.asarray(G, dtype=np.int64))
+            return np.column_stack([from_target(m.predict(E), self.target) for m in models])
+
+        return predict, entry
+
+    def candidates(self, ctx: Context, predict) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Genomes to choose from, their objectives (predicted where unknown) and constraint
+        violations: every distinct architecture when the space can list them within
+        ``enumerate_limit`` (the predicted front is then exact), else the final population of
+        NSGA-II (NSGA-III beyond three objectives) run on the surrogate."""
+        pool = ctx.space.all_canonical(limit=self.enumerate_limit) \
+            if self.enumerate_limit else None
+        if pool is not None:
+            keep = np.array([ctx.is_new(g) for g in pool], bool)
+            if ctx.constrained:
+                keep &= np.array([ctx.feasible(tuple(int(v) for v in g)) for g in pool], bool)
+            pool = pool[keep]
+            return pool, objective_matrix(ctx, pool, predict), None
+        constraint = ((lambda x: 0.0 if ctx.feasible(tuple(int(v) for v in x)) else 1.0)
+                      if ctx.constrained else None)
+        problem = SurrogateProblem(ctx.space, predict, ctx, constraint)
+        # Seed the population with the evaluated non-dominated set plus random samples.
+        front = ctx.X[pareto.non_dominated(ctx.F)] if len(ctx.X) else np.empty((0, ctx.space.n_var))
+        init = [tuple(int(v) for v in g) for g in front][: self.pop_size // 2]
+        init += [tuple(int(v) for v in g)
+                 for g in ctx.space.sample(self.pop_size - len(init), self.rng)]
+        algo = moo_algorithm(ctx.n_obj, self.pop_size, sampling=np.array(init, dtype=np.int64),
+                             **operators(ctx.space, set()))
+        res = minimize(problem, algo, ("n_gen", self.generations),
+                       seed=int(self.rng.integers(2**31)), verbose=False)
+        pop = res.pop if res.pop is not None else algo.pop
+        return pop.get("X").astype(np.int64), pop.get("F"), pop.get("CV")
+
+    def _against(self, ctx: Context) -> np.ndarray | None:
+        return ctx.F if self.rank_with_archive else None
+
+    def neighbours(self, ctx: Context, predict) -> tuple[np.ndarray, np.ndarray]:
+        """The new, feasible one-gene neighbours of the evaluated front, with their
+        objectives (predicted where unknown)."""
+        front = pareto.non_dominated(ctx.F) if len(ctx.F) else np.empty(0, int)
+        X = np.array(list(new_neighbours(ctx, front)),
+                     dtype=np.int64).reshape(-1, ctx.space.n_var)
+        return X, (objective_matrix(ctx, X, predict) if len(X) else np.empty((0, ctx.n_obj)))
+
+    def ask(self, ctx: Context, n: int) -> list[tuple[int, ...]]:
+        predict, entry = self.fit(ctx)
+        chosen: list[tuple[int, ...]] = []
+        n_local = int(round(self.local_share * n))
+        if n_local:
+            # Exploit: the predicted front of the evaluated front's neighbourhood (a local
+            # search guided by the surrogate; networks near good ones are often good).
+            NX, NF = self.neighbours(ctx, predict)
+            chosen = select_diverse(ctx, NX, NF, None, n_local, against=self._against(ctx)) \
+                if len(NX) else []
+        ctx_g = dataclasses.replace(ctx, pending=ctx.pending | {ctx.space.arch_id(g)
+                                                                for g in chosen})
+        cand_X, cand_F, cv = self.candidates(ctx_g, predict)
+        # Constant liar (Ginsbourger et al. 2010): architectures still training count as
+        # evaluated at the surrogate's own prediction, so candidates they would dominate
+        # wait, and new picks spread away from them.
+        lies = None
+        if ctx.pending_X is not None and len(ctx.pending_X):
+            lies = objective_matrix(ctx, np.asarray(ctx.pending_X, np.int64), predict)
+        against = self._against(ctx)
+        if against is not None and lies is not None:
+            against = np.vstack([against, lies])
+        chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                 against=against, spread_from=lies)
+        if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
+            ctx2 = dataclasses.replace(
+                ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})
+            chosen += sample_new(ctx2, n - len(chosen), self.rng)
+        preds = predict(np.array(chosen, dtype=np.int64))[:, 0] if chosen else []
+        self._pending_pred.update({ctx.space.arch_id(g): float(p)
+                                   for g, p in zip(chosen, preds)})
+        self.log.append(entry)
+        return chosen
+
+    #: held-out quality is measured on at least this many of the latest told predictions
+    HELDOUT_WINDOW = 6
+
+    def tell(self, ctx: Context, genomes, F) -> None:
+        # Held-out quality: the surrogate's predictions, made before training, of the told
+        # architectures (the latest HELDOUT_WINDOW of them when asks are smaller).
+        if not hasattr(self, "_told"):  # a state pickled before asynchronous evaluation
+            self._told = []
+        for g, f in zip(genomes, F):
+            p = self._pending_pred.pop(ctx.space.arch_id(g), None)
+            if p is not None and f[0] < 1.0:
+                self._told.append((float(f[0]), p))
+        window = self._told[-max(self.HELDOUT_WINDOW, len(genomes)):]
+        if self.log and len(window) >= 3:
+            true, pred = (np.array(v) for v in zip(*window))
+            m = rank_metrics(true, pred)
+            self.log[-1].update({f"heldout_{k}": float(v) for k, v in m.items()})
+
+
+def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
+                   against: np.ndarray | None = None,
+                   spread_from: np.ndarray | None = None) -> list[tuple[int, ...]]:
+    """Pick ``n`` new architectures from the predicted front, spread along the cost axis:
+    candidates are taken front by front, and within a front at evenly spaced cost quantiles
+    (NSGANetV2 picks a diverse subset of the predicted front in the same spirit).
+
+    ``against``: the evaluated objectives; when given, the fronts are those of the
+    candidates sorted together with the evaluated architectures, so a candidate predicted
+    to be dominated by a trained network waits behind those predicted to be dominated only
+    by other candidates (it spends no evaluation where the front is already known).
+
+    ``spread_from``: objectives of architectures still training (predicted); when given,
+    each front is sampled farthest-first from them instead of at cost quantiles, so an
+    ask for one architecture while others train does not repeat their region."""
+    feas = np.ones(len(X), bool) if cv is None else (cv.reshape(-1) <= 0)
+    keys = [ctx.space.arch_id(x) for x in X]
+    fresh = np.array([feas[i] and keys[i] not in ctx.seen and keys[i] not in ctx.pending
+                      for i in range(len(X))], bool)
+    if not fresh.any():
+        return []
+    idx = np.flatnonzero(fresh)
+    if against is not None and len(against):
+        ranks = pareto.pareto_ranks(np.vstack([against, F[idx]]))[len(against):]
+    else:
+        ranks = pareto.pareto_ranks(F[idx])
+    chosen: list[int] = []
+    for r in np.unique(ranks):
+        layer = idx[ranks == r]
+        layer = layer[np.argsort(F[layer, 1], kind="stable")]
+        need = n - len(chosen)
+        if len(layer) <= need:
+            chosen += list(layer)
+        elif spread_from is not None and len(spread_from):
+            chosen += list(layer[_farthest_points(F[layer], need, anchors=spread_from)])
+        elif F.shape[1] == 2:
+            pos = np.unique(np.round(np.linspace(0, len(layer) - 1, need)).astype(int))
+            chosen += list(layer[pos])
+        else:  # K > 2: farthest-point spread over the normalised objectives
+            chosen += list(layer[_farthest_points(F[layer], need)])
+        if len(chosen) >= n:
+            break
+    out, keys_out = [], set()
+    for i in chosen[:n]:
+        if keys[i] not in keys_out:
+            keys_out.add(keys[i])
+            out.append(tuple(int(v) for v in X[i]))
+    return out
+
+
+def _farthest_points(F: np.ndarray, k: int, anchors: np.ndarray | None = None) -> np.ndarray:
+    """Indices of ``k`` rows of ``F`` spread out: start at the lowest first objective (or,
+    with ``anchors``, at the row farthest from them), then repeatedly the row farthest from
+    those chosen (objectives min-max normalised over ``F`` and the anchors)."""
+    both = F if anchors is None else np.vstack([F, anchors])
+    lo, span = both.min(axis=0), np.ptp(both, axis=0)
+    Z = (F - lo) / np.where(span > 0, span, 1.0)
+    if anchors is not None and len(anchors):
+        A = (np.asarray(anchors, float) - lo) / np.where(span > 0, span, 1.0)
+        dist = np.min(np.linalg.norm(Z[:, None, :] - A[None, :, :], axis=2), axis=1)
+        chosen = [int(np.argmax(dist))]
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[chosen[0]], axis=1))
+    else:
+        chosen = [int(np.argmin(F[:, 0]))]
+        dist = np.linalg.norm(Z - Z[chosen[0]], axis=1)
+    while len(chosen) < k:
+        i = int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[i], axis=1))
+    return np.array(chosen)

@@ -1,0 +1,1 @@
+"""``python -m nas.baselines``: the command is :mod:`nas.commands.baselines`."""

@@ -1,0 +1,43 @@
+"""``python -m nas.report``: an HTML report, plots and a summary of one or more runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.commands import run
+from nas.report import print_summary, write_report
+from nas.run import RunFolderError, read_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nas.report",
+        description="Self-contained HTML report (fronts overlaid, hypervolume, every Pareto "
+                    "architecture with its per-layer cost table) of one or more search runs, "
+                    "plus front.png / hypervolume.png and a terminal summary.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folder(s) written by `python -m nas.search`")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: RUN_DIR/report of the first run)")
+    p.add_argument("--cost", default="macs", choices=["macs", "params", "latency_ms"],
+                   help="x axis of the front plot (default macs; log scale)")
+    p.add_argument("--quiet", action="store_true", help="skip the terminal summary")
+    args = p.parse_args(argv)
+    try:
+        runs = [read_run(d) for d in args.run_dirs]
+    except RunFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or Path(args.run_dirs[0]) / "report"
+    path = write_report(runs, out, cost=args.cost)
+    if not args.quiet:
+        print_summary(runs)
+    print(f"report: {path}")
+    return 0
+
+
+def entry() -> None:
+    """``python -m nas.report``."""
+    sys.exit(run(main))

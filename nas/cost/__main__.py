@@ -1,0 +1,5 @@
+"""``python -m nas.cost``: see :mod:`nas.commands.cost`."""
+
+from nas.commands.cost import entry
+
+entry()

@@ -1,0 +1,5 @@
+"""``python -m nas.search``: see :mod:`nas.commands.search`."""
+
+from nas.commands.search import main
+
+main()

@@ -1,0 +1,1 @@
+"""``python -m nas.space``: the command is :mod:`nas.commands.space`."""

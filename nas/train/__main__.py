@@ -1,0 +1,5 @@
+"""``python -m nas.train``: see :mod:`nas.commands.train`."""
+
+from nas.commands.train import main
+
+main()

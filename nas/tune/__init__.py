@@ -1,0 +1,1 @@
+"""``python -m nas.tune``: the command is :mod:`nas.commands.tune`."""
