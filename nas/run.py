@@ -1,12 +1,14 @@
-"""The run folder of a search: its files, its columns, how it is written and read back.
+"""The run folder: its files, its columns, how it is written and read back.
 
-A search writes ``runs/<date>/<time>/`` (see the README's table); `nas.search` writes it,
-`nas.report`, `nas.export`, `nas.tune` and the benchmarks read it, all through this module:
+Every command that writes a run folder (``runs/<date>/<time>/``: search, train, baselines,
+supernet, tune) writes it through :class:`RunFolder`, and `nas.report`, `nas.export`,
+`nas.tune` and the benchmarks read it through this module:
 
 * paths and columns: :data:`CONFIG`, :data:`ARCHIVE`, :data:`STATE`, :data:`STATUS`,
   :data:`LOCK`, :data:`EVALUATED_COLUMNS`;
-* writing: :func:`atomic_write`, :func:`write_status`, :func:`save_state`, :class:`RunLock`
-  (one process per run folder);
+* writing: :class:`RunFolder` (the resolved config, tables and documents written
+  atomically, the status, the saved search state, :class:`RunLock`: one process per run
+  folder), built on :func:`atomic_write`, :func:`write_status`, :func:`save_state`;
 * reading: :func:`read_status`, :func:`load_state`, :func:`open_resume`, :func:`read_run`
   (a :class:`Run` of tables);
 * views: :func:`split_archive` (search rows / baseline rows), :func:`ok_rows`,
@@ -25,6 +27,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +126,65 @@ def load_state(run_dir: Path) -> dict | None:
         raise RunFolderError(f"{path} does not hold a search state; delete it to restart the "
                              f"algorithm from the archive's evaluations")
     return state
+
+
+class RunFolder:
+    """A command's run folder, the one writer of its files: the resolved configuration
+    (``config.yaml`` and ``VERSION``), tables (CSV) and documents (JSON, text) written
+    atomically, ``status.json``, the saved search state and the lock (:class:`RunLock`).
+    Nothing is written before a command calls one of these, so a command that checks
+    everything first leaves no folder behind when a check fails."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def _write(self, name: str, data: bytes) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        target = self.file(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data)
+        return target
+
+    def write_config(self, cfg: Any, *, version: bool = True) -> Path:
+        """``config.yaml`` (resolved) and, with ``version``, ``VERSION`` (the package)."""
+        path = self._write(CONFIG, OmegaConf.to_yaml(cfg, resolve=True).encode())
+        if version:
+            self._write("VERSION", f"nas {package_version('nas')}\n".encode())
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self._write(name, text.encode())
+
+    def write_json(self, name: str, doc: Any) -> Path:
+        return self._write(name, json.dumps(doc, indent=1).encode())
+
+    def write_csv(self, name: str, df: pd.DataFrame) -> Path:
+        return self._write(name, df.to_csv(index=False).encode())
+
+    def status(self, state: str, **extra: Any) -> None:
+        """``status.json`` (see :func:`write_status`)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_status(self.path, state, **extra)
+
+    def read_status(self) -> dict:
+        return read_status(self.path)
+
+    def save_state(self, state: dict) -> None:
+        save_state(self.path, state)
+
+    def load_state(self) -> dict | None:
+        return load_state(self.path)
+
+    def lock(self) -> RunLock:
+        """The folder's lock (a context manager): one process works in it at a time."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.path)
+
+    def weights(self, arch_id: str) -> Path:
+        return weights_path(self.path, arch_id)
 
 
 def pid_alive(pid: int) -> bool:
@@ -454,7 +516,7 @@ def open_resume(path: str | os.PathLike) -> tuple[Path, Any]:
 
 
 __all__ = ["ARCHIVE", "CONFIG", "COST_LABELS", "EVALUATED_COLUMNS", "LOCK", "STATE", "STATES",
-           "STATUS", "WEIGHTS", "Run", "RunFolderError", "RunLock", "atomic_write", "cleanup_hydra_dir",
+           "STATUS", "WEIGHTS", "Run", "RunFolder", "RunFolderError", "RunLock", "atomic_write", "cleanup_hydra_dir",
            "cost_column", "front_of", "hypervolume_curve", "hypervolume_of", "load_state",
            "ok_rows", "open_resume", "pid_alive", "read_archive", "read_config", "read_run",
            "read_status", "save_state", "split_archive", "weights_path", "write_status"]

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from nas import spec as S
+from nas.checkpoints import read_weights
 from nas.cost import layer_cost
-from nas.safe_load import read_weights
 
 FREEZE_ALL_BUT_HEAD = "all-but-head"
 MATCHES = ("strict", "prefix")

@@ -466,7 +466,7 @@ class SearchSpace:
         return self.validate(values)
 
     def config(self) -> dict[str, Any]:
-        """Constructor kwargs (JSON-ready): ``get_space(space.name, **space.config())``
+        """Constructor kwargs (JSON-ready): ``SPACES.build(space.name, **space.config())``
         rebuilds the space."""
         return {"num_classes": self.num_classes, "in_channels": self.in_channels,
                 **self._config()}

@@ -54,3 +54,13 @@ def kill_after_records(cmd: list[str], archive, n: int, *, cwd, env=None,
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return archive_records(archive)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped, saying so, on a machine without it."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -20,9 +20,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from nas import run as RF
+from nas.checkpoints import read_checkpoint, read_weights
 from nas.commands.export import main as export_main
 from nas.commands.search import run_search
-from nas.safe_load import UnsafeFileError, load_state_bytes, read_checkpoint, read_weights
+from nas.safe_load import UnsafeFileError, load_state_bytes
 from nas.search import SearchError
 from nas.spec import ArchSpec
 from nas.table import TableError, read_user_table

@@ -332,7 +332,7 @@ def test_several_slots_ask_a_slot_s_worth_while_every_slot_trains(tmp_path, monk
     never with a slot waiting for the ask)."""
     import pickle
 
-    import nas.search as search_mod
+    import nas.search.scheduler as search_mod
     from nas.evaluate import LocalRunner, TrainTask
 
     class TwoSlots(LocalRunner):  # runs one at a time, schedules as two slots
@@ -353,7 +353,9 @@ def test_several_slots_ask_a_slot_s_worth_while_every_slot_trains(tmp_path, monk
         return ask(self, ctx, n)
 
     monkeypatch.setattr(A.SurrogateSearch, "ask", spy)
-    run_search(tiny_cfg("budget.evaluations=10", "budget.initial=6"), tmp_path)
+    # the eager scheduler (reproducible asks wait for fixed results: see the next test)
+    run_search(tiny_cfg("budget.evaluations=10", "budget.initial=6", "reproducible=false"),
+               tmp_path)
     with open(tmp_path / "state.pkl", "rb") as f:
         sizes = [len(b["genomes"]) for b in pickle.load(f)["batches"]]
     assert sizes == [6, 2, 2]
@@ -493,3 +495,43 @@ def test_multirun_sweep_runs(tmp_path):
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert (tmp_path / "0" / "pareto.csv").exists() and (tmp_path / "1" / "pareto.csv").exists()
+
+
+def test_reproducible_asks_give_the_same_search_whatever_order_results_arrive(tmp_path,
+                                                                              monkeypatch):
+    """Two slots whose results arrive in a different order on every run: with
+    ``reproducible: true`` every ask sees the same results, so the same seed proposes the
+    same architectures in the same order."""
+    import random
+
+    import nas.search.scheduler as search_mod
+    from nas.evaluate import LocalRunner, Result, TrainTask, run_task
+
+    def shuffled(order_seed: int):
+        class TwoSlotsShuffled(LocalRunner):  # two in flight, finished in a random order
+            slots = 2
+
+            def _run(self, tasks, done):
+                rng, held = random.Random(order_seed), []
+                while True:
+                    while len(held) < 2 and tasks.queued:
+                        i = tasks.next()
+                        held.append((i, Result(**run_task(tasks[i]))))
+                    if not held:
+                        if tasks.next() is None:
+                            return
+                        continue
+                    i, r = held.pop(rng.randrange(len(held)))
+                    done(i, r)
+
+        return lambda cfg, **kw: TwoSlotsShuffled(TrainTask(data=kw["data"], train=kw["train"]))
+
+    orders = []
+    for order_seed in (1, 2):
+        monkeypatch.setattr(search_mod, "make_evaluator", shuffled(order_seed))
+        out = tmp_path / f"run{order_seed}"
+        run_search(tiny_cfg("budget.evaluations=12", "budget.initial=6",
+                            "baselines.names=[]"), out)
+        ev = pd.read_csv(out / "evaluated.csv").sort_values(["iteration", "genome"])
+        orders.append(list(zip(ev["iteration"], ev["genome"])))
+    assert orders[0] == orders[1]

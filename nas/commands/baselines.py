@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
@@ -32,6 +31,7 @@ from nas.config import plain
 from nas.cost import totals
 from nas.evaluate import failure_reason
 from nas.registry import baseline_spec, data_info
+from nas.run import RunFolder
 from nas.train import TrainConfig, train_spec
 from search_spaces import baselines as zoo
 
@@ -42,8 +42,7 @@ COLUMNS = ("name", "spec", "macs", "params", "accuracy", "val_accuracy", "second
 def run_baselines(cfg: Any, *, run_dir: Path | str) -> Any:
     """Train ``cfg.baselines.names`` on ``cfg.data`` with ``cfg.train``; write
     ``baselines.csv`` into ``run_dir`` and return it as a pandas DataFrame."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir)
     opts = plain(cfg.baselines)
     names = list(opts.get("names") or [])
     if not names:
@@ -56,20 +55,20 @@ def run_baselines(cfg: Any, *, run_dir: Path | str) -> Any:
     max_macs = opts.get("max_macs")
     resolution = opts.get("resolution") or train.resolution
     progress = bool(cfg.get("progress", True))
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    folder.write_config(cfg)
 
     info = data_info(data)
     # Each spec is built at its own resolution, so training follows the spec.
     train = replace(train, resolution=None)
     rows: list[dict] = []
-    csv = run_dir / "baselines.csv"
+    csv = folder.file("baselines.csv")
     bar = tqdm(names, desc="baselines", unit="net", disable=not progress, file=sys.stdout)
     for name in bar:
         bar.set_postfix_str(name)
         row = _train_baseline(name, info=info, data=data, train=train, seed=int(cfg.seed),
                               resolution=resolution, max_macs=max_macs)
         rows.append(row)
-        pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(csv, index=False)
+        folder.write_csv(csv.name, pd.DataFrame(rows, columns=list(COLUMNS)))
         if progress:
             bar.write(f"{name}: {row['status']} test {fmt_pct(row['accuracy'])}"
                       + (f" in {row['seconds']:.1f} s" if row["seconds"] is not None else "")

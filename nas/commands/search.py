@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,14 @@ from nas.commands.schema import check_keys
 from nas.cost import human
 from nas.estimate import duration
 from nas.evaluate import check_evaluator_options
-from nas.objectives import check_objectives
+from nas.objectives import check_objectives, objectives_of
 from nas.registry import space_presets
-from nas.run import RunFolderError, RunLock, cleanup_hydra_dir, load_state, open_resume
+from nas.run import ARCHIVE, CONFIG, RunFolder, RunFolderError, cleanup_hydra_dir, open_resume
 from nas.search import (
     Search,
     SearchError,
     fidelity_rungs,
     min_evaluated,
-    objectives_of,
     show_value,
 )
 from nas.supernet import adopt_checkpoint_space
@@ -191,21 +189,20 @@ def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
             is not None and cfg.evaluator.get("checkpoint") not in (None, "???"):
         cfg = _space_of_checkpoint(cfg, list(overrides or []))
     check(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir)
     try:
-        with RunLock(run_dir):
-            if not resumed and (run_dir / "archive.sqlite").exists():
+        with folder.lock():
+            if not resumed and folder.file(ARCHIVE).exists():
                 raise SearchError(f"{run_dir} already holds a search; resume it with "
                                   f"resume={run_dir} or choose another hydra.run.dir")
-            load_state(run_dir)  # a corrupt state is named before anything trains
+            folder.load_state()  # a corrupt state is named before anything trains
             # validates everything before a file is written
             search = Search(cfg, run_dir, retry_failed=retry)
             if resumed:
                 # the changes a resume applied are the run's configuration from now on
-                (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            elif not (run_dir / "config.yaml").exists():
-                (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-                (run_dir / "VERSION").write_text(f"nas {version('nas')}\n")
+                folder.write_config(cfg, version=False)
+            elif not folder.file(CONFIG).exists():
+                folder.write_config(cfg)
             try:
                 out = search.run()
                 if cfg.get("progress", True):

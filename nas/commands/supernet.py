@@ -26,12 +26,13 @@ from rich.console import Console
 from rich.table import Table
 
 from nas import checks, registry
+from nas.checkpoints import read_checkpoint
 from nas.commands import hydra_app
 from nas.commands.schema import check_keys
 from nas.config import plain
 from nas.cost import human, totals
 from nas.registry import DATA_KEYS_SET_BY_TRAIN
-from nas.safe_load import read_checkpoint
+from nas.run import RunFolder
 from nas.supernet import SUPERNETS, ScoreExtremes, SubnetData, SupernetModule, file_hash
 from nas.supernet.scoring import override_text
 from nas.train import (
@@ -111,9 +112,9 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
                                 sandwich=opts.get("sandwich", True))
         scorer = ScoreExtremes(SubnetData(cfg.data, train, calib_batches=opts["calib_batches"],
                                           seed=seed))
-        run_dir.mkdir(parents=True, exist_ok=True)
+        folder = RunFolder(run_dir)
         if ckpt is None:
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            folder.write_config(cfg)
         elif (run_dir / "metrics.csv").exists():
             # Lightning's CSV logger deletes an existing metrics.csv: keep the rows of the
             # interrupted run as a part, merged back when this run completes.
@@ -155,7 +156,7 @@ def run_supernet(cfg: Any, run_dir: Any) -> dict:
         "checkpoint": str(run_dir / CHECKPOINT),
         "checkpoint_sha256": file_hash(run_dir / CHECKPOINT),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    RunFolder(run_dir).write_json("summary.json", summary)
     if cfg.get("progress", True):
         _print_summary(summary, module)
     return summary

@@ -15,12 +15,10 @@ a check fails first.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +26,7 @@ from nas import registry
 from nas.commands import fmt_count, fmt_pct, hydra_app
 from nas.commands.schema import check_keys
 from nas.config import plain
+from nas.run import RunFolder
 from nas.train import TrainConfig, train_spec
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
     """Train ``cfg.arch`` with ``cfg.train`` on ``cfg.data``; write result.json, spec.json,
     metrics.csv and the checkpoint into ``run_dir``; return the result dict."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir)
     arch = cfg.arch  # raises MissingMandatoryValue when not given
     data = plain(cfg.data)
     train = TrainConfig.from_any(cfg.train)
@@ -52,15 +51,15 @@ def train_one(cfg: Any, *, run_dir: Path | str) -> dict:
                          head=cfg.get("head"))
 
     def write_inputs() -> None:
-        (run_dir / "spec.json").write_text(spec.to_json(indent=1))
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        folder.write_text("spec.json", spec.to_json(indent=1))
+        folder.write_config(cfg)
 
     result = train_spec(spec, data=data, train=train, seed=int(cfg.seed), test=bool(cfg.test),
                         run_dir=run_dir, progress=bool(cfg.progress), on_ready=write_inputs)
     record = {"arch": str(arch), "name": spec.name, "spec": spec.to_string(),
               "data": info.name, "seed": int(cfg.seed), **result,
               "train_config": train.to_dict()}
-    (run_dir / "result.json").write_text(json.dumps(record, indent=1))
+    folder.write_json("result.json", record)
     _print_result(record, run_dir)
     return record
 

@@ -69,7 +69,7 @@ from nas.commands.schema import check_keys
 from nas.commands.search import check as check_search
 from nas.commands.search import run_search
 from nas.config import CONF_DIR
-from nas.run import pid_alive
+from nas.run import RunFolder, pid_alive
 from nas.search import SearchError
 
 log = logging.getLogger("nas.tune")
@@ -476,7 +476,7 @@ def run_tune(overrides: list[str], run_dir: str | os.PathLike) -> dict:
         log.info("study %r already holds %d complete trials (tune.n_trials=%d)",
                  t.study_name, done, n)
     best = best_trials(study, int(t.show))
-    study.trials_dataframe().to_csv(run_dir / "trials.csv", index=False)
+    RunFolder(run_dir).write_csv("trials.csv", study.trials_dataframe())
     print_summary(study, best, objectives, where)
     return {"study_name": t.study_name, "storage": where, "best": best,
             "complete": len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))}

@@ -62,12 +62,12 @@ import yaml
 from nas import registry
 from nas.archive import Archive
 from nas.build import build
+from nas.checkpoints import read_weights
 from nas.config import CONF_DIR
 from nas.cost import human
 from nas.pareto import knee_point
 from nas.registry import DATA_KEYS_SET_BY_TRAIN
 from nas.run import Run, front_of, ok_rows, read_run, weights_path
-from nas.safe_load import read_weights
 from nas.spec import ArchSpec, SpecError
 from nas.supernet import InheritedScorer
 from nas.train import validate_spec

@@ -16,7 +16,7 @@ from torch import nn
 from nas import build as B
 from nas import registry
 from nas import spec as S
-from nas.safe_load import read_checkpoint
+from nas.checkpoints import read_checkpoint
 from nas.supernet.calibration import SubnetData
 from nas.supernet.spaces import SUPERNETS, MobileSupernet, make_supernet
 from nas.supernet.training import SupernetModule

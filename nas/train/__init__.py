@@ -37,10 +37,10 @@ from pytorch_lightning.loggers import CSVLogger
 
 from nas import checks
 from nas.build import build
+from nas.checkpoints import read_checkpoint
 from nas.config import plain
 from nas.cost import human, memory_bytes, totals, training_memory
 from nas.registry import DATA_KEYS_SET_BY_TRAIN, datamodule
-from nas.safe_load import read_checkpoint
 from nas.spec import ArchSpec
 from nas.transfer import (
     FREEZE_ALL_BUT_HEAD,
