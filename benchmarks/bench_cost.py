@@ -34,8 +34,7 @@ from search_spaces import baselines
 
 def clear_caches() -> None:
     C.layer_cost.cache_clear()
-    S._out_shape.cache_clear()
-    S.lowered.cache_clear()
+    S.clear_caches()
 
 
 def yardstick(spec: S.ArchSpec, device: str) -> tuple[float, int, int]:

@@ -1,5 +1,6 @@
 """Random valid ArchSpecs, for property tests of the builder and the cost model and for
-benchmarks: every layer type, block and combinator appears with random settings."""
+benchmarks: every layer type, block and combinator appears with random settings (the tests
+check that every registered type is drawn)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
     kind = _pick(rng, ["cba", "ir", "ir", "basic", "bottle", "incep", "dense", "trans", "dws",
                        "preact", "maxpool", "avgpool", "conv", "act", "lrn", "dropout", "seq",
                        "add", "concat", "gate", "bneck", "shuf2", "shuf1", "prebottle",
-                       "shuffle", "split", "scale", "aux", "convkw", "join", "fractal"])
+                       "shuffle", "split", "scale", "aux", "convkw", "join", "fractal",
+                       "pick", "s2d", "mux", "mux_split", "mux_scales", "cell", "joinglob",
+                       "aap"])
     s = 2 if (small >= 8 and rng.random() < 0.3) else 1
     if kind == "cba":
         g = _pick(rng, [g for g in (1, 2, 4) if c % g == 0])
@@ -102,6 +105,38 @@ def _random_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
     if kind == "fractal":
         return S.FractalBlock(c=_pick(rng, widths), cols=_pick(rng, [1, 2, 3]),
                               p=_pick(rng, [0.0, 0.1]))
+    if kind == "pick":
+        items = [str(int(rng.integers(c))) for _ in range(int(rng.integers(1, 6)))]
+        if rng.random() < 0.5:
+            a = int(rng.integers(c))
+            items = [f"{a}:{int(rng.integers(a + 1, c + 1))}:{int(rng.integers(1, 3))}"]
+        return S.Seq((S.Pick("-".join(items)), S.Conv(c=int(rng.integers(4, 17)), k=1)))
+    if kind == "s2d" and shape[1] % 2 == 0 and shape[2] % 2 == 0:
+        return S.Seq((S.SpaceToDepth(2), S.Conv(c=4 * c, k=3, g=_pick(rng, [1, c])),
+                      S.DepthToSpace(2)))
+    if kind == "mux":
+        return S.MuxBlock(c=_pick(rng, [c, 8, 16]), k=_pick(rng, ["3", "5", "3.5", "3.5.7"]),
+                          e=float(_pick(rng, [1, 3, 4])), s=s, se=_pick(rng, [0.0, 0.25]),
+                          a=_pick(rng, ["silu", "relu", "hswish"]))
+    if kind == "mux_split" and c % 2 == 0:
+        return S.MuxBlock(c=c, k=_pick(rng, ["3", "5"]), e=float(_pick(rng, [2, 4])),
+                          se=_pick(rng, [0.0, 0.75]), r=0.5, dg=2, g=2)
+    if kind == "mux_scales" and shape[1] % 2 == 0:
+        return S.MuxBlock(c=_pick(rng, [c, 8]), k=_pick(rng, ["3", "3.5.7"]), e=4.0,
+                          sc=_pick(rng, ["dnu", "dn", "nu", "du"]), se=_pick(rng, [0.0, 0.5]))
+    if kind == "cell" and c >= 4 and shape[1] % 2 == 0:
+        ops = [f"{_pick(rng, S.CELL_OPS)}~{int(rng.integers(2 + n // 2))}" for n in range(6)]
+        # the cell's two input states travel as one tensor: p channels of the first
+        return S.Cell(c=2 * int(rng.integers(2, 5)), p=c // 2, ops="-".join(ops),
+                      out=_pick(rng, ["2-3-4", "4", "3-2"]), red=bool(rng.random() < 0.4),
+                      se=bool(rng.random() < 0.3))
+    if kind == "joinglob":
+        w = _pick(rng, [8, 16])
+        return S.Join((S.Conv(c=w, k=3), S.Seq((S.Conv(c=w, k=1), S.BN()))),
+                      drop=_pick(rng, [0.0, 0.15]), glob=_pick(rng, [0.5, 1.0]),
+                      col=int(rng.integers(3)))
+    if kind == "aap":  # adaptive pooling to a fixed size, growing or shrinking the map
+        return S.AdaptiveAvgPool(o=_pick(rng, [1, 2, 3, small, small + 1]))
     if kind == "convkw":
         k = _pick(rng, [3, 5, 7])
         if rng.random() < 0.5:
@@ -121,8 +156,8 @@ def random_spec(rng: np.random.Generator, *, resolution: int | None = None,
     shape = S.out_shape(layers[0], shape)
     for _ in range(int(rng.integers(1, max_layers + 1))):
         for _attempt in range(20):
-            layer = _random_layer(rng, shape)
-            try:
+            try:  # settings that do not fit (widths, kernels for the scales) are redrawn
+                layer = _random_layer(rng, shape)
                 new = S.out_shape(layer, shape)
             except S.SpecError:
                 continue
@@ -130,8 +165,11 @@ def random_spec(rng: np.random.Generator, *, resolution: int | None = None,
             shape = new
             break
     classes = num_classes or int(rng.integers(2, 20))
-    if rng.random() < 0.5:
+    end = rng.random()
+    if end < 0.4:
         layers.append(S.Head(c=classes, p=_pick(rng, [0.0, 0.2])))
+    elif end < 0.55:  # LeNet-5's RBF output layer
+        layers += [S.GAP(), S.Flatten(), S.RBF(c=classes, learn=bool(rng.random() < 0.5))]
     else:
         layers += [S.Flatten(), S.Linear(c=int(_pick(rng, [16, 32]))), S.Act("relu"),
                    S.Linear(c=classes, bias=bool(rng.random() < 0.8))]

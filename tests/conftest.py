@@ -41,16 +41,21 @@ def kill_after_records(cmd: list[str], archive, n: int, *, cwd, env=None,
     import os
     import signal
     import subprocess
+    import tempfile
     import time
 
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while archive_records(archive) < n and time.time() < deadline:
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.time() + timeout
+        while archive_records(archive) < n and time.time() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(poll)
         if proc.poll() is not None:
-            break
-        time.sleep(poll)
-    assert proc.poll() is None, "the search ended before it could be killed"
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise AssertionError(f"the search ended (exit {proc.returncode}) before it could "
+                                 f"be killed:\n{tail}")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return archive_records(archive)

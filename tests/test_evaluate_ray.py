@@ -209,9 +209,10 @@ def test_search_survives_a_dead_node_and_uses_a_new_one(tmp_path):
         joined = {e["node"] for e in extra} - {node_a.node_id, node_b.node_id}
         assert len(joined) == 1, "the node that joined mid-run trained nothing"
         # code: workers have this checkout's packages, unpacked from the job's runtime_env
-        ours = Path(nas.__file__).with_name("evaluate.py").read_bytes()
-        assert any((Path(p) / "nas" / "evaluate.py").is_file()
-                   and (Path(p) / "nas" / "evaluate.py").read_bytes() == ours
+        here = Path(nas.__file__).parent / "evaluate" / "cluster.py"
+        ours = here.read_bytes()
+        assert any((Path(p) / "nas" / "evaluate" / "cluster.py").is_file()
+                   and (Path(p) / "nas" / "evaluate" / "cluster.py").read_bytes() == ours
                    for p in shipped_paths), shipped_paths
         # data: written on the node (one shared file system here) under its content hash
         (shipped,) = cache.glob("shipped-*.npz")

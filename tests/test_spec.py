@@ -28,6 +28,42 @@ def test_random_specs_round_trip(seed):
     assert S.ArchSpec.from_string(spec.to_string()) == spec
 
 
+def _types_in(spec: S.ArchSpec) -> set[str]:
+    seen: set[str] = set()
+
+    def walk(layer: S.Layer, shape: S.Shape) -> None:
+        seen.add(layer.type)
+        if isinstance(layer, S.Block):
+            walk(S.lowered(layer, shape), shape)
+        elif isinstance(layer, S.Seq):
+            for sub in layer.layers:
+                walk(sub, shape)
+                shape = S.out_shape(sub, shape)
+        elif isinstance(layer, (S.Add, S.Concat, S.Join)):
+            for b in layer.branches:
+                walk(b, shape)
+        elif isinstance(layer, S.Aux):
+            walk(layer.branch, shape)
+
+    for layer, shape in zip(spec.layers, [spec.input, *spec.shapes()]):
+        walk(layer, shape)
+    return seen
+
+
+# Registered types the random specs leave to their own tests: NAS-Bench-201's cells and the
+# DAG they lower to (test_nb201.py builds all 15,625), the zero op only a DAG or a cell uses.
+NOT_FUZZED = {"nb201", "nb201r", "dag", "zero"}
+
+
+def test_random_specs_draw_every_registered_layer_type():
+    """The property tests over random specs (cost against PyTorch's counters, round trips,
+    building) reach every layer, block and combinator there is, the new ones included."""
+    seen: set[str] = set()
+    for seed in range(120):  # the seeds test_cost.py checks against PyTorch's counters
+        seen |= _types_in(random_spec(np.random.default_rng(seed)))
+    assert set(S.LAYER_TYPES) - NOT_FUZZED - seen == set()
+
+
 def test_string_form_is_short_and_compresses_repeats():
     s = baselines.get("resnet56").to_string()
     assert s == ("3x32x32 cba_c16 basic_c16_scA*9 basic_c32_s2_scA basic_c32_scA*8 "

@@ -694,3 +694,29 @@ def test_cli_names_the_spaces_with_a_supernet(tmp_path):
     assert p.stderr.strip().splitlines()[-1] == ("error: the inception space has no supernet; "
                                                  "spaces with one: mobile, residual")
     assert not (tmp_path / "r").exists()  # nothing but Hydra's bookkeeping was left: removed
+
+
+def test_a_search_takes_its_space_from_the_supernet_checkpoint(trained):
+    """evaluator=supernet: the space settings come from the checkpoint; the command line
+    may repeat them (a per-stage list or its one-list shorthand alike) but not contradict
+    them, which is one line naming both values."""
+    from nas.supernet import adopt_checkpoint_space
+
+    ckpt = trained[0] / "checkpoints" / "last.ckpt"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=["+space=mobile"])
+    base = OmegaConf.to_container(cfg.space, resolve=True)
+    space, taken = adopt_checkpoint_space(base, ckpt, {})
+    assert space["width_mults"] == [0.5] and "space.width_mults=[0.5]" in taken
+    built = SPACES.build("mobile", num_classes=10, in_channels=3,
+                         **{k: v for k, v in space.items() if k != "_target_"})
+    from nas.evaluate import check_evaluator
+
+    check_evaluator({"backend": "supernet", "checkpoint": str(ckpt)}, built)  # it fits
+    # the same depths written as one list for every stage: accepted
+    same, _ = adopt_checkpoint_space(base, ckpt, {"depths": [1, 2, 3]})
+    assert same == space
+    with pytest.raises(ValueError, match=r"is a supernet of the mobile space with "
+                                         r"width_mults=\[0.5\], but the command line sets "
+                                         r"space.width_mults=\[0.25\]; drop that override"):
+        adopt_checkpoint_space(base, ckpt, {"width_mults": [0.25]})

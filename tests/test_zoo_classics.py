@@ -1,12 +1,12 @@
 """The classic and multi-objective NAS networks added to the zoo (LeNet-5 as published,
 GoogLeNet's auxiliary classifiers, pre-activation ResNet-200, FractalNet's global drop-path,
-MUXNet, NSGA-Net) against their publications, and the layers they brought (``pick``,
-``s2d``, ``d2s``, ``rbf``, ``mux``, ``cell``, ``join`` with global drop-path) against
-PyTorch's counters on random specs."""
+MUXNet, NSGA-Net) against their publications. The layers they brought (``pick``, ``s2d``,
+``d2s``, ``rbf``, ``mux``, ``cell``, ``join`` with global drop-path) are drawn by
+``nas.fuzz`` and so checked against PyTorch's counters with every other layer in
+test_cost.py."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,118 +15,7 @@ from nas import cost as C
 from nas import spec as S
 from nas.build import build
 from nas.commands.cost import main as cost_main
-from nas.fuzz import random_spec
 from search_spaces import baselines
-from tests.test_cost import torch_counts
-
-# --------------------------------------------------------------------------------------------
-# Random specs with the new layers (nas.fuzz draws the older ones)
-# --------------------------------------------------------------------------------------------
-
-
-def _pick(rng: np.random.Generator, seq):
-    return seq[int(rng.integers(len(seq)))]
-
-
-def _new_layer(rng: np.random.Generator, shape: S.Shape) -> S.Layer:
-    c, h = int(shape[0]), int(shape[1])
-    kind = _pick(rng, ["pick", "s2d", "mux", "mux_split", "mux_scales", "cell", "join"])
-    s = 2 if h >= 8 and rng.random() < 0.3 else 1
-    if kind == "pick":
-        items = [str(int(rng.integers(c))) for _ in range(int(rng.integers(1, 6)))]
-        if rng.random() < 0.5:
-            a = int(rng.integers(c))
-            items = [f"{a}:{int(rng.integers(a + 1, c + 1))}:{int(rng.integers(1, 3))}"]
-        return S.Seq((S.Pick("-".join(items)), S.Conv(c=int(rng.integers(4, 17)), k=1)))
-    if kind == "s2d" and h % 2 == 0:
-        return S.Seq((S.SpaceToDepth(2), S.Conv(c=4 * c, k=3, g=_pick(rng, [1, c])),
-                      S.DepthToSpace(2)))
-    if kind == "mux":
-        return S.MuxBlock(c=_pick(rng, [c, 8, 16]), k=_pick(rng, ["3", "5", "3.5", "3.5.7"]),
-                          e=float(_pick(rng, [1, 3, 4])), s=s, se=_pick(rng, [0.0, 0.25]),
-                          a=_pick(rng, ["silu", "relu", "hswish"]))
-    if kind == "mux_split" and c % 2 == 0:
-        return S.MuxBlock(c=c, k=_pick(rng, ["3", "5"]), e=float(_pick(rng, [2, 4])),
-                          se=_pick(rng, [0.0, 0.75]), r=0.5, dg=2, g=2)
-    if kind == "mux_scales" and h % 2 == 0:
-        return S.MuxBlock(c=_pick(rng, [c, 8]), k=_pick(rng, ["3", "3.5.7"]), e=4.0,
-                          sc=_pick(rng, ["dnu", "dn", "nu", "du"]), se=_pick(rng, [0.0, 0.5]))
-    if kind == "cell" and c >= 4 and h % 2 == 0:
-        ops = [f"{_pick(rng, S.CELL_OPS)}~{int(rng.integers(2 + n // 2))}" for n in range(6)]
-        red = bool(rng.random() < 0.4)
-        # a pair of states: p channels of s0 (ignored by nothing: both are preprocessed)
-        return S.Cell(c=2 * int(rng.integers(2, 5)), p=c // 2, ops="-".join(ops),
-                      out=_pick(rng, ["2-3-4", "4", "3-2"]), red=red,
-                      se=bool(rng.random() < 0.3))
-    if kind == "join":
-        w = _pick(rng, [8, 16])
-        return S.Join((S.Conv(c=w, k=3), S.Seq((S.Conv(c=w, k=1), S.BN()))),
-                      drop=_pick(rng, [0.0, 0.15]), glob=_pick(rng, [0.5, 1.0]),
-                      col=int(rng.integers(3)))
-    return S.BN()
-
-
-def random_zoo_spec(rng: np.random.Generator) -> S.ArchSpec:
-    """A random spec mixing nas.fuzz's layers with the new ones, ending in an fc or RBF."""
-    base = random_spec(rng, resolution=int(_pick(rng, [8, 16])), max_layers=2)
-    layers = list(base.layers[:-1] if base.layers[-1].type == "head" else base.layers[:-4])
-    shape = base.shapes()[len(layers) - 1]
-    for _ in range(int(rng.integers(1, 4))):
-        for _attempt in range(20):
-            try:  # settings that do not fit (kernels for the scales, widths) are redrawn
-                layer = _new_layer(rng, shape)
-                new = S.out_shape(layer, shape)
-            except S.SpecError:
-                continue
-            layers.append(layer)
-            shape = new
-            break
-    classes = int(rng.integers(2, 11))
-    layers += [S.GAP(), S.Flatten()]
-    layers.append(S.RBF(c=classes, learn=bool(rng.random() < 0.5)) if rng.random() < 0.4
-                  else S.Linear(c=classes))
-    return S.ArchSpec(input=base.input, layers=tuple(layers), name="random")
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_random_specs_with_new_layers_cost_what_pytorch_counts(seed):
-    spec = random_zoo_spec(np.random.default_rng(seed))
-    c = C.cost(spec)
-    params, macs, out = torch_counts(spec)
-    assert (c.params, c.macs) == (params, macs), spec.to_string()
-    assert out == (2, spec.num_classes)
-    assert S.ArchSpec.from_json(spec.to_json()) == spec
-    assert S.ArchSpec.from_string(spec.to_string()) == spec
-
-
-def test_random_specs_cover_every_new_layer_type():
-    seen: set[str] = set()
-
-    def walk(layer: S.Layer, shape: S.Shape) -> None:
-        seen.add(layer.type)
-        if isinstance(layer, S.Block):
-            walk(S.lowered(layer, shape), shape)
-        elif isinstance(layer, S.Seq):
-            for sub in layer.layers:
-                walk(sub, shape)
-                shape = S.out_shape(sub, shape)
-        elif isinstance(layer, (S.Add, S.Concat, S.Join)):
-            for b in layer.branches:
-                walk(b, shape)
-
-    for seed in range(40):
-        spec = random_zoo_spec(np.random.default_rng(seed))
-        for layer, shape in zip(spec.layers, [spec.input, *spec.shapes()]):
-            walk(layer, shape)
-    assert {"pick", "s2d", "d2s", "rbf", "mux", "cell", "join"} <= seen
-
-
-def test_random_specs_with_new_layers_on_real_tensors(one_thread):
-    for seed in range(3):
-        spec = random_zoo_spec(np.random.default_rng(100 + seed))
-        params, macs, _ = torch_counts(spec, device="cpu")
-        assert (params, macs) == (C.cost(spec).params, C.cost(spec).macs)
-
 
 # --------------------------------------------------------------------------------------------
 # LeNet-5 as published (LeCun et al. 1998, section II.B and Table I)

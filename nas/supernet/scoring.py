@@ -113,7 +113,7 @@ def adopt_checkpoint_space(space_cfg: Mapping, checkpoint: Any, typed: Mapping) 
     for key, value in hp["space_config"].items():
         if key in ("num_classes", "in_channels"):
             continue
-        if key in typed and typed[key] != value:
+        if key in typed and _as_space_sets(hp, key, typed[key]) != value:
             raise ValueError(f"evaluator.checkpoint={checkpoint} is a supernet of the "
                              f"{hp['space']} space with {key}={override_text(value)}, but the "
                              f"command line sets space.{key}={override_text(typed[key])}; drop "
@@ -122,6 +122,17 @@ def adopt_checkpoint_space(space_cfg: Mapping, checkpoint: Any, typed: Mapping) 
             taken.append(f"space.{key}={override_text(value)}")
         out[key] = value
     return out, taken
+
+
+def _as_space_sets(hp: Mapping, key: str, value: Any) -> Any:
+    """``space.KEY=value`` as the checkpoint's space would store it (a shorthand such as
+    ``depths=[1,2,3]`` for every stage becomes the per-stage list); the value itself when
+    the space refuses it."""
+    try:
+        space = registry.SPACES.build(hp["space"], **{**hp["space_config"], key: value})
+    except Exception:  # noqa: BLE001 - a value the space refuses cannot equal the checkpoint's
+        return value
+    return space.config().get(key, value)
 
 
 class InheritedScorer:
