@@ -234,6 +234,23 @@ def test_freeze_without_init_warns(tmp_path):
         p.stdout + p.stderr
 
 
+def test_supernet_resume_of_a_search_folder_says_what_it_is(tmp_path, done_search):
+    from nas.commands.supernet import SupernetError, run_supernet
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="supernet", overrides=[f"resume={done_search}"])
+    with pytest.raises(SupernetError) as e:
+        run_supernet(cfg, tmp_path / "unused")
+    assert str(e.value) == (f"resume={done_search} is not a supernet run folder (a nas.search "
+                            f"run folder); pass the folder of a `python -m nas.supernet` run")
+
+
+def test_a_zero_population_is_refused_before_any_file(tmp_path):
+    with pytest.raises(SearchError, match=r"algorithm.pop_size=0 is invalid"):
+        run_search(tiny_cfg("algorithm.pop_size=0"), tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
 # --------------------------------------------------------------------------------------------
 # 7. A run whose every candidate fails is a failure
 # --------------------------------------------------------------------------------------------
