@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau, spearmanr
 
-from nas import registry
+from nas import registry, zero_cost
 from nas.config import CONF_DIR
 from nas.evaluate import Candidate, make_evaluator
 from nas.table import load_table
@@ -106,10 +107,18 @@ def score(name: str, overrides: list[str], sample, root: str, out_csv: Path) -> 
 
         def write(r) -> None:
             g, t = truth[r.arch_id]
-            value = r.accuracy if r.accuracy is not None else r.extra.get("score")
+            value = r.accuracy if r.accuracy is not None else r.score
             cpu = float(r.extra.get("wall_seconds") or 0.0) * threads
-            w.writerow([name, "-".join(map(str, g)), r.arch_id, t, value, r.status,
-                        r.reason or "", round(cpu, 3)])
+            key = "-".join(map(str, g))
+            w.writerow([name, key, r.arch_id, t, value, r.status, r.reason or "",
+                        round(cpu, 3)])
+            # a zero-cost combination computed every proxy it combines: one row each
+            # (their CPU time is the combination's, shared)
+            proxies = r.extra.get("proxies") or {}
+            if len(proxies) > 1:
+                for proxy, v in proxies.items():
+                    w.writerow([f"{name}:{proxy}", key, r.arch_id, t, v, r.status, "",
+                                round(cpu, 3)])
             f.flush()
             count[0] += 1
             el = time.monotonic() - t0
@@ -117,7 +126,32 @@ def score(name: str, overrides: list[str], sample, root: str, out_csv: Path) -> 
                   end="", file=sys.stderr, flush=True)
 
         ev.evaluate(cands, callback=write)
+        reference = getattr(getattr(ev, "task", None), "reference", None)
+        if reference:  # a zero-cost reference sample, for --combine
+            (out_csv.parent / f"reference-{name}.json").write_text(json.dumps(reference))
     print(file=sys.stderr)
+
+
+def combine_offline(df: pd.DataFrame, spec: str, out: Path) -> pd.DataFrame:
+    """Rows of a combination computed from per-proxy rows already scored: ``spec`` is
+    ``"NAME: METHOD SOURCE p1,p2,..."``, with SOURCE an ``--eval`` name whose proxies
+    (rows ``SOURCE:p``) and reference sample (``reference-SOURCE.json``) it reads."""
+    name, _, rest = spec.partition(":")
+    method, source, names = rest.split()
+    proxies = names.split(",")
+    reference = json.loads((out / f"reference-{source}.json").read_text())
+    wide = df[df["evaluator"].isin([f"{source}:{p}" for p in proxies])].pivot_table(
+        index=["genome", "arch_id", "truth"], columns="evaluator", values="value",
+        aggfunc="first").dropna()
+    cpu = df[df["evaluator"] == source].set_index("genome")["cpu_s"]
+    rows = []
+    for (genome, arch_id, truth), vals in wide.iterrows():
+        values = {p: float(vals[f"{source}:{p}"]) for p in proxies}
+        err = zero_cost.error(values, {p: reference[p] for p in proxies}, method=method)
+        rows.append({"evaluator": name.strip(), "genome": genome, "arch_id": arch_id,
+                     "truth": truth, "value": 1.0 - err, "status": "ok", "reason": "",
+                     "cpu_s": float(cpu.get(genome, np.nan))})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def grade(df: pd.DataFrame) -> dict:
@@ -156,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="score only the first N networks of the sample (a quick check)")
     p.add_argument("--out", type=Path, default=Path("runs/fidelity"), help="output folder")
     p.add_argument("--plot", type=Path, default=None, help="cost-fidelity plot (PNG)")
+    p.add_argument("--combine", action="append", default=[],
+                   metavar="'NAME: METHOD SOURCE p1,p2'",
+                   help="a zero-cost combination (z_mean or rank_mean) of proxies that the "
+                        "--eval named SOURCE computed (with evaluator.combine), graded "
+                        "without scoring again; repeatable")
     args = p.parse_args(argv)
     sample = sample_genomes(args.n, args.top, args.bins, args.seed)
     if args.limit:
@@ -176,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.read_csv(out_csv, dtype={"genome": str})
     keys = {"-".join(map(str, g)) for g, _ in sample}
     df = df[df["genome"].isin(keys)]
+    for spec in args.combine:
+        extra = combine_offline(df, spec, args.out)
+        df = pd.concat([df, extra], ignore_index=True)
+        names.append(str(extra["evaluator"].iloc[0]) if len(extra) else spec)
+    for name in list(names):  # per-proxy rows of a combination follow it
+        names[names.index(name) + 1:names.index(name) + 1] = sorted(
+            e for e in df["evaluator"].unique() if e.startswith(f"{name}:") and e not in names)
     rows = []
     for name in names or sorted(df["evaluator"].unique()):
         rows.append({"evaluator": name, **grade(df[df["evaluator"] == name])})

@@ -80,8 +80,11 @@ class Throughput:
     #: R of named networks timed on their own (baselines: dense convolutions run at
     #: several times the MAC rate of depthwise ones)
     rates: Mapping[str, float] = field(default_factory=dict)
+    note: str = ""  # how it was measured, where not by the probes (zero-cost scores)
 
     def describe(self) -> str:
+        if self.note:
+            return self.note
         return (f"{human(self.macs_per_s)}MAC/s + {self.step_s * 1e3:.2f} ms/layer/step, "
                 f"{self.candidate_s:.1f} s/candidate")
 
@@ -211,6 +214,7 @@ class Plan:
     baselines: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (MACs, layers)
     baseline_epochs: float | None = None  # None: ``epochs``
     scored_images: int | None = None  # candidates scored, not trained (evaluator=supernet)
+    baselines_scored: bool = False  # baselines scored like the candidates (zero_cost)
     extra_s: float = 0.0  # one-off work (training a supernet)
     parallel: int = 1
 
@@ -247,6 +251,10 @@ def candidate_seconds(plan: Plan, tp: Throughput, macs: float | None = None) -> 
 
 
 def baseline_seconds(plan: Plan, tp: Throughput) -> dict[str, float]:
+    if plan.baselines_scored and plan.scored_images is not None:
+        return {name: score_seconds(m, layers=n, images=plan.scored_images,
+                                    batch_size=plan.batch_size, tp=tp)
+                for name, (m, n) in plan.baselines.items()}
     epochs = plan.epochs if plan.baseline_epochs is None else plan.baseline_epochs
     return {name: job_seconds(m, layers=n, epochs=epochs, train_images=plan.train_images,
                               val_images=plan.val_images, batch_size=plan.batch_size, tp=tp,
@@ -330,7 +338,8 @@ class Bill:
 
     def report(self) -> str:
         p, tp = self.plan, self.tp
-        what = (f"scored on {p.scored_images:,} images each" if p.scored_images is not None
+        what = ("zero-cost scores" if p.baselines_scored
+                else f"scored on {p.scored_images:,} images each" if p.scored_images is not None
                 else f"{p.epochs:g} epochs of {p.train_images:,} images "
                      f"(+{p.val_images:,} validation)")
         lines = [f"estimate: {duration(self.total_s)} for {p.n_candidates} candidates "
@@ -462,6 +471,16 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     if ev.get("backend") == "supernet":
         calib = int(ev.get("calib_batches", 10)) * train.batch_size
         plan = replace(plan, scored_images=n_val + calib)
+    timed = getattr(getattr(getattr(search, "evaluator", None), "task", None),
+                    "reference_seconds", None)
+    if ev.get("backend") == "zero_cost" and timed:
+        # the reference sample, scored before the estimate, times the proxies directly:
+        # seconds = c + MACs / R, least squares over its networks
+        plan = replace(plan, scored_images=1, batch_size=1, baselines_scored=True)
+        tp = score_throughput(timed)
+        bill = Bill(plan, tp)
+        bill.parallel(parallel)
+        return bill
     res = space.decode(space.xu).input[1]
     tiny = zoo.get("lenet5", num_classes=search.num_classes, in_channels=search.in_channels,
                    resolution=res)
@@ -482,6 +501,21 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     bill = Bill(plan, tp, _advise=advice_for)
     bill.parallel(parallel)
     return bill
+
+
+def score_throughput(timed: Sequence[tuple[float, float]]) -> Throughput:
+    """A :class:`Throughput` whose ``score_seconds(M, images=1, batch_size=1)`` is
+    ``c + M / R`` fitted (non-negative least squares) to ``(MACs, seconds)`` pairs of
+    networks scored without training."""
+    macs = np.array([m for m, _ in timed], dtype=float)
+    secs = np.array([t for _, t in timed], dtype=float)
+    coef, _ = nnls(np.column_stack([np.ones_like(macs), macs / 1e9]), secs)
+    c, per_gmac = float(coef[0]), float(coef[1])
+    rate = 1e9 / per_gmac if per_gmac > 0 else float("inf")
+    return Throughput(macs_per_s=rate, step_s=0.0, eval_step_s=0.0, candidate_s=c,
+                      measured_s=float(secs.sum()),
+                      note=f"{float(np.mean(secs)):.2f} s/network over the reference sample "
+                           f"of {len(secs)}")
 
 
 def _resolution_macs(search: Any) -> dict[int, float]:
@@ -532,5 +566,6 @@ def _supernet_epochs(cfg: Any) -> float:
 
 __all__ = ["ADVICE_ABOVE_S", "Bill", "Plan", "TRAIN_MACS_FACTOR", "Throughput", "advise",
            "baseline_seconds", "candidate_seconds", "duration", "estimate_search",
-           "job_seconds", "measure_throughput", "score_seconds", "sha_mean_epochs",
+           "job_seconds", "measure_throughput", "score_seconds", "score_throughput",
+           "sha_mean_epochs",
            "total_seconds", "work_seconds"]

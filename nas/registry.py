@@ -136,6 +136,7 @@ TASKS = Registry("evaluator task", {
     "train": "nas.evaluate.tasks:TrainTask",
     "table": "nas.evaluate.tasks:TableTask",
     "supernet": "nas.evaluate.tasks:SupernetTask",
+    "zero_cost": "nas.evaluate.tasks:ZeroCostTask",
 }, "evaluator=NAME")
 
 #: where an evaluator runs its tasks (``evaluator.runner``)
@@ -152,6 +153,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "ray": ("train", "ray"),
     "table": ("table", "local"),
     "supernet": ("supernet", "local"),
+    "zero_cost": ("zero_cost", "local"),
 }
 
 #: weight-sharing supernets, by the space they share weights over

@@ -25,7 +25,7 @@ import pickle
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -49,8 +49,8 @@ WEIGHTS = "weights"
 
 #: columns of evaluated.csv and baselines.csv (baselines add ``name`` first)
 EVALUATED_COLUMNS = ["id", "arch_id", "space", "genome", "spec", "macs", "params",
-                     "activations", "latency_ms", "accuracy", "error", "epochs", "status",
-                     "reason", "iteration", "seed", "train_seconds"]
+                     "activations", "latency_ms", "accuracy", "error", "score", "epochs",
+                     "status", "reason", "iteration", "seed", "train_seconds"]
 #: cost columns a front can be drawn against -> axis label
 COST_LABELS = {"macs": "MACs", "params": "parameters", "activations": "activations",
                "latency_ms": "latency (ms)"}
@@ -289,8 +289,9 @@ def split_archive(df: pd.DataFrame, metric_names: Sequence[str] = ()) -> tuple[p
     if df.empty:
         return pd.DataFrame(columns=cols), pd.DataFrame(columns=["name"] + cols)
     df = df.copy()
+    extra = df["extra"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
+    df["score"] = extra.map(lambda d: d.get("score")).astype(float)
     if metric_names:
-        extra = df["extra"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
         for m in metric_names:
             df[m] = extra.map(lambda d, m=m: d.get(m)).astype(float)
             df[f"{m}_error"] = 1.0 - df[m]
@@ -305,14 +306,38 @@ def split_archive(df: pd.DataFrame, metric_names: Sequence[str] = ()) -> tuple[p
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of an evaluated table that succeeded (status ``ok``, finite accuracy)."""
+    """Rows of an evaluated table that succeeded (status ``ok``, a finite error: an
+    accuracy's, or a zero-cost score's)."""
     if not len(df):
         return df
     mask = pd.Series(True, index=df.index)
     if "status" in df:
         mask &= df["status"].fillna("ok").astype(str).eq("ok")
-    acc = pd.to_numeric(df["accuracy"], errors="coerce")
-    return df[mask & np.isfinite(acc)]
+    return df[mask & np.isfinite(quality(df))]
+
+
+def quality(df: pd.DataFrame) -> pd.Series:
+    """What a run's rows are ranked by, higher better, in 0..1: the accuracy, or for
+    rows scored by a zero-cost proxy (no accuracy) 1 - error, the score's percentile in
+    the space. NaN where neither is known."""
+    acc = pd.to_numeric(df["accuracy"], errors="coerce") if "accuracy" in df else None
+    err = pd.to_numeric(df["error"], errors="coerce") if "error" in df else None
+    if acc is None and err is None:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    if err is None:
+        return acc.astype(float)
+    if acc is None:
+        return (1.0 - err).astype(float)
+    return acc.where(acc.notna(), 1.0 - err).astype(float)
+
+
+def quality_label(config: Mapping | None) -> str:
+    """The axis and column label of :func:`quality` for a run of ``config``: ``accuracy``,
+    or ``score (PROXY)`` for a zero-cost run (never an accuracy)."""
+    ev = (config or {}).get("evaluator") or {}
+    if isinstance(ev, Mapping) and ev.get("backend") == "zero_cost":
+        return f"score ({ev.get('proxy', 'z_mean')})"
+    return "accuracy"
 
 
 def cost_column(cost: str) -> str:
@@ -333,7 +358,7 @@ def front_of(df: pd.DataFrame, cost: str = "macs") -> pd.DataFrame:
         ok = ok[np.isfinite(pd.to_numeric(ok[col], errors="coerce"))]
     if not len(ok) or col not in ok:
         return ok.iloc[:0].copy()
-    F = np.column_stack([1.0 - ok["accuracy"].to_numpy(float), ok[col].to_numpy(float)])
+    F = np.column_stack([1.0 - quality(ok).to_numpy(float), ok[col].to_numpy(float)])
     front = ok.iloc[pareto.non_dominated(F)].copy()
     front["source"] = "search"
     front["name"] = front["arch_id"].astype(str)
@@ -390,8 +415,13 @@ class Run:
 
     @property
     def ok(self) -> pd.DataFrame:
-        """Evaluated rows with status ``ok`` and a finite accuracy."""
+        """Evaluated rows with status ``ok`` and a finite accuracy (or zero-cost score)."""
         return ok_rows(self.evaluated)
+
+    @property
+    def quality_label(self) -> str:
+        """``accuracy``, or ``score (PROXY)`` for a zero-cost run (see :func:`quality`)."""
+        return quality_label(self.config)
 
     @property
     def space(self) -> str | None:
@@ -478,7 +508,7 @@ def read_run(path: str | Path) -> Run:
     if missing and len(evaluated):
         raise RunFolderError(f"{run_dir / 'evaluated.csv'} lacks column(s) {missing}; it was "
                              f"not written by nas.search")
-    for col in ("macs", "params", "activations", "latency_ms", "accuracy"):
+    for col in ("macs", "params", "activations", "latency_ms", "accuracy", "error", "score"):
         if col in evaluated:
             evaluated[col] = pd.to_numeric(evaluated[col], errors="coerce")
     if "latency_ms" not in evaluated:
@@ -516,7 +546,8 @@ def open_resume(path: str | os.PathLike) -> tuple[Path, Any]:
 
 
 __all__ = ["ARCHIVE", "CONFIG", "COST_LABELS", "EVALUATED_COLUMNS", "LOCK", "STATE", "STATES",
-           "STATUS", "WEIGHTS", "Run", "RunFolder", "RunFolderError", "RunLock", "atomic_write", "cleanup_hydra_dir",
-           "cost_column", "front_of", "hypervolume_curve", "hypervolume_of", "load_state",
-           "ok_rows", "open_resume", "pid_alive", "read_archive", "read_config", "read_run",
-           "read_status", "save_state", "split_archive", "weights_path", "write_status"]
+           "STATUS", "WEIGHTS", "Run", "RunFolder", "RunFolderError", "RunLock", "atomic_write",
+           "cleanup_hydra_dir", "cost_column", "front_of", "hypervolume_curve",
+           "hypervolume_of", "load_state", "ok_rows", "open_resume", "pid_alive", "quality",
+           "quality_label", "read_archive", "read_config", "read_run", "read_status",
+           "save_state", "split_archive", "weights_path", "write_status"]

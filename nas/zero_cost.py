@@ -56,9 +56,10 @@ doubles the seconds. :func:`scores` shares passes (naswot with jacov; snip, grad
 fisher) when they get one batch, so several cost less than the sum of their rows.
 
 A search scores networks one at a time, so proxies are combined per network by
-:func:`combine`: the mean of the network's percentile ranks within a fixed reference sample
-of the space (:func:`reference_sample`), which puts proxies of very different scales on one
-0..1 axis and needs no other candidate.
+:func:`combine`, against a fixed reference sample of the space (:func:`reference_sample`),
+which puts proxies of very different scales on one 0..1 axis and needs no other candidate:
+``rank_mean`` averages the network's percentile ranks within the reference, ``z_mean``
+its z-scores (:func:`standardised`). :func:`error` is what a search minimises.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import percentileofscore
+from scipy.stats import norm, percentileofscore
 from torch import nn
 
 from nas.build import AuxHead, build
@@ -83,7 +84,7 @@ from nas.spec import ArchSpec
 PROXIES = ("synflow", "naswot", "jacov", "snip", "grad_norm", "fisher", "grasp", "zen",
            "params", "macs")
 #: Ways to combine several proxies of ONE network (see :func:`combine`).
-COMBINATIONS = ("rank_mean",)
+COMBINATIONS = ("rank_mean", "z_mean")
 #: The proxies :func:`combine` uses by default. Abdelfattah et al. 2021 vote with synflow,
 #: jacov and snip; naswot replaces snip here because NAS-Bench-Suite-Zero reports it ranking
 #: NAS-Bench-201 better than snip, and then none of the three reads labels.
@@ -477,21 +478,13 @@ def score(proxy: str, spec: ArchSpec, inputs: torch.Tensor, targets: torch.Tenso
     return scores((proxy,), spec, inputs, targets, seed=seed)[proxy]
 
 
-def combine(values: Mapping[str, float], reference: Mapping[str, Sequence[float]], *,
-            method: str = "rank_mean") -> float:
-    """One network's proxies combined into one number in [0, 1]: the mean over the proxies
-    of ``reference`` of the network's percentile rank within that proxy's reference values
-    (``scipy.stats.percentileofscore(kind="mean")`` / 100: below every value 0, above every
-    value 1, ties count half). ``reference`` holds the same proxies of a fixed random sample
-    of the space (:func:`reference_sample`), computed once; ``values`` may hold more proxies
-    than ``reference`` names.
-    """
-    if method not in COMBINATIONS:
-        raise ValueError(f"unknown combination {method!r}; known: {', '.join(COMBINATIONS)}")
+def _reference(reference: Mapping[str, Sequence[float]], values: Mapping[str, float]
+               ) -> list[tuple[str, np.ndarray, float]]:
+    """``(name, reference values, the network's value)`` per proxy of ``reference``."""
     if not reference:
         raise ValueError("reference is empty; pass {proxy: values of a reference sample}, "
                          "e.g. from reference_sample(...)")
-    ranks = []
+    out = []
     for name, sample in reference.items():
         if name not in values:
             raise ValueError(f"values has no {name!r}; compute every proxy of the reference "
@@ -503,8 +496,69 @@ def combine(values: Mapping[str, float], reference: Mapping[str, Sequence[float]
         v = float(values[name])
         if not math.isfinite(v):
             raise ValueError(f"values[{name!r}]={v} is invalid; pass a finite score")
-        ranks.append(percentileofscore(ref, v, kind="mean") / 100.0)
+        out.append((name, ref, v))
+    return out
+
+
+def _symlog(x: np.ndarray | float) -> np.ndarray:
+    """sign(x) log(1 + |x|): proxies spanning many orders of magnitude (synflow) on a scale
+    where a normal fits; monotone, so no proxy's order changes."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def standardised(values: Mapping[str, float], reference: Mapping[str, Sequence[float]]
+                 ) -> dict[str, float]:
+    """Each proxy of ``reference`` as a z-score within it: the symmetric log of the value,
+    centred on the reference's median and scaled by its interquartile range / 1.349 (the
+    standard deviation of a normal; the standard deviation where the quartiles tie, 1
+    where every reference value is equal). Monotone in the proxy, unbounded: networks
+    beyond every reference network keep their order."""
+    out = {}
+    for name, ref, v in _reference(reference, values):
+        t = _symlog(ref)
+        q1, med, q3 = np.quantile(t, [0.25, 0.5, 0.75])
+        scale = (q3 - q1) / 1.349 or float(np.std(t)) or 1.0
+        out[name] = float((_symlog(v) - med) / scale)
+    return out
+
+
+def combine(values: Mapping[str, float], reference: Mapping[str, Sequence[float]], *,
+            method: str = "rank_mean") -> float:
+    """One network's proxies combined into one number in [0, 1], higher predicted better.
+    ``reference`` holds the same proxies of a fixed random sample of the space
+    (:func:`reference_sample`), computed once; ``values`` may hold more proxies than
+    ``reference`` names.
+
+    * ``rank_mean``: the mean over the proxies of the network's percentile rank within
+      that proxy's reference values (``scipy.stats.percentileofscore(kind="mean")`` / 100:
+      below every value 0, above every value 1, ties count half). Networks above every
+      reference network on every proxy all get 1.
+    * ``z_mean``: the normal probability of the mean of the proxies' z-scores
+      (:func:`standardised`): about the mean percentile where the proxies are normal after
+      the symmetric log, and never tied where the z-scores differ.
+    """
+    if method not in COMBINATIONS:
+        raise ValueError(f"unknown combination {method!r}; known: {', '.join(COMBINATIONS)}")
+    if method == "z_mean":
+        return 1.0 - error(values, reference, method=method)
+    ranks = [percentileofscore(ref, v, kind="mean") / 100.0
+             for _, ref, v in _reference(reference, values)]
     return float(np.mean(ranks))
+
+
+def error(values: Mapping[str, float], reference: Mapping[str, Sequence[float]], *,
+          method: str = "z_mean") -> float:
+    """What a search minimises for a network scored by proxies, in [0, 1]: ``1 -`` the
+    combination. For ``z_mean`` it is the normal survival function of the mean z-score,
+    computed directly, so that networks far beyond the reference stay apart (``1 -
+    combine`` would round them all to 0). With one proxy in ``reference`` it orders
+    networks exactly as the proxy does."""
+    if method not in COMBINATIONS:
+        raise ValueError(f"unknown combination {method!r}; known: {', '.join(COMBINATIONS)}")
+    if method == "rank_mean":
+        return 1.0 - combine(values, reference, method=method)
+    z = standardised(values, reference)
+    return float(norm.sf(np.mean(list(z.values()))))
 
 
 def reference_sample(space: Any, proxies: Iterable[str], inputs: torch.Tensor,
@@ -528,4 +582,5 @@ def reference_sample(space: Any, proxies: Iterable[str], inputs: torch.Tensor,
 
 
 __all__ = ["PROXIES", "COMBINATIONS", "DEFAULT_COMBINATION", "BATCH", "NEEDS_LABELS",
-           "ProxyError", "measure", "score", "scores", "combine", "reference_sample"]
+           "ProxyError", "combine", "error", "measure", "reference_sample", "score", "scores",
+           "standardised"]

@@ -39,7 +39,7 @@ def test_constants_cover_every_proxy():
     assert set(Z.BATCH) == set(Z.PROXIES)
     assert set(Z.NEEDS_LABELS) <= set(Z.PROXIES)
     assert set(Z.DEFAULT_COMBINATION) <= set(Z.PROXIES)
-    assert Z.COMBINATIONS == ("rank_mean",)
+    assert Z.COMBINATIONS == ("rank_mean", "z_mean")
 
 
 def test_unknown_proxy_lists_the_known_ones(space):
@@ -276,3 +276,34 @@ def test_reference_sample_feeds_combine(space):
     assert len({len(v) for v in reference.values()}) == 1 and len(reference["synflow"]) >= 1
     value = Z.combine(Z.scores(Z.DEFAULT_COMBINATION, space.decode(CONV3), x, y), reference)
     assert 0.0 <= value <= 1.0
+
+
+def test_z_mean_orders_like_the_proxy_and_keeps_networks_beyond_the_reference_apart():
+    reference = {"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [1e10, 1e12, 1e14, 1e16, 1e18]}
+    one = {"a": reference["a"]}
+    values = [-3.0, 0.0, 2.5, 4.0, 9.0, 50.0, 1e6]
+    errors = [Z.error({"a": v}, one) for v in values]
+    # one proxy: the error orders networks exactly as the proxy does, and networks far
+    # beyond every reference network stay apart (no rounding to 0 as 1 - combine would)
+    assert errors == sorted(errors, reverse=True) and len(set(errors)) == len(errors)
+    assert all(0.0 < e < 1.0 for e in errors)
+    assert Z.error({"a": 3.0}, one) == pytest.approx(0.5)  # the reference's median
+    # symmetric log: synflow's orders of magnitude scale like a normal variable
+    z = Z.standardised({"a": 3.0, "b": 1e14}, reference)
+    assert z == pytest.approx({"a": 0.0, "b": 0.0}, abs=1e-12)
+    assert Z.standardised({"a": 4.0, "b": 1e16}, reference)["b"] > 0
+    # monotone in every proxy; combine is 1 - error in (0, 1)
+    last = 2.0
+    for v in (1e9, 1e11, 1e15, 1e20, 1e30):
+        e = Z.error({"a": 3.0, "b": v}, reference)
+        assert e < last and Z.combine({"a": 3.0, "b": v}, reference, method="z_mean") == \
+            pytest.approx(1.0 - e)
+        last = e
+    # rank_mean's error is 1 - the mean percentile rank, tied above every reference value
+    assert Z.error({"a": 9.0, "b": 1e20}, reference, method="rank_mean") == 0.0
+    assert Z.error({"a": 90.0, "b": 1e30}, reference, method="rank_mean") == 0.0
+    # equal reference values: the scale falls back to 1, still finite and monotone
+    flat = {"a": [2.0, 2.0, 2.0]}
+    assert Z.error({"a": 1.0}, flat) > Z.error({"a": 3.0}, flat)
+    with pytest.raises(ValueError, match="unknown combination"):
+        Z.error({"a": 1.0}, one, method="vote")

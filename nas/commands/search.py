@@ -87,7 +87,12 @@ def check(cfg: DictConfig) -> None:
         raise SearchError(f"budget.initial={b.initial} is below the {need} evaluated "
                           f"architectures the {cfg.algorithm.get('name')!r} algorithm's "
                           f"surrogate needs to fit; pass budget.initial={need} or more")
-    fidelity_rungs(cfg)
+    rungs, _ = fidelity_rungs(cfg)
+    backend = (cfg.get("evaluator") or {}).get("backend")
+    if rungs is not None and backend in ("table", "supernet", "zero_cost"):
+        raise SearchError(f"fidelity=sha trains candidates rung by rung, but "
+                          f"evaluator={backend} trains none; drop fidelity=sha (or use a "
+                          f"training evaluator: local, pool, ray)")
     checks.integer("keep_weights", cfg.get("keep_weights", 0), lo=0, error=SearchError)
     if train.advice():
         log.warning(train.advice())
@@ -140,14 +145,16 @@ def print_summary(search: Search) -> None:
     t = Table(title=f"Pareto front: {search.space.name}, {len(ev)} evaluated "
                     f"({(ev['status'] == 'failed').sum()} failed)")
     extra_costs = [c for c in ("activations", "latency_ms") if c in search.cost_cols]
-    for col in ("rank", "source", "name", "MACs", "params", *extra_costs, "accuracy",
+    label = search.out.quality_label  # accuracy, or "score (synflow)": never both
+    for col in ("rank", "source", "name", "MACs", "params", *extra_costs, label,
                 *search.metric_names, "spec"):
         t.add_column(col, overflow="fold")
     front = pf if len(pf) <= 40 else pf.head(40)
     for _, r in front.iterrows():
+        value = (f"{r['accuracy']:.4f}" if label == "accuracy" else f"{r['score']:.4g}")
         t.add_row(str(r["rank"]), r["source"], str(r["name"]), human(r["macs"]),
                   human(r["params"]), *(f"{r[c]:.4g}" for c in extra_costs),
-                  f"{r['accuracy']:.4f}", *(f"{r[m]:.4f}" for m in search.metric_names),
+                  value, *(f"{r[m]:.4f}" for m in search.metric_names),
                   str(r["spec"])[:80] + ("..." if len(str(r["spec"])) > 80 else ""))
     con = Console(file=sys.stdout, width=160)
     con.print(t)

@@ -12,12 +12,13 @@ search asks for more (asynchronous evaluation).
   (in this process, one after another), ``PoolRunner`` (persistent ``spawn`` workers, one
   per GPU or per core, a worker over its time limit or dead is replaced), ``RayRunner``
   (one Ray task per candidate; infrastructure failures retried elsewhere);
-* tasks (:mod:`nas.evaluate.tasks`): ``TrainTask``, ``TableTask``, ``SupernetTask``.
+* tasks (:mod:`nas.evaluate.tasks`): ``TrainTask``, ``TableTask``, ``SupernetTask``,
+  ``ZeroCostTask``.
 
 The config's ``evaluator.backend`` (conf/evaluator/*.yaml) names a pair
 (:data:`nas.registry.BACKENDS`): ``local``, ``pool`` and ``ray`` train; ``table`` looks up
-in this process; ``supernet`` scores in this process (``workers: 0``) or in a pool of N
-workers. A candidate never takes the others down: divergence, out-of-memory, time-outs,
+in this process; ``supernet`` and ``zero_cost`` score in this process (``workers: 0``) or
+in a pool of N workers. A candidate never takes the others down: divergence, out-of-memory, time-outs,
 crashed workers and any exception become ``Result(status="failed", reason=...)``. Tasks
 travel to workers as plain dicts; results come back as plain dicts.
 """
@@ -32,7 +33,15 @@ from nas import checks, registry
 from nas.config import plain
 from nas.evaluate.candidate import Candidate, Feed, Result, failure_reason
 from nas.evaluate.runners import LocalRunner, PoolRunner, Runner, plan_workers, usable_cores
-from nas.evaluate.tasks import SupernetTask, TableTask, Task, TrainTask, run_task
+from nas.evaluate.tasks import (
+    SupernetTask,
+    TableTask,
+    Task,
+    TrainTask,
+    ZeroCostTask,
+    check_zero_cost_options,
+    run_task,
+)
 from nas.supernet import check_space, load_supernet
 from nas.train import TrainConfig
 
@@ -56,7 +65,11 @@ _OPTION_RULES: dict[str, dict[str, Any]] = {
 #: where a backend's option has another range than the table's
 _BACKEND_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("supernet", "workers"): {"kind": int, "lo": 0},  # 0: score in the search's process
+    ("zero_cost", "workers"): {"kind": int, "lo": 0},
 }
+#: backends that run in the search's process with ``workers: 0`` and in a pool of N
+#: worker processes with ``workers: N``
+_POOL_BY_WORKERS = ("supernet", "zero_cost")
 
 
 def check_evaluator_options(cfg: Mapping) -> None:
@@ -78,6 +91,8 @@ def check_evaluator_options(cfg: Mapping) -> None:
         kind, none = rule.pop("kind"), rule.pop("none", "the default")
         check = checks.integer if kind is int else checks.number
         check(f"evaluator.{key}", value, none=none, **rule)
+    if backend == "zero_cost":
+        check_zero_cost_options(**opts)
 
 
 def check_evaluator(cfg: Mapping, space: Any) -> None:
@@ -85,6 +100,9 @@ def check_evaluator(cfg: Mapping, space: Any) -> None:
     search calls this before it writes anything): for ``supernet``, a missing, corrupt or
     foreign checkpoint, or one of another space or space config."""
     opts = dict(plain(cfg))
+    if opts.get("backend") == "zero_cost":
+        check_zero_cost_options(**opts)
+        return
     if opts.get("backend") != "supernet":
         return
     if not opts.get("checkpoint"):
@@ -105,9 +123,9 @@ def _split(backend: str, opts: Mapping) -> tuple[str, str, dict, dict]:
     this process; N: a pool of N workers)."""
     task, runner = registry.BACKENDS[backend]
     opts = dict(opts)
-    if backend == "supernet" and opts.get("workers"):
+    if backend in _POOL_BY_WORKERS and opts.get("workers"):
         runner = "pool"
-    if backend == "supernet" and not opts.get("workers"):
+    if backend in _POOL_BY_WORKERS and not opts.get("workers"):
         opts.pop("workers", None)
         opts.pop("threads_per_worker", None)
     task_keys, runner_keys = _keys(registry.TASKS.get(task)), _keys(registry.RUNNERS.get(runner))
@@ -127,7 +145,7 @@ def backend_options(backend: str) -> set[str]:
     its runner's options."""
     task, runner = registry.BACKENDS[backend]
     keys = _keys(registry.TASKS.get(task)) | _keys(registry.RUNNERS.get(runner))
-    if backend == "supernet":
+    if backend in _POOL_BY_WORKERS:
         keys |= {"workers", "threads_per_worker"}
     return keys
 
@@ -151,6 +169,6 @@ def make_evaluator(cfg: Mapping, *, data: Mapping, train: TrainConfig | Mapping,
 
 
 __all__ = ["BACKENDS", "Candidate", "Feed", "LocalRunner", "PoolRunner", "Result", "Runner",
-           "SupernetTask", "TableTask", "Task", "TrainTask", "backend_options",
+           "SupernetTask", "TableTask", "Task", "TrainTask", "ZeroCostTask", "backend_options",
            "check_evaluator", "check_evaluator_options", "failure_reason", "make_evaluator",
            "plan_workers", "run_task", "usable_cores"]

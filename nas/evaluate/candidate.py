@@ -41,12 +41,16 @@ class Candidate:
 @dataclass
 class Result:
     """Outcome of one candidate. Accuracies are fractions (0..1); ``extra`` holds macs,
-    params, epochs and wall_seconds where known."""
+    params, epochs and wall_seconds where known. An evaluator that measures no accuracy
+    (zero-cost proxies) reports ``score`` (its own quantity, higher better) and ``error``
+    (what the search minimises, in [0, 1]) instead."""
 
     arch_id: str
     status: str  # "ok" | "failed"
     reason: str | None = None
     accuracy: float | None = None
+    score: float | None = None
+    error: float | None = None
     test_accuracy: float | None = None
     val_loss: float | None = None
     train_seconds: float | None = None

@@ -17,6 +17,8 @@ process must load once for many candidates (a supernet, a table) it keeps in
 * :class:`SupernetTask` (``evaluator=supernet``): inherited weights, BN recalibrated,
   scored on the validation split; candidates that are not subnets (the baselines) train
   from scratch.
+* :class:`ZeroCostTask` (``evaluator=zero_cost``): zero-cost proxies of the untrained
+  network on one training batch, ranked against a reference sample of the space.
 """
 
 from __future__ import annotations
@@ -24,14 +26,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from nas import checks
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nas import checks, registry, zero_cost
 from nas.config import plain
+from nas.cost import totals
 from nas.evaluate.candidate import Candidate, Result, failure_reason, release_cuda_memory
 from nas.spec import ArchSpec
 from nas.supernet import InheritedScorer, check_space, load_supernet
@@ -189,6 +197,152 @@ class SupernetTask(Task):
                 "train": self.train.to_dict(), "options": self.options}
 
 
+class ZeroCostTask(Task):
+    """Score candidates with zero-cost proxies (:mod:`nas.zero_cost`) of the untrained
+    network on one mini-batch of the training images: no training.
+
+    ``proxy`` is one of :data:`nas.zero_cost.PROXIES`, or a combination of
+    :data:`nas.zero_cost.COMBINATIONS` (``z_mean``, ``rank_mean``) of the proxies in
+    ``combine``. The result's ``score`` is the proxy's raw value (a combination's value in
+    0..1); what the search minimises, the result's ``error``, is
+    :func:`nas.zero_cost.error` against a reference sample of ``reference`` random networks
+    of the space scored the same way before the first candidate, so that every proxy
+    shares the error's 0..1 axis and keeps its own order of the networks. Baselines are
+    scored like the candidates. No accuracy is reported: a proxy's score is not one.
+
+    Args:
+        proxy: the proxy, or a combination.
+        combine: the proxies a combination uses (default
+            :data:`nas.zero_cost.DEFAULT_COMBINATION`).
+        batch: images of the batch (default: each proxy's :data:`nas.zero_cost.BATCH`).
+        reference: random networks of the space in the reference sample.
+        seed: seeds the batch, the networks' initial weights and the reference sample.
+    """
+
+    name = "zero_cost"
+
+    def __init__(self, *, proxy: str = "z_mean", combine: Sequence[str] | None = None,
+                 batch: int | None = None, reference: int = 64, seed: int = 0,
+                 **common: Any) -> None:
+        super().__init__(**common)
+        proxies = check_zero_cost_options(proxy=proxy, combine=combine, batch=batch,
+                                          reference=reference, seed=seed)
+        self.proxy, self.proxies = proxy, tuple(dict.fromkeys(proxies))
+        self.method = proxy if proxy in zero_cost.COMBINATIONS else "z_mean"
+        self.batches = {p: int(batch or zero_cost.BATCH[p]) for p in self.proxies}
+        self.n_reference, self.seed = int(reference), int(seed)
+        self.reference: dict[str, list[float]] | None = None
+        #: (MACs, seconds) of each reference network scored (the estimate's measurement)
+        self.reference_seconds: list[tuple[float, float]] = []
+
+    @property
+    def fidelity(self) -> dict:
+        return {"evaluator": "zero_cost", "proxy": self.proxy,
+                "proxies": list(self.proxies), "reference": self.n_reference,
+                "proxy_seed": self.seed}
+
+    def check_space(self, space: Any) -> None:
+        """Score the reference sample of ``space`` in this process (once per search; a
+        progress bar on a terminal), timing each network for the search's estimate
+        (:attr:`reference_seconds`); ValueError when the proxies fail on most of it."""
+        ref: dict[str, list[float]] = {p: [] for p in self.proxies}
+        failed: list[str] = []
+        self.reference_seconds = []
+        genomes = space.sample(self.n_reference, np.random.default_rng(self.seed))
+        for genome in tqdm(genomes, desc=f"zero-cost reference ({self.proxy})", unit="net",
+                           disable=None, leave=False, file=sys.stderr):
+            spec = space.decode(genome)
+            t0 = time.perf_counter()
+            try:
+                values = proxy_values(self.proxies, spec, self.data, self.train,
+                                      self.batches, self.seed)
+            except zero_cost.ProxyError as e:
+                failed.append(str(e))
+                continue
+            self.reference_seconds.append((float(totals(spec)[0]), time.perf_counter() - t0))
+            for p in self.proxies:
+                ref[p].append(values[p])
+        if len(failed) > self.n_reference // 2:
+            raise ValueError(f"zero-cost proxy {self.proxy} failed on {len(failed)} of the "
+                             f"{self.n_reference} reference networks of the {space.name} "
+                             f"space ({failed[0]}); choose another evaluator.proxy")
+        self.reference = ref
+
+    def to_task(self, c: Candidate) -> dict:
+        if self.reference is None:
+            raise RuntimeError("ZeroCostTask.check_space(space) scores the reference sample "
+                               "before the first candidate")
+        return {"task": "zero_cost", "arch_id": c.arch_id, "spec": c.spec.to_json(),
+                "data": self.data, "train": self.train.to_dict(),
+                "options": {"proxy": self.proxy, "method": self.method,
+                            "proxies": list(self.proxies), "batches": self.batches,
+                            "seed": self.seed, "reference": self.reference}}
+
+
+def check_zero_cost_options(*, proxy: Any = "z_mean", combine: Any = None, batch: Any = None,
+                            reference: Any = 64, seed: Any = 0, **_: Any) -> tuple[str, ...]:
+    """The proxies ``evaluator=zero_cost`` computes with these options; ValueError naming
+    the option and the fix otherwise (a search calls it before it writes anything)."""
+    if proxy in zero_cost.COMBINATIONS:
+        proxies = tuple(combine or zero_cost.DEFAULT_COMBINATION)
+    elif proxy in zero_cost.PROXIES:
+        if combine:
+            raise ValueError(f"evaluator.combine={list(combine)} goes with a combination "
+                             f"(evaluator.proxy={' | '.join(zero_cost.COMBINATIONS)}), not "
+                             f"with evaluator.proxy={proxy}; drop evaluator.combine")
+        proxies = (proxy,)
+    else:
+        raise checks.unknown("zero-cost proxy", proxy,
+                             (*zero_cost.PROXIES, *zero_cost.COMBINATIONS),
+                             "evaluator.proxy=NAME")
+    if isinstance(proxies, str) or not all(isinstance(p, str) for p in proxies):
+        raise ValueError(f"evaluator.combine={combine!r} is invalid; pass a list of proxy "
+                         f"names, e.g. evaluator.combine=[synflow,naswot,jacov]")
+    for p in proxies:
+        if p not in zero_cost.PROXIES:
+            raise checks.unknown("zero-cost proxy", p, zero_cost.PROXIES,
+                                 "evaluator.combine=[NAME,...]")
+    if batch is not None:
+        checks.integer("evaluator.batch", batch, lo=1)
+    checks.integer("evaluator.reference", reference, lo=2)
+    checks.integer("evaluator.seed", seed, lo=0)
+    return tuple(dict.fromkeys(proxies))
+
+
+def proxy_batch(data: Mapping, train: TrainConfig | Mapping, resolution: int, n: int,
+                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images of the training split (the recipe's splits; a seeded draw), normalised
+    and resized to ``resolution`` as training serves them but not augmented, and their
+    labels."""
+    cfg = TrainConfig.from_any(train)
+    name, kwargs = registry.split_data_config(data)
+    dm = registry.datamodule(name, **kwargs, train_fraction=cfg.train_fraction,
+                             val_fraction=cfg.val_fraction, resolution=resolution, seed=seed)
+    x, y = dm.arrays("train")
+    idx = np.sort(np.random.default_rng(seed).choice(len(y), size=min(n, len(y)),
+                                                     replace=False))
+    xb = torch.from_numpy(np.ascontiguousarray(x[idx])).permute(0, 3, 1, 2)
+    yb = torch.from_numpy(y[idx].astype(np.int64))
+    xb, yb = dm.on_after_batch_transfer((xb, yb))
+    return xb.contiguous(), yb
+
+
+def proxy_values(proxies: Sequence[str], spec: ArchSpec, data: Mapping,
+                 train: TrainConfig | Mapping, batches: Mapping[str, int],
+                 seed: int) -> dict[str, float]:
+    """Each proxy of ``spec``, proxies of one batch size sharing the passes they can; the
+    batch is loaded once per process, data set, resolution and size."""
+    res = int(spec.input[1])
+    train_d = TrainConfig.from_any(train).to_dict()
+    out: dict[str, float] = {}
+    for size in sorted({int(batches[p]) for p in proxies}):
+        group = [p for p in proxies if int(batches[p]) == size]
+        x, y = PROCESS_CACHE.get(f"proxy_batch:{res}:{size}", [data, train_d, seed],
+                                 lambda size=size: proxy_batch(data, train_d, res, size, seed))
+        out.update(zero_cost.scores(group, spec, x, y, seed=seed))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Running a task, in any process
 # --------------------------------------------------------------------------------------------
@@ -260,8 +414,21 @@ def _score(task: Mapping) -> Result:
                          "val_images": s["val_images"]})
 
 
+def _proxy(task: Mapping) -> Result:
+    opts = task["options"]
+    spec = ArchSpec.from_json(task["spec"])
+    values = proxy_values(opts["proxies"], spec, task["data"], task["train"], opts["batches"],
+                          opts["seed"])
+    err = zero_cost.error(values, opts["reference"], method=opts["method"])
+    proxy = opts["proxy"]
+    score = (zero_cost.combine(values, opts["reference"], method=proxy)
+             if proxy in zero_cost.COMBINATIONS else values[proxy])
+    return Result(arch_id=str(task["arch_id"]), status="ok", score=score, error=err,
+                  extra={"proxies": values})
+
+
 #: task kind -> what computes it
-_RUN = {"train": _train, "table": _lookup, "supernet": _score}
+_RUN = {"train": _train, "table": _lookup, "supernet": _score, "zero_cost": _proxy}
 
 
 def run_task(task: Mapping) -> dict:
@@ -289,4 +456,5 @@ def with_time_limit(task: Mapping, seconds: float | None) -> dict:
 
 
 __all__ = ["PROCESS_CACHE", "ProcessCache", "SupernetTask", "TableTask", "Task", "TrainTask",
-           "run_task", "with_time_limit"]
+           "ZeroCostTask", "check_zero_cost_options", "proxy_batch", "proxy_values", "run_task",
+           "with_time_limit"]

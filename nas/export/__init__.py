@@ -67,7 +67,7 @@ from nas.config import CONF_DIR
 from nas.cost import human
 from nas.pareto import knee_point
 from nas.registry import DATA_KEYS_SET_BY_TRAIN
-from nas.run import Run, front_of, ok_rows, read_run, weights_path
+from nas.run import Run, front_of, ok_rows, quality, read_run, weights_path
 from nas.spec import ArchSpec, SpecError
 from nas.supernet import InheritedScorer
 from nas.train import validate_spec
@@ -153,15 +153,18 @@ def _fmt_cost(value: float, unit: str) -> str:
 
 
 def _describe(row: pd.Series) -> str:
-    acc = row.get("accuracy")
+    acc, score = row.get("accuracy"), row.get("score")
+    if pd.isna(acc) and score is not None and pd.notna(score):  # a zero-cost score
+        return f"id {row.get('id')}, arch {row.get('arch_id')}, score {float(score):.4g}"
     acc_s = f"{100 * float(acc):.2f}%" if pd.notna(acc) else "n/a"
     return f"id {row.get('id')}, arch {row.get('arch_id')}, accuracy {acc_s}"
 
 
 def _best(df: pd.DataFrame, cost_col: str) -> pd.Series:
-    order = df.assign(_neg_acc=-df["accuracy"]).sort_values(
-        ["_neg_acc", cost_col] + (["id"] if "id" in df else []), kind="stable")
-    return order.drop(columns="_neg_acc").iloc[0]
+    """The best row (highest accuracy or zero-cost score), the cheapest on ties."""
+    order = df.assign(_neg_q=-quality(df)).sort_values(
+        ["_neg_q", cost_col] + (["id"] if "id" in df else []), kind="stable")
+    return order.drop(columns="_neg_q").iloc[0]
 
 
 def select(evaluated: pd.DataFrame, pick: str) -> pd.Series:
@@ -175,7 +178,7 @@ def select(evaluated: pd.DataFrame, pick: str) -> pd.Series:
         front = front_of(evaluated)
         if not len(front):
             raise PickError("pick=knee: the run has no successfully evaluated architecture")
-        F = np.column_stack([1.0 - front["accuracy"].to_numpy(float),
+        F = np.column_stack([1.0 - quality(front).to_numpy(float),
                              front["macs"].to_numpy(float)])
         return front.iloc[knee_point(F)]
     rule, eq, value = pick.partition("=")

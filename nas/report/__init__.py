@@ -38,7 +38,7 @@ from rich.table import Table
 
 from nas import cost as C
 from nas.run import COST_LABELS as COSTS
-from nas.run import Run, cost_column, front_of, ok_rows
+from nas.run import Run, cost_column, front_of, ok_rows, quality
 from nas.spec import ArchSpec, SpecError
 
 # --------------------------------------------------------------------------------------------
@@ -55,6 +55,29 @@ class _Series:
     evaluated: pd.DataFrame
     front: pd.DataFrame
     color: str
+
+
+def _with_quality(df: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``df`` with a ``quality`` column (:func:`nas.run.quality`: the accuracy, or a
+    zero-cost score's percentile in the space), what the plots draw upwards."""
+    if df is None:
+        return None
+    return df.assign(quality=quality(df)) if len(df) else df.assign(quality=np.nan)
+
+
+def _y_label(label: str) -> str:
+    """The y axis of ``label`` (``accuracy`` or ``score (PROXY)``)."""
+    if label == "accuracy":
+        return "validation accuracy (%)"
+    return f"{label}: percentile in the space (%)"
+
+
+def _value_cell(r: Any, label: str) -> str:
+    """A row's accuracy in percent, or its raw zero-cost score."""
+    if label == "accuracy":
+        return _fmt_num(r.get("accuracy"), pct=True)
+    v = pd.to_numeric(r.get("score"), errors="coerce")
+    return "-" if v is None or not np.isfinite(v) else f"{float(v):.4g}"
 
 
 def _finite(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
@@ -75,51 +98,54 @@ def _search_front(pareto: pd.DataFrame, col: str = "macs") -> pd.DataFrame:
     df = pareto
     if "source" in df:
         df = df[df["source"].fillna("search").astype(str).ne("baseline")]
-    df = df[np.isfinite(pd.to_numeric(df["accuracy"], errors="coerce"))]
+    df = _with_quality(df)
+    df = df[np.isfinite(df["quality"])]
     return df.sort_values(col) if col in df else df
 
 
 def _baseline_rows(frames: Sequence[pd.DataFrame | None]) -> pd.DataFrame:
     rows = [f for f in frames if f is not None and len(f) and "macs" in f]
     if not rows:
-        return pd.DataFrame(columns=["name", "macs", "params", "latency_ms", "accuracy"])
+        return pd.DataFrame(columns=["name", "macs", "params", "latency_ms", "accuracy",
+                                     "quality"])
     df = pd.concat(rows, ignore_index=True)
-    for c in ("accuracy", "macs", "params", "latency_ms"):
+    for c in ("accuracy", "error", "score", "macs", "params", "latency_ms"):
         df[c] = pd.to_numeric(df[c], errors="coerce") if c in df else np.nan
+    df = _with_quality(df)
     if "status" in df:  # a baseline that failed to train has no accuracy to show
-        df.loc[df["status"].fillna("ok").astype(str).ne("ok"), "accuracy"] = np.nan
+        df.loc[df["status"].fillna("ok").astype(str).ne("ok"), "quality"] = np.nan
     key = "name" if "name" in df else "spec"
     # keep the trained row of a baseline when several runs carry it
-    df = df.sort_values("accuracy", na_position="first").drop_duplicates(key, keep="last")
+    df = df.sort_values("quality", na_position="first").drop_duplicates(key, keep="last")
     if "name" not in df:
         df["name"] = df[key]
     return df.sort_values("macs")
 
 
 def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
-                 col: str = "macs"):
+                 col: str = "macs", ylabel: str = "accuracy"):
     fig = Figure(figsize=(8, 5.2), dpi=110)
     ax = fig.subplots()
     for s in series:
-        ok = _finite(ok_rows(s.evaluated), col)
+        ok = _finite(_with_quality(ok_rows(s.evaluated)), col)
         if len(ok):
-            ax.scatter(ok[col], 100 * ok["accuracy"], s=14, color=s.color, alpha=0.3,
+            ax.scatter(ok[col], 100 * ok["quality"], s=14, color=s.color, alpha=0.3,
                        linewidths=0)
-        front = _finite(s.front, col, "accuracy")
+        front = _finite(_with_quality(s.front), col, "quality")
         if len(front):
-            ax.step(front[col], 100 * front["accuracy"], where="post", color=s.color,
+            ax.step(front[col], 100 * front["quality"], where="post", color=s.color,
                     lw=1.6, label=f"{s.label} front ({len(front)})")
-            ax.scatter(front[col], 100 * front["accuracy"], s=26, color=s.color,
+            ax.scatter(front[col], 100 * front["quality"], s=26, color=s.color,
                        edgecolors="black", linewidths=0.5, zorder=3)
-    trained = _finite(baselines, col, "accuracy")
+    trained = _finite(baselines, col, "quality")
     if len(trained):
-        ax.scatter(trained[col], 100 * trained["accuracy"], marker="*", s=110,
+        ax.scatter(trained[col], 100 * trained["quality"], marker="*", s=110,
                    color="black", zorder=4, label="baselines")
         for _, r in trained.iterrows():
-            ax.annotate(str(r["name"]), (r[col], 100 * r["accuracy"]), fontsize=7,
+            ax.annotate(str(r["name"]), (r[col], 100 * r["quality"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
     costed = _finite(baselines, col)
-    untrained = costed[~np.isfinite(costed["accuracy"])] if len(costed) else costed
+    untrained = costed[~np.isfinite(costed["quality"])] if len(costed) else costed
     for _, r in untrained.iterrows():  # cost known, accuracy not: a labelled marker line
         ax.axvline(r[col], color="grey", ls=":", lw=0.8)
         ax.annotate(f"{r['name']} (not trained)", (r[col], 0.02),
@@ -128,7 +154,7 @@ def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
     if ax.has_data():
         ax.set_xscale("log")
     ax.set_xlabel(f"{COSTS[col]} (log scale)")
-    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylabel(_y_label(ylabel))
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
@@ -218,23 +244,24 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return [t for t in ticks if lo <= t <= hi] or [lo, hi]
 
 
-def _tip(r: Any) -> str:
+def _tip(r: Any, label: str = "accuracy") -> str:
     name = r.get("name", r.get("arch_id", ""))
     lat = r.get("latency_ms")
     lat_s = f"  latency {float(lat):.3g} ms" if lat is not None and pd.notna(lat) else ""
-    return html.escape(f"{name}  acc {100 * r['accuracy']:.2f}%  MACs {_fmt_num(r.get('macs'))}"
+    value = (f"acc {100 * r['quality']:.2f}%" if label == "accuracy"
+             else f"{label} {_value_cell(r, label)} (percentile {100 * r['quality']:.1f})")
+    return html.escape(f"{name}  {value}  MACs {_fmt_num(r.get('macs'))}"
                        f"  params {_fmt_num(r.get('params'))}{lat_s}\n{r.get('spec', '')}")
 
 
 def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
-               col: str = "macs") -> str:
+               col: str = "macs", ylabel: str = "accuracy") -> str:
     W, H, L, R, T, B = 760, 440, 64, 16, 30, 46
-    frames = [_finite(ok_rows(s.evaluated), col,
-                      "accuracy") for s in series]
-    fronts = [_finite(s.front, col, "accuracy") for s in series]
-    base = _finite(baselines, col, "accuracy")
+    frames = [_finite(_with_quality(ok_rows(s.evaluated)), col, "quality") for s in series]
+    fronts = [_finite(_with_quality(s.front), col, "quality") for s in series]
+    base = _finite(baselines, col, "quality")
     xs = np.concatenate([f[col].to_numpy(float) for f in (*frames, *fronts, base)] or [[]])
-    ys = np.concatenate([f["accuracy"].to_numpy(float) for f in (*frames, *fronts, base)]
+    ys = np.concatenate([f["quality"].to_numpy(float) for f in (*frames, *fronts, base)]
                         or [[]])
     if not len(xs):
         return ""
@@ -267,14 +294,15 @@ def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
                    f'<text x="{L - 4}" y="{y + 4:.1f}" text-anchor="end">{100 * a:.1f}</text>')
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">'
                f'{e(COSTS[col])} (log)</text><text transform="translate(14 '
-               f'{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">accuracy (%)</text>')
+               f'{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">'
+               f'{e(_y_label(ylabel))}</text>')
     for s, ok, front in zip(series, frames, fronts):
         for _, r in ok.iterrows():
-            out.append(f'<circle cx="{X(r[col]):.1f}" cy="{Y(r["accuracy"]):.1f}" r="2.5" '
-                       f'fill="{s.color}" fill-opacity="0.2"><title>{_tip(r)}</title>'
+            out.append(f'<circle cx="{X(r[col]):.1f}" cy="{Y(r["quality"]):.1f}" r="2.5" '
+                       f'fill="{s.color}" fill-opacity="0.2"><title>{_tip(r, ylabel)}</title>'
                        f'</circle>')
         if len(front):
-            xy = [(X(v), Y(a)) for v, a in zip(front[col], front["accuracy"])]
+            xy = [(X(v), Y(a)) for v, a in zip(front[col], front["quality"])]
             steps = [f"{x:.1f},{y:.1f} {xy[i + 1][0]:.1f},{y:.1f}"
                      for i, (x, y) in enumerate(xy[:-1])]
             steps.append(f"{xy[-1][0]:.1f},{xy[-1][1]:.1f}")
@@ -282,13 +310,13 @@ def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
                        f'stroke="{s.color}" stroke-width="1.5"/>')
             for (x, y), (_, r) in zip(xy, front.iterrows()):
                 out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{s.color}" '
-                           f'stroke="black" stroke-width="0.5"><title>{_tip(r)}</title>'
-                           f'</circle>')
+                           f'stroke="black" stroke-width="0.5"><title>{_tip(r, ylabel)}'
+                           f'</title></circle>')
     for _, r in base.iterrows():
-        x, y = X(r[col]), Y(r["accuracy"])
+        x, y = X(r[col]), Y(r["quality"])
         out.append(f'<g><rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
                    f'fill="black" transform="rotate(45 {x:.1f} {y:.1f})"/>'
-                   f'<title>{_tip(r)}</title></g><text x="{x + 6:.1f}" y="{y - 6:.1f}">'
+                   f'<title>{_tip(r, ylabel)}</title></g><text x="{x + 6:.1f}" y="{y - 6:.1f}">'
                    f'{e(str(r["name"]))}</text>')
     for i, s in enumerate(series):
         out.append(f'<rect x="{L + 8}" y="{T + 8 + 15 * i}" width="10" height="10" '
@@ -302,7 +330,8 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
                      df_baselines: pd.DataFrame | None, path_png: str | Path,
                      path_html: str | Path | None = None, *, title: str = "Pareto front",
                      cost: str = "macs", label: str = "search",
-                     objectives: Sequence[str] | None = None) -> Path:
+                     objectives: Sequence[str] | None = None,
+                     quality_label: str = "accuracy") -> Path:
     """Accuracy-vs-cost plot of one run: all evaluated points faint, the front, baselines.
 
     Args:
@@ -318,6 +347,8 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
         label: legend label of the front.
         objectives: the run's objective columns; with more than two the PNG shows one
             panel per pair of objectives (the accuracy-vs-cost plot stays in the HTML).
+        quality_label: ``accuracy``, or ``score (PROXY)`` for a zero-cost run (drawn as
+            the score's percentile in the space, never called an accuracy).
     Returns:
         The PNG path.
     """
@@ -326,7 +357,7 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
              else _search_front(df_pareto, col))
     s = _Series(label, df_evaluated, front, _COLORS[0])
     base = _baseline_rows([df_baselines])
-    fig = _plot_fronts([s], base, title, col)
+    fig = _plot_fronts([s], base, title, col, quality_label)
     if objectives is not None and len(objectives) > 2:
         main = _save_png(fig, None)
         png = _save_png(_plot_pairs(df_evaluated, front, base, list(objectives), title),
@@ -338,8 +369,9 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
     if path_html is not None:
         body = (f"<h1>{html.escape(title)}</h1>{png_html}"
                 f"<details open><summary>interactive (hover a point)</summary>"
-                f"{_svg_front([s], base, title, col)}</details>"
-                f"<h2>Pareto architectures</h2>{_pareto_table([('', front)])}")
+                f"{_svg_front([s], base, title, col, quality_label)}</details>"
+                f"<h2>Pareto architectures</h2>"
+                f"{_pareto_table([('', front)], quality_label)}")
         Path(path_html).write_text(_page(title, body))
     return Path(path_png)
 
@@ -392,10 +424,11 @@ def _cost_table(spec_text: str) -> str:
     return f"<table><tr>{th}</tr>{trs}</table>"
 
 
-def _pareto_table(groups: Sequence[tuple[str, pd.DataFrame]]) -> str:
+def _pareto_table(groups: Sequence[tuple[str, pd.DataFrame]],
+                  label: str = "accuracy") -> str:
     """One table row per Pareto architecture (all runs), each with its cost details."""
     multi = len(groups) > 1
-    head = (["run"] if multi else []) + ["name / arch id", "source", "accuracy", "MACs",
+    head = (["run"] if multi else []) + ["name / arch id", "source", label, "MACs",
                                          "params", "latency", "spec"]
     th = "".join(f'<th class="{"l" if h in ("run", "name / arch id", "spec") else ""}">'
                  f"{h}</th>" for h in head)
@@ -413,7 +446,7 @@ def _pareto_table(groups: Sequence[tuple[str, pd.DataFrame]]) -> str:
             lat_s = f"{float(lat):.2f} ms" if pd.notna(lat) else "-"
             cells = ([f'<td class="l">{html.escape(label)}</td>'] if multi else []) + [
                 f'<td class="l">{html.escape(name)}</td>', f"<td>{html.escape(src)}</td>",
-                f"<td>{_fmt_num(r.get('accuracy'), pct=True)}</td>",
+                f"<td>{_value_cell(r, label)}</td>",
                 f"<td>{_fmt_num(r.get('macs'))}</td>", f"<td>{_fmt_num(r.get('params'))}</td>",
                 f"<td>{lat_s}</td>",
                 f'<td class="spec"><details><summary>{html.escape(spec_text)}</summary>'
@@ -429,19 +462,33 @@ def _run_summary(run: Run) -> dict:
     ev = run.evaluated
     front = _search_front(run.pareto, "macs")
     hv = run.hypervolume
-    best = run.ok["accuracy"].max() if len(run.ok) else float("nan")
+    label = run.quality_label
+    if label == "accuracy":
+        best = run.ok["accuracy"].max() if len(run.ok) else float("nan")
+    else:  # the raw score of the network the search ranks first
+        best = (float(run.ok.loc[run.ok["error"].idxmin(), "score"]) if len(run.ok)
+                else float("nan"))
     return {"run": run.name, "evaluated": len(ev), "ok": len(run.ok),
             "failed": int(len(ev) - len(run.ok)), "front": len(front),
-            "best accuracy": best,
+            f"best {label}": best,
             "hypervolume": (float(hv["hypervolume"].iloc[-1])
                             if hv is not None and len(hv) and "hypervolume" in hv
                             else float("nan"))}
+
+
+def _summaries(runs: Sequence[Run]) -> list[dict]:
+    """One summary per run, every run with the same keys (a "best" column per label)."""
+    summ = [_run_summary(r) for r in runs]
+    keys = list(dict.fromkeys(k for s in summ for k in s))
+    return [{k: s.get(k, float("nan")) for k in keys} for s in summ]
 
 
 def _fmt_cell(key: str, v: Any) -> str:
     """A run-summary value as printed (accuracy in percent, floats to 4 digits)."""
     if key == "best accuracy":
         return _fmt_num(v, pct=True)
+    if key.startswith("best score"):
+        return f"{v:.4g}"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
@@ -480,13 +527,16 @@ def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") ->
     base = _baseline_rows([r.baselines for r in runs]
                           + [r.pareto[r.pareto["source"].astype(str).eq("baseline")]
                              for r in runs if len(r.pareto) and "source" in r.pareto])
-    title = f"Accuracy vs {COSTS[col]}" + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
-    front_png = _save_png(_plot_fronts(series, base, title, col), out / "front.png")
+    labels = sorted({r.quality_label for r in runs})
+    ylabel = " / ".join(labels)
+    title = (f"{ylabel[0].upper()}{ylabel[1:]} vs {COSTS[col]}"
+             + (f" ({len(runs)} runs)" if len(runs) > 1 else ""))
+    front_png = _save_png(_plot_fronts(series, base, title, col, ylabel), out / "front.png")
     hv_fig = _plot_hypervolume(runs)
     hv_html = "<p>No hypervolume.csv in these runs.</p>"
     if hv_fig is not None:
         hv_html = _img(_save_png(hv_fig, out / "hypervolume.png"), "hypervolume")
-    summ = [_run_summary(r) for r in runs]
+    summ = _summaries(runs)
     th = "".join(f"<th>{html.escape(k)}</th>" for k in summ[0])
     trs = "".join("<tr>" + "".join(
         f"<td>{html.escape(_fmt_cell(k, v))}</td>"
@@ -496,11 +546,11 @@ def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") ->
     body = (f"<h1>NAS report</h1><ul>{cfgs}</ul><table><tr>{th}</tr>{trs}</table>"
             f"<h2>Pareto fronts</h2>{_img(front_png, 'fronts')}"
             f"<details open><summary>interactive (hover a point)</summary>"
-            f"{_svg_front(series, base, title, col)}</details>"
+            f"{_svg_front(series, base, title, col, ylabel)}</details>"
             f"<h2>Hypervolume</h2>{hv_html}"
             f"<h2>Pareto architectures</h2><p>Click a spec for its per-layer cost table "
             f"(MACs exclude biases; memory is the training rule of thumb at batch 1).</p>"
-            f"{_pareto_table([(r.name, r.pareto) for r in runs])}")
+            f"{_pareto_table([(r.name, r.pareto) for r in runs], ylabel)}")
     path = out / "report.html"
     path.write_text(_page("NAS report", body))
     return path
@@ -510,7 +560,7 @@ def print_summary(runs: Sequence[Run], *, console: Any = None) -> None:
     """The report's numbers as rich tables on the terminal."""
     console = console or Console()
     t = Table(title="runs")
-    summ = [_run_summary(r) for r in runs]
+    summ = _summaries(runs)
     for k in summ[0]:
         t.add_column(k, justify="left" if k == "run" else "right")
     for s in summ:
@@ -518,13 +568,13 @@ def print_summary(runs: Sequence[Run], *, console: Any = None) -> None:
     console.print(t)
     for r in runs:
         ft = Table(title=f"Pareto architectures of {r.name}")
-        for col, just in (("name", "left"), ("source", "left"), ("accuracy", "right"),
+        for col, just in (("name", "left"), ("source", "left"), (r.quality_label, "right"),
                           ("MACs", "right"), ("params", "right"), ("spec", "left")):
             ft.add_column(col, justify=just, overflow="fold")
         for _, row in (r.pareto.sort_values("macs") if len(r.pareto) else r.pareto).iterrows():
             ft.add_row(str(row.get("name", row.get("arch_id", ""))),
                        str(row.get("source", "search")),
-                       _fmt_num(row.get("accuracy"), pct=True), _fmt_num(row.get("macs")),
+                       _value_cell(row, r.quality_label), _fmt_num(row.get("macs")),
                        _fmt_num(row.get("params")), str(row.get("spec", "")))
         console.print(ft)
 

@@ -33,6 +33,7 @@ class SearchOutputs:
         scored_by: what scored the candidates, for plot titles (the data set, or a table).
         space_name: the space's name, for plot titles.
         keep_weights: trained states of at most this many front members are kept.
+        quality_label: ``accuracy``, or ``score (PROXY)`` for zero-cost scores.
     """
 
     folder: RunFolder
@@ -41,6 +42,7 @@ class SearchOutputs:
     scored_by: str
     space_name: str
     keep_weights: int = 0
+    quality_label: str = "accuracy"
 
     @property
     def cost_names(self) -> list[str]:
@@ -128,7 +130,8 @@ class SearchOutputs:
                                  self.folder.file("pareto.html"),
                                  title=f"{self.space_name} on {self.scored_by}: "
                                        f"{len(ev)} evaluated", cost=self.cost_col,
-                                 objectives=self.objective_columns())
+                                 objectives=self.objective_columns(),
+                                 quality_label=self.quality_label)
             except Exception as e:  # noqa: BLE001 - a plot must never lose a finished run
                 log.warning("plotting failed: %s", e)
 

@@ -34,7 +34,7 @@ from nas.objectives import (
     objectives_of,
 )
 from nas.registry import DataInfo, baseline_spec
-from nas.run import RunFolder, atomic_write
+from nas.run import RunFolder, atomic_write, quality_label
 from nas.search.outputs import SearchOutputs
 from nas.search.settings import (
     SearchError,
@@ -191,22 +191,31 @@ class Search:
 
     def _record(self, result, info: dict, genome, space: str, iteration: int,
                 fidelity: dict) -> Record:
-        ok = result.status == "ok" and result.accuracy is not None and math.isfinite(
-            result.accuracy)
+        if result.accuracy is not None:
+            acc = float(result.accuracy)
+            ok = result.status == "ok" and math.isfinite(acc)
+            err = 1.0 - acc if ok else None
+        else:  # a score that is not an accuracy (zero-cost proxies): its own error
+            acc = None
+            ok = (result.status == "ok" and result.error is not None
+                  and math.isfinite(float(result.error)))
+            err = float(result.error) if ok else None
         return Record(
             id=None, arch_id=info["arch_id"], space=space,
             genome=tuple(int(v) for v in genome) if genome is not None else None,
             spec=info["spec"].to_string(), macs=int(info["macs"]), params=int(info["params"]),
             activations=int(info["activations"]), latency_ms=info.get("latency_ms"),
-            accuracy=float(result.accuracy) if ok else None,
-            error=(1.0 - float(result.accuracy)) if ok else None,
+            accuracy=acc if ok else None,
+            error=err,
             status="ok" if ok else "failed",
-            reason=None if ok else (result.reason or "no accuracy reported"),
+            reason=None if ok else (result.reason or "no accuracy or score reported"),
             # An evaluator may add to the fidelity (evaluator=supernet: which checkpoint).
             fidelity={**fidelity, **result.extra.get("fidelity", {})},
             seed=self.seed, iteration=iteration,
             train_seconds=result.train_seconds, created=time.time(),
-            extra={k: v for k, v in {"test_accuracy": result.test_accuracy,
+            extra={k: v for k, v in {"score": result.score,
+                                     "proxies": result.extra.get("proxies"),
+                                     "test_accuracy": result.test_accuracy,
                                      "val_loss": result.val_loss,
                                      "images_per_second": result.images_per_second,
                                      "name": info.get("name"),
@@ -488,7 +497,8 @@ class Search:
         if self.bar is not None:
             if rung == 0:
                 self.bar.update(1)
-            acc = "failed" if rec.accuracy is None else f"{rec.accuracy:.3f}"
+            acc = ("failed" if rec.status != "ok" else f"{rec.accuracy:.3f}"
+                   if rec.accuracy is not None else f"score {rec.extra.get('score'):.4g}")
             at = f" at {self.rungs[rung]} epochs" if self.rungs is not None else ""
             eta = "" if self.bill is None else f"eta {duration(self.bill.remaining_s())}, "
             self.bar.set_postfix_str(f"{eta}{info.get('name') or rec.arch_id}: {acc}{at}")
@@ -578,7 +588,8 @@ class Search:
         scored = (f"table {self.table.source}" if self.table is not None
                   else self.cfg.data.get("name"))
         self.out = SearchOutputs(self.folder, self.objectives, self.cost_refs, str(scored),
-                                 self.space.name, self.keep_weights)
+                                 self.space.name, self.keep_weights,
+                                 quality_label(OmegaConf.to_container(cfg, resolve=True)))
         if self.retry_failed:  # a resume changed the recipe or evaluator: train them again
             failed = self.archive.records(status="failed")
             if failed:
@@ -616,6 +627,11 @@ class Search:
         try:
             with make_evaluator(cfg.evaluator, data=data, train=train,
                                 hints=hints) as self.evaluator:
+                try:  # e.g. zero-cost proxies score their reference sample of the space
+                    self.evaluator.check_space(self.space)
+                except ValueError as e:
+                    self._finish(state, "failed", reason=str(e))
+                    raise SearchError(str(e)) from None
                 # measured for one slot at its threads, before pool workers start (two
                 # processes importing torch beside the probes inflate them 1.3-1.8x)
                 self.bill = self.announce(self.estimate(
@@ -662,7 +678,10 @@ class Search:
         ok = df[df["status"] == "ok"]
         return {"run_dir": str(self.run_dir), "hypervolume": self.hypervolume(df),
                 "evaluations": len(df),
-                "accuracy": float(ok["accuracy"].max()) if len(ok) else 0.0,
+                "accuracy": float(ok["accuracy"].max()) if ok["accuracy"].notna().any()
+                else 0.0,
+                # the best 1 - error: an accuracy, or a proxy's percentile in the space
+                "quality": float(1.0 - ok["error"].min()) if len(ok) else 0.0,
                 # every rung's training counts
                 "train_seconds": float(sum(r.train_seconds or 0.0 for rows in
                                            self._rows.values() for r in rows

@@ -59,7 +59,13 @@ def show_value(v: Any) -> str:
 
 
 def fidelity_of(cfg: DictConfig) -> dict:
-    """What every result of a training search was measured with, for the archive."""
+    """What every result of a training search was measured with, for the archive (for
+    zero-cost scores: the proxy, its combination, batch, reference sample and seed)."""
+    ev = OmegaConf.to_container(cfg.evaluator, resolve=True)
+    if ev.get("backend") == "zero_cost":
+        keys = ("proxy", "combine", "batch", "reference", "seed")
+        return {"data": cfg.data.get("name"), "evaluator": "zero_cost",
+                **{k: ev.get(k) for k in keys if ev.get(k) is not None}}
     t = OmegaConf.to_container(cfg.train, resolve=True)
     keys = ("epochs", "batch_size", "train_fraction", "val_fraction", "optimizer", "lr",
             "limit_train_batches")
