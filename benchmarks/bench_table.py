@@ -74,8 +74,9 @@ def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
     return str(run_dir), algo, seed, seconds
 
 
-def true_front(space, table, metric: str) -> dict:
-    """The table's true front over the space's distinct networks, with normalisation."""
+def true_front(space, table, metric: str, cost: str = "macs", costs=None) -> dict:
+    """The table's true front over the space's distinct networks on (error, ``cost``), with
+    normalisation; ``cost`` is MACs or a column of the table ``costs`` (a device's)."""
     from nas.cost import totals
     from nas.pareto import non_dominated
 
@@ -85,8 +86,11 @@ def true_front(space, table, metric: str) -> dict:
     acc = table.accuracies(G, metric)
     ok = np.isfinite(acc)
     G, acc = G[ok], acc[ok]
-    macs = np.array([totals(space.decode(g))[0] for g in G], dtype=float)
-    F = np.column_stack([1.0 - acc, macs])
+    if cost == "macs":
+        c = np.array([totals(space.decode(g))[0] for g in G], dtype=float)
+    else:
+        c = np.array([costs.lookup(g)[cost] for g in G], dtype=float)
+    F = np.column_stack([1.0 - acc, c])
     nd = non_dominated(F)
     ideal, nadir = F[nd].min(axis=0), F[nd].max(axis=0)
     return {"genomes": G[nd], "F": F[nd], "ideal": ideal, "nadir": nadir, "all_F": F,
@@ -103,13 +107,13 @@ def _hv(F: np.ndarray, tf: dict) -> float:
     return hypervolume(_norm(F, tf), np.full(2, 1.1)) if len(F) else 0.0
 
 
-def measure(ev: pd.DataFrame, tf: dict, budgets, tol: float) -> dict:
+def measure(ev: pd.DataFrame, tf: dict, budgets, tol: float, cost: str = "macs") -> dict:
     """Per budget: hv ratio, IGD+, found share; evaluations to 95/99% of the true hv."""
     from pymoo.indicators.igd_plus import IGDPlus
 
     ev = ev.sort_values("id")
     ok = (ev["status"] == "ok").to_numpy()
-    F = np.column_stack([ev["error"].to_numpy(float), ev["macs"].to_numpy(float)])
+    F = np.column_stack([ev["error"].to_numpy(float), ev[cost].to_numpy(float)])
     F[~ok, 0] = 1.0
     true_hv = _hv(tf["F"], tf)
     igd = IGDPlus(_norm(tf["F"], tf))
@@ -138,15 +142,16 @@ def surrogate_taus(space, table, metric: str, cfg, sizes=(25, 50, 100, 200), see
     target = cfg.surrogate.get("target", "log")
     G = space.all_canonical(limit=10**7)
     y = 1.0 - table.accuracies(G, metric)
+    proxies = proxy_features(space, cfg, G)
     rows = []
     for s in seeds:
         rng = np.random.default_rng(1000 + s)
         perm = rng.permutation(len(G))
         test = perm[-n_test:]
-        Xt = surrogate_inputs(space, G[test], inputs)
+        Xt = surrogate_inputs(space, G[test], inputs, proxies=proxies)
         for n in sizes:
             tr = perm[:n]
-            X = surrogate_inputs(space, G[tr], inputs)
+            X = surrogate_inputs(space, G[tr], inputs, proxies=proxies)
             for name in SURROGATES:
                 model = make_surrogate(name, seed=s).fit(X, to_target(y[tr], target))
                 pred = from_target(model.predict(Xt), target)
@@ -154,6 +159,31 @@ def surrogate_taus(space, table, metric: str, cfg, sizes=(25, 50, 100, 200), see
                 rows.append({"seed": s, "n_train": n, "model": name, "tau": tau,
                              "chosen": getattr(model, "chosen", name)})
     return pd.DataFrame(rows)
+
+
+def proxy_features(space, cfg, G: np.ndarray):
+    """``surrogate.features`` of the config as a feature function, with every network of
+    ``G`` computed (or read from ``surrogate.proxy_cache``) first; None without features."""
+    from omegaconf import OmegaConf
+
+    from nas.evaluate.proxies import ProxyFeatures
+
+    features = list(cfg.surrogate.get("features") or [])
+    if not features:
+        return None
+    if not cfg.surrogate.get("proxy_cache"):
+        raise SystemExit("surrogate.features needs surrogate.proxy_cache=PATH here (one "
+                         "cache for every draw and run)")
+    pf = ProxyFeatures(space, features, data=OmegaConf.to_container(cfg.data, resolve=True),
+                       train=OmegaConf.to_container(cfg.train, resolve=True),
+                       cache=cfg.surrogate.proxy_cache, seed=int(cfg.seed),
+                       progress=lambda d, t: print(f"\rzero-cost features: {d}/{t}", end="",
+                                                   flush=True))
+    pf.values(G)
+    print(f"\nzero-cost features {', '.join(pf.proxies)}: {pf.computed} networks computed in "
+          f"{pf.seconds:.0f} s ({pf.seconds / max(pf.computed, 1):.2f} s each), the rest "
+          f"read from {pf.path}")
+    return pf
 
 
 def main(args) -> None:
@@ -180,18 +210,22 @@ def main(args) -> None:
     table = load_table(cfg.evaluator.source)
     space = SPACES.build(args.space, num_classes=table.num_classes, in_channels=table.in_channels,
                       **{k: v for k, v in cfg.space.items() if k != "_target_"})
-    tf = true_front(space, table, metric)
-    print(f"true front of {table.source} / {metric} over {tf['n']:,} distinct networks "
-          f"({args.space}): {len(tf['F'])} points; accuracy {100 * (1 - tf['F'][:, 0]).min():.2f}"
-          f"-{100 * (1 - tf['F'][:, 0]).max():.2f}%, MACs {tf['F'][:, 1].min() / 1e6:.2f}M-"
-          f"{tf['F'][:, 1].max() / 1e6:.2f}M")
+    objectives = [str(o) for o in cfg.get("objectives") or ["error", "macs"]]
+    cost = objectives[1].removeprefix("min:")
+    costs = (load_table(str(cfg.costs.table), key="costs.table")
+             if (cfg.get("costs") or {}).get("table") else table)
+    tf = true_front(space, table, metric, cost, costs)
+    print(f"true front of {table.source} / {metric} x {cost} over {tf['n']:,} distinct "
+          f"networks ({args.space}): {len(tf['F'])} points; accuracy "
+          f"{100 * (1 - tf['F'][:, 0]).min():.2f}-{100 * (1 - tf['F'][:, 0]).max():.2f}%, "
+          f"{cost} {tf['F'][:, 1].min():.4g}-{tf['F'][:, 1].max():.4g}")
 
     rows = []
     for run_dir, algo, seed, seconds in results:
         if not np.isfinite(seconds):
             continue
         ev = read_run(Path(run_dir)).evaluated
-        m = measure(ev, tf, budgets, args.tol)
+        m = measure(ev, tf, budgets, args.tol, cost)
         rows.append({"algorithm": algo, "seed": seed, "seconds_per_eval": seconds / len(ev),
                      **m})
     df = pd.DataFrame(rows)

@@ -3,16 +3,22 @@
 The model (per candidate, with ``E`` epochs of ``N`` training and ``V`` validation images in
 batches of ``B``, a network of ``M`` forward MACs per image)::
 
-    seconds = c + E * (ceil(N/B) * L * s + ceil(V/B) * L * v + M * (3N + V) / R)
+    seconds = c + E * (ceil(N/B) * L * s + ceil(V/B) * L * v
+                       + (M / R) * (3N + V) + A * q * (N + V / 3))
 
 with ``L`` the network's layers (leaf modules: each costs kernel launches and Python work
-per batch whatever its size). ``R`` (forward-MAC equivalents per second), ``s`` and ``v``
-(fixed seconds per layer of a training step and of a validation batch) are measured on this
-machine in
-a few seconds by timing training steps of four sampled networks of the space (its smallest,
-quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at a batch of
-at most 16 (non-negative least squares of step time on layers and MACs x batch); ``c`` (trainer, data module, first batches) by one real,
-two-batch `nas.train.train_spec` run of LeNet-5. Each baseline's training step is timed
+per batch whatever its size) and ``A`` its activations per image (every layer's output
+elements: the memory-bound work of BN, activations, pooling and additions, which MACs do
+not count; NAS-Bench-201's cells are full of it). ``R`` (forward-MAC equivalents per
+second), ``q`` (training seconds per activation per image), ``s`` and ``v`` (fixed seconds
+per layer of a training step and of a validation batch) are measured on this machine in a
+few seconds by timing training steps of four sampled networks of the space (its smallest,
+quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at two batch
+sizes (at most 8 and 32): the difference between the two gives each network's seconds per
+image, fitted by non-negative least squares on MACs and activations, and what remains of a
+step its fixed part, fitted on layers (timing one small batch alone lets the fixed part
+absorb compute, which a full batch then lacks). ``c`` (trainer, data module, first
+batches) by one real, two-batch `nas.train.train_spec` run of LeNet-5. Each baseline's training step is timed
 too and gives it its own ``R`` (dense convolutions run at several times the MAC rate of a
 space of depthwise ones). A training
 step costs about three forward passes: the backward pass computes the gradients with
@@ -57,8 +63,8 @@ TRAIN_MACS_FACTOR = 3.0
 ADVICE_ABOVE_S = 3600.0
 #: sampled genomes that stand for the search's candidates
 SAMPLES = 200
-#: largest batch the throughput probes time
-MEASURE_BATCH = 16
+#: the two batch sizes the throughput probes time (at most; the recipe's if smaller)
+MEASURE_BATCHES = (8, 32)
 #: the ETA's pace (actual / estimated) starts as if this share of the run had gone as estimated
 ETA_PRIOR_SHARE = 0.1
 
@@ -76,6 +82,7 @@ class Throughput:
     step_s: float  # s: fixed seconds per layer of a training step
     eval_step_s: float  # v: fixed seconds per layer of a validation batch
     candidate_s: float  # c: fixed seconds per candidate
+    act_s: float = 0.0  # q: training seconds per activation per image (memory-bound work)
     measured_s: float = 0.0  # how long measuring took
     #: R of named networks timed on their own (baselines: dense convolutions run at
     #: several times the MAC rate of depthwise ones)
@@ -85,8 +92,8 @@ class Throughput:
     def describe(self) -> str:
         if self.note:
             return self.note
-        return (f"{human(self.macs_per_s)}MAC/s + {self.step_s * 1e3:.2f} ms/layer/step, "
-                f"{self.candidate_s:.1f} s/candidate")
+        return (f"{human(self.macs_per_s)}MAC/s + {self.act_s * 1e9:.2f} ns/activation + "
+                f"{self.step_s * 1e3:.2f} ms/layer/step, {self.candidate_s:.1f} s/candidate")
 
 
 def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.0,
@@ -129,9 +136,10 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
                        val_images: int, tiny: ArchSpec,
                        named: Mapping[str, ArchSpec] | None = None,
                        threads: int | None = None) -> Throughput:
-    """Time training steps of ``specs`` (networks of the space at several sizes: a
-    least-squares line of step time against MACs gives R and s) and evaluation batches of
-    the smallest (v), at a batch of at most `MEASURE_BATCH`, then one two-batch
+    """Time training steps of ``specs`` (networks of the space at several sizes: least
+    squares of their seconds per image on MACs and activations give R and q, of their fixed
+    seconds per step on layers s) and evaluation batches of the smallest (v), each at the
+    two batch sizes of `MEASURE_BATCHES`, then one two-batch
     `train_spec` run of ``tiny`` on the real data config with the recipe's batch size (c;
     its validation split has ``val_images``), with ``threads`` (None: the recipe's) torch
     threads, on the CPU or the first GPU as the recipe would. Each of ``named`` (the
@@ -143,42 +151,55 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
     t_start = time.perf_counter()
     cfg = TrainConfig.from_any(train)
     device = torch.device("cuda" if accelerator_of(cfg) == "gpu" else "cpu")
-    # Steps are timed at a small batch (the fixed part per step does not depend on it, the
-    # rest is linear in it), so that large networks take a second, not a minute.
-    B = min(cfg.batch_size, MEASURE_BATCH)
+    # Steps are timed at two small batches (the fixed part per step does not depend on the
+    # batch, the rest is linear in it), so that large networks take a second, not a minute.
+    B1, B2 = (min(cfg.batch_size, b) for b in MEASURE_BATCHES)
     specs = sorted(specs, key=lambda sp: totals(sp)[0])
     threads = threads or cfg.num_threads
     cpu_clock = device.type == "cpu" and threads == 1
     clock = time.thread_time if cpu_clock else time.perf_counter
 
-    def timed(spec: ArchSpec, is_train: bool) -> float:
+    def timed(spec: ArchSpec, is_train: bool, batch: int) -> float:
         c, h, w = spec.input
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(B, c, h, w, generator=gen).to(device)
-        y = torch.randint(0, spec.num_classes, (B,), generator=gen).to(device)
+        x = torch.randn(batch, c, h, w, generator=gen).to(device)
+        y = torch.randint(0, spec.num_classes, (batch,), generator=gen).to(device)
         t = _step_seconds(build(spec, seed=0).to(device), x, y, train=is_train, budget_s=0.5,
                           clock=clock)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return t
 
+    def per_image_and_fixed(spec: ArchSpec, is_train: bool) -> tuple[float, float]:
+        """(seconds per image, fixed seconds per step) of ``spec`` from two batch sizes."""
+        t1 = timed(spec, is_train, B1)
+        if B2 == B1:
+            return t1 / B1, 0.0
+        t2 = timed(spec, is_train, B2)
+        per_image = max(0.0, (t2 - t1) / (B2 - B1))
+        return per_image, max(0.0, t1 - B1 * per_image)
+
     with torch_threads(threads):
         probes = [*specs, tiny]
-        macs = np.array([float(totals(sp)[0]) for sp in probes])
+        sizes = [totals(sp) for sp in probes]
+        macs = np.array([float(m) for m, _, _ in sizes])
+        acts = np.array([float(a) for _, _, a in sizes])
         layers = np.array([float(leaf_modules(sp)) for sp in probes])
-        steps = np.array([timed(sp, True) for sp in probes])
-        # step time = layers * s + (3 * batch * MACs) / R, both parts >= 0
-        (step, slope), _ = nnls(np.column_stack([layers, TRAIN_MACS_FACTOR * B * macs]),
-                                steps)
-        if slope <= 0:  # noise larger than the differences: all of it is compute
-            slope, step = float(steps.sum() / (TRAIN_MACS_FACTOR * B * macs).sum()), 0.0
-        rate = 1.0 / float(slope)
-        eval_step = max(0.0, (timed(specs[0], False) - B * macs[0] / rate) / layers[0])
+        timings = np.array([per_image_and_fixed(sp, True) for sp in probes])
+        # seconds per image = 3 MACs / R + activations * q; fixed seconds = layers * s
+        (slope, act_s), _ = nnls(np.column_stack([TRAIN_MACS_FACTOR * macs, acts]),
+                                 timings[:, 0])
+        if slope <= 0 and act_s <= 0:  # noise larger than the differences: all compute
+            slope = float(timings[:, 0].sum() / (TRAIN_MACS_FACTOR * macs).sum())
+        rate = 1.0 / float(slope) if slope > 0 else float("inf")
+        (step,), _ = nnls(layers[:, None], timings[:, 1])
+        _, ev_fixed = per_image_and_fixed(specs[0], False)
+        eval_step = ev_fixed / layers[0]
         rates = {}
         for name, spec in (named or {}).items():
-            compute = timed(spec, True) - leaf_modules(spec) * step
+            per_image, _ = per_image_and_fixed(spec, True)
             m = float(totals(spec)[0])
-            rates[name] = TRAIN_MACS_FACTOR * B * m / compute if compute > 0 and m else rate
+            rates[name] = TRAIN_MACS_FACTOR * m / per_image if per_image > 0 and m else rate
         # c: a real candidate of two training batches, minus what the model above says
         # its batches took
         run_clock = time.process_time if cpu_clock else time.perf_counter
@@ -187,12 +208,13 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
                    train=replace(cfg, epochs=1, limit_train_batches=2, max_time_s=None,
                                  num_threads=threads))
         wall = run_clock() - t0
-    m_tiny, n_tiny, val, B = macs[-1], layers[-1], int(val_images), cfg.batch_size
-    modelled = (2 * (n_tiny * step + TRAIN_MACS_FACTOR * B * m_tiny / rate)
-                + math.ceil(val / B) * n_tiny * eval_step + val * m_tiny / rate)
-    return Throughput(macs_per_s=rate, step_s=float(step), eval_step_s=eval_step,
-                      candidate_s=max(0.0, wall - modelled),
-                      measured_s=time.perf_counter() - t_start, rates=rates)
+    tp = Throughput(macs_per_s=rate, step_s=float(step), eval_step_s=float(eval_step),
+                    candidate_s=0.0, act_s=float(act_s), rates=rates)
+    B = cfg.batch_size
+    modelled = (job_seconds(macs[-1], layers=layers[-1], epochs=1, train_images=2 * B,
+                            val_images=int(val_images), batch_size=B, tp=tp, acts=acts[-1]))
+    return replace(tp, candidate_s=max(0.0, wall - modelled),
+                   measured_s=time.perf_counter() - t_start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +233,9 @@ class Plan:
     val_images: int
     batch_size: int
     candidate_layers: float = 1.0  # mean layers (leaf modules) of a candidate
-    baselines: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (MACs, layers)
+    #: name -> (MACs, layers) or (MACs, layers, activations)
+    baselines: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    candidate_acts: float = 0.0  # mean activations per image of a candidate
     baseline_epochs: float | None = None  # None: ``epochs``
     scored_images: int | None = None  # candidates scored, not trained (evaluator=supernet)
     baselines_scored: bool = False  # baselines scored like the candidates (zero_cost)
@@ -221,45 +245,53 @@ class Plan:
 
 def job_seconds(macs: float, *, layers: float, epochs: float, train_images: int,
                 val_images: int, batch_size: int, tp: Throughput,
-                rate: float | None = None) -> float:
-    """Seconds to train one network of ``macs`` forward MACs per image and ``layers`` leaf
-    modules (module docstring); ``rate``: its own R, if measured."""
+                rate: float | None = None, acts: float = 0.0) -> float:
+    """Seconds to train one network of ``macs`` forward MACs and ``acts`` activations per
+    image and ``layers`` leaf modules (module docstring); ``rate``: its own R, if
+    measured."""
     rate = tp.macs_per_s if rate is None else rate
     train_steps = math.ceil(train_images / batch_size)
     val_steps = math.ceil(val_images / batch_size) if val_images else 0
     per_epoch = (layers * (train_steps * tp.step_s + val_steps * tp.eval_step_s)
-                 + macs * (TRAIN_MACS_FACTOR * train_images + val_images) / rate)
+                 + macs * (TRAIN_MACS_FACTOR * train_images + val_images) / rate
+                 + acts * tp.act_s * (train_images + val_images / TRAIN_MACS_FACTOR))
     return tp.candidate_s + epochs * per_epoch
 
 
 def score_seconds(macs: float, *, layers: float, images: int, batch_size: int,
-                  tp: Throughput) -> float:
+                  tp: Throughput, acts: float = 0.0) -> float:
     """Seconds to score a network without training it (forward passes over ``images``)."""
     return (tp.candidate_s + layers * math.ceil(images / batch_size) * tp.eval_step_s
-            + macs * images / tp.macs_per_s)
+            + macs * images / tp.macs_per_s + acts * tp.act_s * images / TRAIN_MACS_FACTOR)
 
 
 def candidate_seconds(plan: Plan, tp: Throughput, macs: float | None = None) -> float:
     """One candidate of ``macs`` (default: the plan's mean) under ``plan``."""
     macs = plan.candidate_macs if macs is None else macs
+    # activations scale with the network as MACs do, around the plan's mean
+    acts = plan.candidate_acts * (macs / plan.candidate_macs if plan.candidate_macs else 1.0)
     if plan.scored_images is not None:
         return score_seconds(macs, layers=plan.candidate_layers, images=plan.scored_images,
-                             batch_size=plan.batch_size, tp=tp)
+                             batch_size=plan.batch_size, tp=tp, acts=acts)
     return job_seconds(macs, layers=plan.candidate_layers, epochs=plan.epochs,
                        train_images=plan.train_images, val_images=plan.val_images,
-                       batch_size=plan.batch_size, tp=tp)
+                       batch_size=plan.batch_size, tp=tp, acts=acts)
 
 
 def baseline_seconds(plan: Plan, tp: Throughput) -> dict[str, float]:
+    sizes = {name: (b[0], b[1], b[2] if len(b) > 2 else 0.0)
+             for name, b in plan.baselines.items()}
     if plan.baselines_scored and plan.scored_images is not None:
         return {name: score_seconds(m, layers=n, images=plan.scored_images,
-                                    batch_size=plan.batch_size, tp=tp)
-                for name, (m, n) in plan.baselines.items()}
+                                    batch_size=plan.batch_size, tp=tp, acts=a)
+                for name, (m, n, a) in sizes.items()}
     epochs = plan.epochs if plan.baseline_epochs is None else plan.baseline_epochs
+    # a baseline timed on its own has its own R, which its activations' work is part of
     return {name: job_seconds(m, layers=n, epochs=epochs, train_images=plan.train_images,
                               val_images=plan.val_images, batch_size=plan.batch_size, tp=tp,
-                              rate=tp.rates.get(name))
-            for name, (m, n) in plan.baselines.items()}
+                              rate=tp.rates.get(name),
+                              acts=0.0 if name in tp.rates else a)
+            for name, (m, n, a) in sizes.items()}
 
 
 def work_seconds(plan: Plan, tp: Throughput) -> float:
@@ -458,10 +490,12 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     probes = [infos[int(q * (len(infos) - 1))]["spec"] for q in (0.0, 0.25, 0.5, 0.75)]
     done = {r.arch_id for r in search.archive.records()}
     base_items = [i for i in search.baseline_items(quiet=True) if i["arch_id"] not in done]
-    bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"]))) for i in base_items}
+    bases = {i["name"]: (float(i["macs"]), float(leaf_modules(i["spec"])),
+                         float(totals(i["spec"])[2])) for i in base_items}
     n_left = max(0, int(cfg.budget.evaluations) - len(search.search_records()))
     rungs = getattr(search, "rungs", None)  # fidelity=sha: epochs per rung
-    plan = Plan(n_candidates=n_left, candidate_macs=mean_macs,
+    mean_acts = float(np.mean([i["activations"] for i in infos]))
+    plan = Plan(n_candidates=n_left, candidate_macs=mean_macs, candidate_acts=mean_acts,
                 candidate_layers=float(np.mean([leaf_modules(sp) for sp in probes])),
                 epochs=(float(train.epochs) if rungs is None
                         else sha_mean_epochs(rungs, search.eta)),

@@ -38,6 +38,7 @@ from omegaconf import OmegaConf
 
 from nas import pareto, registry
 from nas.archive import Archive, final_rows
+from nas.objectives import column_label
 from nas.safe_load import UnsafeFileError, load_state_bytes
 
 CONFIG = "config.yaml"
@@ -280,12 +281,14 @@ def cleanup_hydra_dir(run_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def split_archive(df: pd.DataFrame, metric_names: Sequence[str] = ()) -> tuple[pd.DataFrame,
-                                                                              pd.DataFrame]:
+def split_archive(df: pd.DataFrame, metric_names: Sequence[str] = (),
+                  columns: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(evaluated, baselines)`` of an archive frame (`nas.archive.Archive.to_frame`), with
     the columns of :data:`EVALUATED_COLUMNS`; every table metric ``m`` (an objective looked
-    up in a table) adds a ``m`` (accuracy) and a ``m_error`` column."""
-    cols = EVALUATED_COLUMNS + [c for m in metric_names for c in (m, f"{m}_error")]
+    up in a table) adds a ``m`` (accuracy) and a ``m_error`` column, every cost-table
+    column in ``columns`` (a device's latency, ...) its own."""
+    cols = (EVALUATED_COLUMNS + [c for m in metric_names for c in (m, f"{m}_error")]
+            + [c for c in columns if c not in EVALUATED_COLUMNS])
     if df.empty:
         return pd.DataFrame(columns=cols), pd.DataFrame(columns=["name"] + cols)
     df = df.copy()
@@ -295,6 +298,9 @@ def split_archive(df: pd.DataFrame, metric_names: Sequence[str] = ()) -> tuple[p
         for m in metric_names:
             df[m] = extra.map(lambda d, m=m: d.get(m)).astype(float)
             df[f"{m}_error"] = 1.0 - df[m]
+    for c in columns:
+        if c not in EVALUATED_COLUMNS:
+            df[c] = extra.map(lambda d, c=c: d.get(c)).astype(float)
     for c in cols:
         if c not in df:
             df[c] = np.nan
@@ -340,14 +346,24 @@ def quality_label(config: Mapping | None) -> str:
     return "accuracy"
 
 
-def cost_column(cost: str) -> str:
+def cost_column(cost: str, frame: pd.DataFrame | None = None) -> str:
     """``macs`` / ``params`` / ``activations`` / ``latency_ms`` (``latency`` is accepted for
-    the last)."""
-    col = "latency_ms" if cost == "latency" else cost
-    if col not in COST_LABELS:
-        raise ValueError(f"cost must be one of {sorted(COST_LABELS)} (or 'latency'), got "
-                         f"{cost!r}")
+    the last, ``min:COL`` for ``COL``), or a cost-table column (a device's latency) that
+    ``frame`` (when given) has."""
+    col = "latency_ms" if cost == "latency" else str(cost).removeprefix("min:")
+    known = col in COST_LABELS or (frame is not None and col in frame.columns) or (
+        frame is None and col not in EVALUATED_COLUMNS and col.isidentifier())
+    if not known:
+        extra = ([c for c in frame.columns if c not in EVALUATED_COLUMNS]
+                 if frame is not None else [])
+        raise ValueError(f"cost must be one of {sorted(COST_LABELS) + extra} (or 'latency'), "
+                         f"got {cost!r}")
     return col
+
+
+def cost_label(col: str) -> str:
+    """The axis label of a cost column (``MACs``, ``raspi4 latency (ms)``)."""
+    return COST_LABELS.get(col) or column_label(col)
 
 
 def front_of(df: pd.DataFrame, cost: str = "macs") -> pd.DataFrame:
@@ -547,7 +563,7 @@ def open_resume(path: str | os.PathLike) -> tuple[Path, Any]:
 
 __all__ = ["ARCHIVE", "CONFIG", "COST_LABELS", "EVALUATED_COLUMNS", "LOCK", "STATE", "STATES",
            "STATUS", "WEIGHTS", "Run", "RunFolder", "RunFolderError", "RunLock", "atomic_write",
-           "cleanup_hydra_dir", "cost_column", "front_of", "hypervolume_curve",
+           "cleanup_hydra_dir", "cost_column", "cost_label", "front_of", "hypervolume_curve",
            "hypervolume_of", "load_state", "ok_rows", "open_resume", "pid_alive", "quality",
            "quality_label", "read_archive", "read_config", "read_run", "read_status",
            "save_state", "split_archive", "weights_path", "write_status"]

@@ -242,12 +242,14 @@ def read_analog_nasbench(path: str | os.PathLike | None = None) -> Table:
 
 
 def read_user_table(path: str | os.PathLike, *, space: Any = None, num_classes: int = 10,
-                    in_channels: int = 3) -> Table:
+                    in_channels: int = 3, key: str = "evaluator.source") -> Table:
     """A CSV/Parquet table keyed by a ``genome`` column; every genome is checked against
-    ``space`` (length and gene bounds) and errors name the file, the row and the problem."""
+    ``space`` (length and gene bounds) and errors name the file, the row and the problem
+    (``key``: the config key that named the file)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise TableError(f"evaluator.source={path}: no such file; pass {ANALOG_NASBENCH} or a "
+        raise TableError(f"{key}={path}: no such file; pass "
+                         f"{ANALOG_NASBENCH + ' or ' if key == 'evaluator.source' else ''}a "
                          f"CSV/Parquet file with a 'genome' column")
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
@@ -305,18 +307,20 @@ def _cached(source: str, mtime: float, num_classes: int, in_channels: int) -> Ta
 
 
 def load_table(source: str, *, space: Any = None, num_classes: int | None = None,
-               in_channels: int | None = None) -> Table:
-    """The table named by ``source`` (memoised per file and modification time)."""
+               in_channels: int | None = None, key: str = "evaluator.source") -> Table:
+    """The table named by ``source`` (memoised per file and modification time); ``key``
+    is the config key that named it, for the messages."""
     if not isinstance(source, str) or not source:
-        raise TableError(f"evaluator.source must be {ANALOG_NASBENCH} or a path to a "
+        raise TableError(f"{key} must be {ANALOG_NASBENCH} or a path to a "
                          f"CSV/Parquet file, got {source!r}")
     if source == ANALOG_NASBENCH:
         path = analog_nasbench_file()
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise TableError(f"evaluator.source={source}: no such file; pass "
-                             f"{ANALOG_NASBENCH} or a CSV/Parquet file with a 'genome' column")
+            hint = f"{ANALOG_NASBENCH} or " if key == "evaluator.source" else ""
+            raise TableError(f"{key}={source}: no such file; pass {hint}a CSV/Parquet file "
+                             f"with a 'genome' column")
     table = _cached(source, path.stat().st_mtime, int(num_classes or 10), int(in_channels or 3))
     if space is not None:
         table.check_space(space)

@@ -148,3 +148,73 @@ def test_command_line_prints_score_column(tmp_path):
     assert "score (macs)" in table and "accuracy" not in table
     # the estimate is timed on the reference sample and printed before the first candidate
     assert "s/network over the reference sample of 12" in p.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Proxies as surrogate features (surrogate.features)
+# --------------------------------------------------------------------------------------------
+
+FEATURES = [
+    "+space=nb201", "space.channels=[8]", "space.cells=1", "space.resolution=16",
+    "data=synthetic", "data.n_train=128", "data.n_test=32", "data.size=16", "train=fast",
+    "train.batch_size=64", "evaluator=local", "budget.evaluations=8", "budget.initial=6",
+    "budget.per_iteration=2", "baselines.names=[]", "progress=false",
+    "algorithm.enumerate_limit=0", "algorithm.generations=3", "algorithm.pop_size=12",
+    "surrogate=gbt", "surrogate.features=[synflow,naswot]",
+]
+
+
+def test_surrogate_features_are_computed_once_per_network_and_shared(tmp_path):
+    cache = tmp_path / "proxies.sqlite"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search",
+                      overrides=FEATURES + [f"surrogate.proxy_cache={cache}"])
+    run_search(cfg, tmp_path / "a")
+    first = json.loads((tmp_path / "a" / "status.json").read_text())
+    # the surrogate ranked its training networks and an NSGA-II population on them
+    assert first["proxy_networks"] > 8 and first["proxy_seconds"] > 0
+    with sqlite3.connect(cache) as con:
+        rows = con.execute("SELECT arch_id, proxy, value FROM proxies").fetchall()
+    assert {p for _, p, _ in rows} == {"synflow", "naswot"}
+    assert len({a for a, _, _ in rows}) == first["proxy_networks"]
+    evaluated = set(pd.read_csv(tmp_path / "a" / "evaluated.csv")["arch_id"])
+    assert evaluated <= {a for a, _, _ in rows}
+    run_search(cfg, tmp_path / "b")  # the same search again: every proxy read back
+    second = json.loads((tmp_path / "b" / "status.json").read_text())
+    assert second["proxy_networks"] == 0
+    a = pd.read_csv(tmp_path / "a" / "evaluated.csv")[["arch_id", "accuracy"]]
+    b = pd.read_csv(tmp_path / "b" / "evaluated.csv")[["arch_id", "accuracy"]]
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_proxy_features_are_appended_to_the_surrogate_inputs():
+    from nas.algorithms import surrogate_inputs
+    from nas.registry import SPACES
+
+    space = SPACES.build("nb201", num_classes=10, in_channels=3)
+    G = space.sample(5, np.random.default_rng(0))
+    base = surrogate_inputs(space, G, "genes+costs")
+    cols = np.arange(10, dtype=float).reshape(5, 2)
+    X = surrogate_inputs(space, G, "genes+costs", proxies=lambda g: cols[:len(g)])
+    assert X.shape == (5, base.shape[1] + 2)
+    np.testing.assert_array_equal(X[:, :base.shape[1]], base)
+    np.testing.assert_array_equal(X[:, base.shape[1]:], cols)
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    (["surrogate.features=[synflw]"], "unknown zero-cost proxy 'synflw' (did you mean "
+                                      "synflow?)"),
+    (["surrogate.features=[z_mean]"], "unknown zero-cost proxy 'z_mean'"),
+    (["evaluator=table", "data=digits"], "data=digits has 1 channel(s) and the nb201 space's "
+                                         "networks take 3; pass the data they were made for"),
+])
+def test_bad_surrogate_features_are_refused_before_any_file(tmp_path, overrides, needle):
+    keys = {o.split("=")[0] for o in overrides}
+    base = [o for o in FEATURES if o.split("=")[0] not in keys
+            and not (o.startswith(("data.", "space.")) and "evaluator=table" in overrides)]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=base + overrides)
+    with pytest.raises(SearchError) as e:
+        run_search(cfg, tmp_path / "run")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run" / "archive.sqlite").exists()

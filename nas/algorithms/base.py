@@ -36,7 +36,7 @@ from pymoo.util.ref_dirs import get_reference_directions
 
 from nas import pareto
 from nas.cost import totals
-from nas.objectives import COSTS
+from nas.objectives import is_cost
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class Context:
     pending: set[str] = field(default_factory=set)
     # (m, n_var) the pending genomes themselves (the surrogate search ranks them as "lies")
     pending_X: np.ndarray | None = None
+    # genomes -> (n, k) zero-cost proxy features of their networks (surrogate.features);
+    # None: the search computes none
+    proxy_features: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def n_obj(self) -> int:
@@ -72,12 +75,12 @@ class Context:
     @property
     def cost_index(self) -> list[int]:
         """F columns known before training (costs), in order."""
-        return [i for i, o in enumerate(self.objectives) if o in COSTS]
+        return [i for i, o in enumerate(self.objectives) if is_cost(o)]
 
     @property
     def predicted_index(self) -> list[int]:
         """F columns known only after evaluation (error, table metrics)."""
-        return [i for i, o in enumerate(self.objectives) if o not in COSTS]
+        return [i for i, o in enumerate(self.objectives) if not is_cost(o)]
 
     def cost_matrix(self, genomes) -> np.ndarray:
         """(n, n_costs) costs of ``genomes``."""
@@ -131,7 +134,8 @@ def counted(space, genome) -> dict:
 
 
 def surrogate_inputs(space, genomes, kind: str = "genes+costs",
-                     info: Callable[[Sequence[int]], dict] | None = None) -> np.ndarray:
+                     info: Callable[[Sequence[int]], dict] | None = None,
+                     proxies: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """The rows a surrogate is fitted on and predicts from, one per genome (2-D input).
 
     ``genes``: ``space.features`` (one-hot choices, numeric genes scaled to [0, 1]).
@@ -142,15 +146,20 @@ def surrogate_inputs(space, genomes, kind: str = "genes+costs",
     Kendall tau on held-out random architectures after 50 evaluations 0.48 with genes only,
     0.53-0.54 with costs).
     ``info`` maps a genome to a dict with those counts (the search's memo); None counts.
+    ``proxies`` (``surrogate.features``): genomes -> zero-cost proxy columns appended last
+    (:class:`nas.evaluate.proxies.ProxyFeatures`).
     """
     check_inputs(kind)
     X = space.features(genomes)
-    if kind == "genes":
-        return X
-    get = info if info is not None else (lambda g: counted(space, g))
-    logs = [[math.log(max(float(d[k]), 1.0)) for k in ("macs", "params", "activations")]
-            for d in (get(tuple(int(v) for v in g)) for g in np.asarray(genomes))]
-    return np.concatenate([X, np.asarray(logs, dtype=np.float64).reshape(len(X), 3)], axis=1)
+    if kind != "genes":
+        get = info if info is not None else (lambda g: counted(space, g))
+        logs = [[math.log(max(float(d[k]), 1.0)) for k in ("macs", "params", "activations")]
+                for d in (get(tuple(int(v) for v in g)) for g in np.asarray(genomes))]
+        X = np.concatenate([X, np.asarray(logs, dtype=np.float64).reshape(len(X), 3)], axis=1)
+    if proxies is not None:
+        X = np.concatenate([X, np.asarray(proxies(np.asarray(genomes)), dtype=np.float64)
+                            .reshape(len(X), -1)], axis=1)
+    return X
 
 
 class CanonicalRepair(Repair):

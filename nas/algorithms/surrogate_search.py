@@ -75,6 +75,14 @@ class SurrogateSearch(Algorithm):
         self._chosen_at = 0
         self.surrogate_cfg = dict(surrogate)
         self.inputs = check_inputs(self.surrogate_cfg.pop("inputs", "genes+costs"))
+        # zero-cost proxy features: the search computes them (ctx.proxy_features)
+        # (the names are checked with the search's config: nas.evaluate.proxies)
+        features = self.surrogate_cfg.pop("features", None) or ()
+        if isinstance(features, str):
+            raise ValueError(f"surrogate.features={features!r} is invalid; pass a list, "
+                             f"e.g. surrogate.features=[synflow,jacov]")
+        self.features = tuple(features)
+        self.surrogate_cfg.pop("proxy_cache", None)
         self.target = check_target(self.surrogate_cfg.pop("target", "log"))
         self.generations = generations
         self.pop_size = pop_size
@@ -88,8 +96,13 @@ class SurrogateSearch(Algorithm):
         cfg = dict(self.surrogate_cfg)
         name = cfg.pop("name", "adaptive")
 
+        if self.features and ctx.proxy_features is None:
+            raise ValueError(f"surrogate.features={list(self.features)} needs the search to "
+                             f"compute zero-cost proxies (Context.proxy_features is None)")
+        proxies = ctx.proxy_features if self.features else None
+
         def encode(G):
-            return surrogate_inputs(ctx.space, G, self.inputs, ctx.info)
+            return surrogate_inputs(ctx.space, G, self.inputs, ctx.info, proxies)
 
         EX = encode(ctx.X[ok])
         n_ok = int(ok.sum())

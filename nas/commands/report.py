@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nas.commands import run
 from nas.report import print_summary, write_report
-from nas.run import RunFolderError, read_run
+from nas.run import RunFolderError, cost_column, read_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +21,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="run folder(s) written by `python -m nas.search`")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: RUN_DIR/report of the first run)")
-    p.add_argument("--cost", default="macs", choices=["macs", "params", "latency_ms"],
-                   help="x axis of the front plot (default macs; log scale)")
+    p.add_argument("--cost", default="macs",
+                   help="x axis of the front plot: macs (default), params, activations, "
+                        "latency_ms, or a cost-table column the runs hold (a device's "
+                        "latency); log scale")
     p.add_argument("--quiet", action="store_true", help="skip the terminal summary")
     args = p.parse_args(argv)
     try:
         runs = [read_run(d) for d in args.run_dirs]
     except RunFolderError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        for r in runs:
+            cost_column(args.cost, r.evaluated)
+    except ValueError as e:
+        print(f"error: --cost: {e}", file=sys.stderr)
         return 2
     out = args.out or Path(args.run_dirs[0]) / "report"
     path = write_report(runs, out, cost=args.cost)

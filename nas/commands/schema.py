@@ -15,7 +15,8 @@ A group's allowed keys are those of its option files that share the config's
 *discriminator* (``evaluator.backend``, ``algorithm.name``, ``surrogate.name``,
 ``fidelity.kind``): ``evaluator.workers`` is known with ``backend: pool`` and unknown with
 ``backend: table``. Mappings whose keys are the user's own (``tune.params``,
-``tune.sampler_options``, ``evaluator.runtime_env``) are open.
+``tune.sampler_options``, ``evaluator.runtime_env``, ``constraints.max``, whose columns
+the search checks against the cost table) are open.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ GROUPS = {
 DISCRIMINATORS = {"evaluator": "backend", "algorithm": "name", "surrogate": "name",
                   "fidelity": "kind"}
 #: mappings whose keys are the user's own
-OPEN = frozenset({"tune.params", "tune.sampler_options", "evaluator.runtime_env"})
+OPEN = frozenset({"tune.params", "tune.sampler_options", "evaluator.runtime_env",
+                  "constraints.max"})
 #: groups whose keys the code declares (not their option files)
 DECLARED_BY_CODE = ("data", "space", "train")
 

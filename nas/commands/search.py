@@ -30,9 +30,18 @@ from nas.commands.schema import check_keys
 from nas.cost import human
 from nas.estimate import duration
 from nas.evaluate import check_evaluator_options
-from nas.objectives import check_objectives, objectives_of
+from nas.evaluate.proxies import check_features
+from nas.objectives import check_constraints, check_objectives, objectives_of
 from nas.registry import space_presets
-from nas.run import ARCHIVE, CONFIG, RunFolder, RunFolderError, cleanup_hydra_dir, open_resume
+from nas.run import (
+    ARCHIVE,
+    CONFIG,
+    RunFolder,
+    RunFolderError,
+    cleanup_hydra_dir,
+    cost_label,
+    open_resume,
+)
 from nas.search import (
     Search,
     SearchError,
@@ -65,18 +74,20 @@ def check(cfg: DictConfig) -> None:
         checks.integer("seed", cfg.get("seed"), lo=0, error=SearchError)
         for key in ("evaluations", "initial", "per_iteration"):
             checks.integer(f"budget.{key}", b.get(key), lo=1, error=SearchError)
-        for key, v in cfg.constraints.items():
-            checks.number(f"constraints.{key}", v, lo=0.0, lo_open=True, none="no limit",
-                          error=SearchError)
+        tables = (bool((cfg.get("costs") or {}).get("table"))
+                  or (cfg.get("evaluator") or {}).get("backend") == "table")
+        check_constraints(OmegaConf.to_container(cfg.constraints, resolve=True), later=tables)
         train = TrainConfig.from_any(cfg.train)
         check_evaluator_options(cfg.evaluator)
         check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
+        check_features(_plain_value(cfg.surrogate.get("features")))
         check_target(cfg.surrogate.get("target", "log"))
         # the algorithm's own options, checked by building it (nothing runs yet)
         make_algorithm(OmegaConf.to_container(cfg.algorithm, resolve=True), seed=0,
                        surrogate=OmegaConf.to_container(cfg.surrogate, resolve=True))
         check_objectives(objectives_of(cfg),
-                         table=(cfg.get("evaluator") or {}).get("backend") == "table")
+                         table=(cfg.get("evaluator") or {}).get("backend") == "table",
+                         cost_table=bool((cfg.get("costs") or {}).get("table")))
     except ValueError as e:
         raise SearchError(str(e)) from None
     if b.initial > b.evaluations:
@@ -144,9 +155,10 @@ def print_summary(search: Search) -> None:
     ev = search.evaluated_frame()
     t = Table(title=f"Pareto front: {search.space.name}, {len(ev)} evaluated "
                     f"({(ev['status'] == 'failed').sum()} failed)")
-    extra_costs = [c for c in ("activations", "latency_ms") if c in search.cost_cols]
+    extra_costs = [c for c in ("activations", "latency_ms", *search.column_names)
+                   if c in search.cost_cols or c in search.column_names]
     label = search.out.quality_label  # accuracy, or "score (synflow)": never both
-    for col in ("rank", "source", "name", "MACs", "params", *extra_costs, label,
+    for col in ("rank", "source", "name", "MACs", "params", *map(cost_label, extra_costs), label,
                 *search.metric_names, "spec"):
         t.add_column(col, overflow="fold")
     front = pf if len(pf) <= 40 else pf.head(40)
@@ -168,6 +180,10 @@ def print_summary(search: Search) -> None:
         ratio = search.wall_s / max(search.bill.total_s, 1e-9)
         con.print(f"time: estimated {duration(search.bill.total_s)}, took "
                   f"{duration(search.wall_s)} (actual / estimate = {ratio:.2f})")
+    pf_ = search.proxy_features
+    if pf_ is not None:
+        con.print(f"surrogate features: {', '.join(pf_.proxies)} of {pf_.computed} networks "
+                  f"computed in {duration(pf_.seconds)} (the rest read from {pf_.path})")
     con.print(f"run folder: {search.run_dir}")
 
 

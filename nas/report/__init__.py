@@ -37,8 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nas import cost as C
-from nas.run import COST_LABELS as COSTS
-from nas.run import Run, cost_column, front_of, ok_rows, quality
+from nas.run import Run, cost_column, cost_label, front_of, ok_rows, quality
 from nas.spec import ArchSpec, SpecError
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ def _plot_fronts(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
                     color="grey", xytext=(2, 0), textcoords="offset points")
     if ax.has_data():
         ax.set_xscale("log")
-    ax.set_xlabel(f"{COSTS[col]} (log scale)")
+    ax.set_xlabel(f"{cost_label(col)} (log scale)")
     ax.set_ylabel(_y_label(ylabel))
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
@@ -182,10 +181,10 @@ def _plot_pairs(evaluated: pd.DataFrame, front: pd.DataFrame, baselines: pd.Data
                 ax.scatter(pd.to_numeric(df[a], errors="coerce"),
                            pd.to_numeric(df[b], errors="coerce"), **kw)
         for name, axis in ((a, "x"), (b, "y")):
-            if name in COSTS and ax.has_data():
+            cost = name != "error" and not name.endswith("_error")
+            if cost and ax.has_data():
                 getattr(ax, f"set_{axis}scale")("log")
-        ax.set_xlabel(a)
-        ax.set_ylabel(b)
+            getattr(ax, f"set_{axis}label")(cost_label(name) if cost else name)
         ax.grid(True, which="both", alpha=0.25)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
@@ -260,9 +259,9 @@ def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
     frames = [_finite(_with_quality(ok_rows(s.evaluated)), col, "quality") for s in series]
     fronts = [_finite(_with_quality(s.front), col, "quality") for s in series]
     base = _finite(baselines, col, "quality")
-    xs = np.concatenate([f[col].to_numpy(float) for f in (*frames, *fronts, base)] or [[]])
-    ys = np.concatenate([f["quality"].to_numpy(float) for f in (*frames, *fronts, base)]
-                        or [[]])
+    have = [f for f in (*frames, *fronts, base) if col in f and "quality" in f]
+    xs = np.concatenate([f[col].to_numpy(float) for f in have] or [[]])
+    ys = np.concatenate([f["quality"].to_numpy(float) for f in have] or [[]])
     if not len(xs):
         return ""
     x0, x1 = math.log10(xs.min()) - 0.1, math.log10(xs.max()) + 0.1
@@ -293,7 +292,7 @@ def _svg_front(series: Sequence[_Series], baselines: pd.DataFrame, title: str,
         out.append(f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
                    f'<text x="{L - 4}" y="{y + 4:.1f}" text-anchor="end">{100 * a:.1f}</text>')
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">'
-               f'{e(COSTS[col])} (log)</text><text transform="translate(14 '
+               f'{e(cost_label(col))} (log)</text><text transform="translate(14 '
                f'{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">'
                f'{e(_y_label(ylabel))}</text>')
     for s, ok, front in zip(series, frames, fronts):
@@ -352,7 +351,7 @@ def write_front_plot(df_evaluated: pd.DataFrame, df_pareto: pd.DataFrame | None,
     Returns:
         The PNG path.
     """
-    col = cost_column(cost)
+    col = cost_column(cost, df_evaluated)
     front = (front_of(df_evaluated, col) if df_pareto is None
              else _search_front(df_pareto, col))
     s = _Series(label, df_evaluated, front, _COLORS[0])
@@ -519,7 +518,8 @@ def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") ->
 
     The plotted fronts are the non-dominated ok architectures on (error, ``cost``); the
     table lists each run's own ``pareto.csv`` (its front in its own cost, and baselines)."""
-    col = cost_column(cost)
+    col = cost_column(cost, pd.concat([r.evaluated.iloc[:0] for r in runs])
+                      if runs else None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     series = [_Series(r.name, r.evaluated, front_of(r.evaluated, col),
@@ -529,7 +529,7 @@ def write_report(runs: Sequence[Run], out: str | Path, *, cost: str = "macs") ->
                              for r in runs if len(r.pareto) and "source" in r.pareto])
     labels = sorted({r.quality_label for r in runs})
     ylabel = " / ".join(labels)
-    title = (f"{ylabel[0].upper()}{ylabel[1:]} vs {COSTS[col]}"
+    title = (f"{ylabel[0].upper()}{ylabel[1:]} vs {cost_label(col)}"
              + (f" ({len(runs)} runs)" if len(runs) > 1 else ""))
     front_png = _save_png(_plot_fronts(series, base, title, col, ylabel), out / "front.png")
     hv_fig = _plot_hypervolume(runs)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from nas import pareto
 from nas.archive import Archive, final_rows
-from nas.objectives import COSTS
+from nas.objectives import cost_column, is_cost, metric_column
 from nas.report import write_front_plot
 from nas.run import RunFolder, hypervolume_of, split_archive
 
@@ -34,6 +34,7 @@ class SearchOutputs:
         space_name: the space's name, for plot titles.
         keep_weights: trained states of at most this many front members are kept.
         quality_label: ``accuracy``, or ``score (PROXY)`` for zero-cost scores.
+        columns: cost-table columns kept per network (``min:COL`` objectives, limits).
     """
 
     folder: RunFolder
@@ -43,43 +44,44 @@ class SearchOutputs:
     space_name: str
     keep_weights: int = 0
     quality_label: str = "accuracy"
+    columns: Sequence[str] = ()
 
     @property
     def cost_names(self) -> list[str]:
-        return [o for o in self.objectives[1:] if o in COSTS]
+        return [o for o in self.objectives[1:] if is_cost(o)]
 
     @property
     def metric_names(self) -> list[str]:
-        return [o for o in self.objectives[1:] if o not in COSTS]
+        return [metric_column(o) for o in self.objectives[1:] if not is_cost(o)]
 
     @property
     def cost_col(self) -> str:
-        return COSTS[self.cost_names[0]]
+        return cost_column(self.cost_names[0])
 
     def objective_columns(self) -> list[str]:
         """Frame column of each objective: error, cost columns, ``<metric>_error``."""
-        return ["error" if o == "error" else COSTS[o] if o in COSTS else f"{o}_error"
-                for o in self.objectives]
+        return ["error" if o == "error" else cost_column(o) if is_cost(o)
+                else f"{metric_column(o)}_error" for o in self.objectives]
 
     def objective_refs(self) -> list[float]:
         """Per objective, the divisor of the hypervolume normalisation (1 for errors)."""
         refs = iter(self.cost_refs)
-        return [next(refs) if o in COSTS else 1.0 for o in self.objectives]
+        return [next(refs) if is_cost(o) else 1.0 for o in self.objectives]
 
     def hypervolume(self, df: pd.DataFrame) -> float:
         """Hypervolume of ``df``'s ok rows over every objective (costs / their reference,
         errors as they are), reference point 1 in each."""
         cols, refs = self.objective_columns(), self.objective_refs()
-        errs = [c for c, o in zip(cols, self.objectives) if o not in COSTS]
-        return hypervolume_of(df, [c for c, o in zip(cols, self.objectives) if o in COSTS],
-                              [r for r, o in zip(refs, self.objectives) if o in COSTS],
+        errs = [c for c, o in zip(cols, self.objectives) if not is_cost(o)]
+        return hypervolume_of(df, [c for c, o in zip(cols, self.objectives) if is_cost(o)],
+                              [r for r, o in zip(refs, self.objectives) if is_cost(o)],
                               error_cols=errs)
 
     def frames(self, archive: Archive) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(evaluated, baselines) from one read of the archive, one row per architecture
         at the highest fidelity (rung) it reached; table-metric objectives add a
         ``<metric>`` (accuracy) and a ``<metric>_error`` column."""
-        return split_archive(final_rows(archive.to_frame()), self.metric_names)
+        return split_archive(final_rows(archive.to_frame()), self.metric_names, self.columns)
 
     def pareto_frame(self, ev: pd.DataFrame, bl: pd.DataFrame) -> pd.DataFrame:
         """The search's own front (non-dominated among its evaluated architectures) and

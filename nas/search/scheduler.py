@@ -24,13 +24,19 @@ from nas.archive import Archive, Record
 from nas.cost import human, totals
 from nas.estimate import duration, estimate_search
 from nas.evaluate import Candidate, Feed, check_evaluator, make_evaluator
+from nas.evaluate.proxies import ProxyFeatures
 from nas.latency import LatencyTable
 from nas.objectives import (
     COSTS,
     Coster,
+    check_constraints,
     check_satisfiable,
+    cost_column,
     cost_references,
+    is_cost,
+    limits_of,
     make_feasible,
+    metric_column,
     objectives_of,
 )
 from nas.registry import DataInfo, baseline_spec
@@ -66,8 +72,8 @@ class Search:
                                         in_channels=ev_cfg.get("in_channels"))
                 self.table.check_metric(ev_cfg.get("metric", "baseline_accuracy"))
                 for m in self.objectives[1:]:
-                    if m not in COSTS:
-                        self.table.check_metric(m)
+                    if not is_cost(m):
+                        self.table.check_metric(metric_column(m))
             except TableError as e:
                 raise SearchError(str(e)) from None
             self.num_classes, self.in_channels = self.table.num_classes, self.table.in_channels
@@ -83,22 +89,58 @@ class Search:
             except TableError as e:
                 raise SearchError(str(e)) from None
         check_evaluator(cfg.evaluator, self.space)  # e.g. a supernet of another space config
-        self.cost_names = [o for o in self.objectives[1:] if o in COSTS]
-        self.metric_names = [o for o in self.objectives[1:] if o not in COSTS]
+        self.cost_names = [o for o in self.objectives[1:] if is_cost(o)]
+        self.metric_names = [metric_column(o) for o in self.objectives[1:] if not is_cost(o)]
+        # a device's costs by genome (costs.table), else the table evaluator's own columns
+        self.cost_table = None
+        constraints = OmegaConf.to_container(cfg.constraints, resolve=True)
+        try:
+            if (cfg.get("costs") or {}).get("table"):
+                self.cost_table = load_table(str(cfg.costs.table), space=self.space,
+                                             key="costs.table")
+            columns = self.cost_table if self.cost_table is not None else self.table
+            for o in self.cost_names:
+                col = cost_column(o)
+                if o.startswith("min:") and (columns is None
+                                             or col not in columns.frame.columns):
+                    have = ", ".join(map(str, columns.frame.columns)) if columns else "none"
+                    raise SearchError(f"objective {o}: no column {col!r} in "
+                                      f"{'the cost table ' + columns.source if columns else 'any table'}"
+                                      f" (columns: {have}); name one of them, e.g. "
+                                      f"objectives=[error,min:COL]")
+            check_constraints(constraints, columns)
+        except (TableError, ValueError) as e:
+            raise SearchError(str(e)) from None
+        needs_columns = any(o.startswith("min:") for o in self.cost_names) or any(
+            c not in COSTS.values() for c in limits_of(constraints))
         table = None
         if "latency" in self.cost_names or cfg.constraints.get("max_latency_ms"):
             lat = cfg.get("latency", {}) or {}
             table = LatencyTable(None, batch=int(lat.get("batch", 1)),
                                  threads=lat.get("threads"), device=str(lat.get("device", "cpu")))
-        self.coster = Coster(self.space, tuple(self.cost_names), table)
-        constraints = OmegaConf.to_container(cfg.constraints, resolve=True)
+        self.coster = Coster(self.space, tuple(self.cost_names), table,
+                             columns=columns if needs_columns else None)
+        if self.coster.columns is not None:
+            # every network the search may propose (a finite space's every one, else a
+            # sample) must be in the cost table: said now, not mid-run
+            G = self.space.all_canonical(limit=20_000)
+            if G is None:
+                G = self.space.sample(200, np.random.default_rng(0))
+            for g in G:
+                try:
+                    self.coster.info(g)
+                except ValueError as e:
+                    raise SearchError(str(e)) from None
         self.feasible, self.constrained = make_feasible(self.coster, constraints)
         try:
             check_satisfiable(self.space, self.coster, self.feasible, constraints)
         except ValueError as e:
             raise SearchError(str(e)) from None
-        self.cost_col = COSTS[self.cost_names[0]]
-        self.cost_cols = [COSTS[c] for c in self.cost_names]
+        self.cost_col = cost_column(self.cost_names[0])
+        self.cost_cols = [cost_column(c) for c in self.cost_names]
+        #: cost-table columns the archive keeps per network (objectives and limits)
+        self.column_names = [c for c in dict.fromkeys(self.cost_cols + list(limits_of(
+            constraints))) if c not in COSTS.values()]
         self.fidelity = fidelity_of(cfg)
         if self.table is not None:
             self.fidelity = {"table": self.table.source,
@@ -111,7 +153,18 @@ class Search:
                              "schedule_epochs": self.rungs[-1]}
         # trained states are kept where training happens (not for looked-up or inherited
         # scores): the front's weights (keep_weights) and successive halving's checkpoints
-        self.trains = ev_cfg.get("backend") not in ("table", "supernet")
+        self.trains = ev_cfg.get("backend") not in ("table", "supernet", "zero_cost")
+        self.proxy_features = None  # surrogate.features: made when the run starts
+        features = list(cfg.surrogate.get("features") or [])
+        if features and cfg.algorithm.get("name") == "surrogate":
+            info = registry.data_info(OmegaConf.to_container(cfg.data, resolve=True))
+            if info.in_channels != self.in_channels:
+                raise SearchError(
+                    f"surrogate.features={features} computes zero-cost proxies on a batch of "
+                    f"the search's data, but data={info.name} has {info.in_channels} "
+                    f"channel(s) and the {self.space.name} space's networks take "
+                    f"{self.in_channels}; pass the data they were made for (e.g. "
+                    f"data=cifar10 data.root=PATH for NAS-Bench-201)")
         self.keep_weights = int(cfg.get("keep_weights", 0) or 0) if self.trains else 0
 
     # -- archive views -------------------------------------------------------------------
@@ -164,7 +217,8 @@ class Search:
         return Context(self.space, self.coster.cost, self.feasible, X, F,
                        {r.arch_id for r in recs}, self.constrained, self.coster.info,
                        objectives=tuple(self.objectives), costs=self.coster.costs,
-                       pending={self.space.arch_id(g) for g in pend}, pending_X=PX)
+                       pending={self.space.arch_id(g) for g in pend}, pending_X=PX,
+                       proxy_features=self.proxy_features)
 
     def objective_vector(self, r: Record) -> list[float]:
         """A record's objectives in config order; a failed candidate gets error 1.0 (and
@@ -175,10 +229,10 @@ class Search:
         for o in self.objectives:
             if o == "error":
                 out.append(float(r.error) if ok else 1.0)
-            elif o in COSTS:
+            elif is_cost(o):
                 out.append(next(costs))
             else:
-                v = (r.extra or {}).get(o)
+                v = (r.extra or {}).get(metric_column(o))
                 out.append(1.0 - float(v) if ok and v is not None else 1.0)
         return out
 
@@ -213,7 +267,9 @@ class Search:
             fidelity={**fidelity, **result.extra.get("fidelity", {})},
             seed=self.seed, iteration=iteration,
             train_seconds=result.train_seconds, created=time.time(),
-            extra={k: v for k, v in {"score": result.score,
+            extra={k: v for k, v in {**{c: info["columns"][c] for c in self.column_names
+                                        if c in info.get("columns", {})},
+                                     "score": result.score,
                                      "proxies": result.extra.get("proxies"),
                                      "test_accuracy": result.test_accuracy,
                                      "val_loss": result.val_loss,
@@ -260,6 +316,11 @@ class Search:
         if self.table is not None:
             if cfg.get("names"):
                 say("baselines skipped: evaluator=table only knows the genomes of its table")
+            return []
+        if self.coster.columns is not None:
+            if cfg.get("names"):
+                say("baselines skipped: the cost table (%s) has no row for a network "
+                    "outside the space", self.coster.columns.source)
             return []
         res = int(cfg.get("resolution") or self.space.decode(self.space.xu).input[1])
         items = []
@@ -589,7 +650,16 @@ class Search:
                   else self.cfg.data.get("name"))
         self.out = SearchOutputs(self.folder, self.objectives, self.cost_refs, str(scored),
                                  self.space.name, self.keep_weights,
-                                 quality_label(OmegaConf.to_container(cfg, resolve=True)))
+                                 quality_label(OmegaConf.to_container(cfg, resolve=True)),
+                                 columns=self.column_names)
+        features = list(cfg.surrogate.get("features") or [])
+        if features and cfg.algorithm.get("name") == "surrogate":
+            cache = cfg.surrogate.get("proxy_cache") or self.run_dir / "proxies.sqlite"
+            self.proxy_features = ProxyFeatures(
+                self.space, features, data=OmegaConf.to_container(cfg.data, resolve=True),
+                train=OmegaConf.to_container(cfg.train, resolve=True), cache=cache,
+                seed=self.seed, progress=self._proxy_progress if cfg.get("progress", True)
+                else None)
         if self.retry_failed:  # a resume changed the recipe or evaluator: train them again
             failed = self.archive.records(status="failed")
             if failed:
@@ -674,6 +744,9 @@ class Search:
         if self.wall_s > 0:
             # the share of the slots' time spent evaluating (the rest: idle, or asking)
             timing["slots_busy"] = round(self.slot_s / (self.slots * self.wall_s), 3)
+        if self.proxy_features is not None:  # what the surrogate's proxy features cost
+            timing["proxy_networks"] = self.proxy_features.computed
+            timing["proxy_seconds"] = round(self.proxy_features.seconds, 1)
         df = self._finish(state, "complete", **timing)
         ok = df[df["status"] == "ok"]
         return {"run_dir": str(self.run_dir), "hypervolume": self.hypervolume(df),
@@ -686,6 +759,19 @@ class Search:
                 "train_seconds": float(sum(r.train_seconds or 0.0 for rows in
                                            self._rows.values() for r in rows
                                            if r.space != "baseline"))}
+
+    def _proxy_progress(self, done: int, total: int) -> None:
+        """A bar while the surrogate's proxy features of many networks are computed."""
+        if total < 20:
+            return
+        bar = getattr(self, "_proxy_bar", None)
+        if bar is None:
+            bar = self._proxy_bar = tqdm(total=total, desc="zero-cost features", unit="net",
+                                         dynamic_ncols=True, file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            self._proxy_bar = None
 
     def close(self) -> None:
         """Close the archive (after :meth:`run`, once the caller has read what it needs)."""
