@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas.grade import TrueFront, true_front
 from nas.run import read_run
 
 BUDGETS = (25, 50, 100, 200, 300)
@@ -74,40 +75,7 @@ def run_one(out: str, algo: str, seed: int, space: str, evaluations: int,
     return str(run_dir), algo, seed, seconds
 
 
-def true_front(space, table, metric: str, cost: str = "macs", costs=None) -> dict:
-    """The table's true front over the space's distinct networks on (error, ``cost``), with
-    normalisation; ``cost`` is MACs or a column of the table ``costs`` (a device's)."""
-    from nas.cost import totals
-    from nas.pareto import non_dominated
-
-    G = space.all_canonical(limit=10**7)
-    if G is None:
-        raise SystemExit(f"the {space.name} space cannot be enumerated: no true front")
-    acc = table.accuracies(G, metric)
-    ok = np.isfinite(acc)
-    G, acc = G[ok], acc[ok]
-    if cost == "macs":
-        c = np.array([totals(space.decode(g))[0] for g in G], dtype=float)
-    else:
-        c = np.array([costs.lookup(g)[cost] for g in G], dtype=float)
-    F = np.column_stack([1.0 - acc, c])
-    nd = non_dominated(F)
-    ideal, nadir = F[nd].min(axis=0), F[nd].max(axis=0)
-    return {"genomes": G[nd], "F": F[nd], "ideal": ideal, "nadir": nadir, "all_F": F,
-            "n": len(G)}
-
-
-def _norm(F: np.ndarray, tf: dict) -> np.ndarray:
-    return (F - tf["ideal"]) / (tf["nadir"] - tf["ideal"])
-
-
-def _hv(F: np.ndarray, tf: dict) -> float:
-    from nas.pareto import hypervolume
-
-    return hypervolume(_norm(F, tf), np.full(2, 1.1)) if len(F) else 0.0
-
-
-def measure(ev: pd.DataFrame, tf: dict, budgets, tol: float, cost: str = "macs") -> dict:
+def measure(ev: pd.DataFrame, tf: TrueFront, budgets, tol: float, cost: str = "macs") -> dict:
     """Per budget: hv ratio, IGD+, found share; evaluations to 95/99% of the true hv."""
     from pymoo.indicators.igd_plus import IGDPlus
 
@@ -115,16 +83,15 @@ def measure(ev: pd.DataFrame, tf: dict, budgets, tol: float, cost: str = "macs")
     ok = (ev["status"] == "ok").to_numpy()
     F = np.column_stack([ev["error"].to_numpy(float), ev[cost].to_numpy(float)])
     F[~ok, 0] = 1.0
-    true_hv = _hv(tf["F"], tf)
-    igd = IGDPlus(_norm(tf["F"], tf))
+    true_hv = tf.hypervolume(tf.F)
+    igd = IGDPlus(tf.normalise(tf.F))
     out: dict = {}
-    curve = np.array([_hv(F[: i + 1], tf) for i in range(len(F))]) / true_hv
+    curve = np.array([tf.hypervolume(F[: i + 1]) for i in range(len(F))]) / true_hv
     for b in budgets:
         Fb = F[:b]
         out[f"hv@{b}"] = float(curve[min(b, len(curve)) - 1])
-        out[f"igd+@{b}"] = float(igd(_norm(Fb, tf)))
-        found = [np.any((Fb[:, 0] <= e + tol / 100) & (Fb[:, 1] <= m)) for e, m in tf["F"]]
-        out[f"found@{b}"] = float(np.mean(found))
+        out[f"igd+@{b}"] = float(igd(tf.normalise(Fb)))
+        out[f"found@{b}"] = float(np.mean(tf.found(Fb, tol)))
     for q in (0.95, 0.99):
         hit = np.flatnonzero(curve >= q - 1e-12)
         out[f"evals_to_{int(q * 100)}"] = int(hit[0]) + 1 if len(hit) else np.nan
@@ -215,10 +182,10 @@ def main(args) -> None:
     costs = (load_table(str(cfg.costs.table), key="costs.table")
              if (cfg.get("costs") or {}).get("table") else table)
     tf = true_front(space, table, metric, cost, costs)
-    print(f"true front of {table.source} / {metric} x {cost} over {tf['n']:,} distinct "
-          f"networks ({args.space}): {len(tf['F'])} points; accuracy "
-          f"{100 * (1 - tf['F'][:, 0]).min():.2f}-{100 * (1 - tf['F'][:, 0]).max():.2f}%, "
-          f"{cost} {tf['F'][:, 1].min():.4g}-{tf['F'][:, 1].max():.4g}")
+    print(f"true front of {table.source} / {metric} x {cost} over {tf.n:,} distinct "
+          f"networks ({args.space}): {len(tf.F)} points; accuracy "
+          f"{100 * (1 - tf.F[:, 0]).min():.2f}-{100 * (1 - tf.F[:, 0]).max():.2f}%, "
+          f"{cost} {tf.F[:, 1].min():.4g}-{tf.F[:, 1].max():.4g}")
 
     rows = []
     for run_dir, algo, seed, seconds in results:

@@ -31,6 +31,7 @@ from nas.cost import human
 from nas.estimate import duration
 from nas.evaluate import check_evaluator_options
 from nas.evaluate.proxies import check_features
+from nas.grade import GradeError, grade, write_grade
 from nas.objectives import check_constraints, check_objectives, objectives_of
 from nas.registry import space_presets
 from nas.run import (
@@ -41,6 +42,7 @@ from nas.run import (
     cleanup_hydra_dir,
     cost_label,
     open_resume,
+    read_run,
 )
 from nas.search import (
     Search,
@@ -50,6 +52,7 @@ from nas.search import (
     show_value,
 )
 from nas.supernet import adopt_checkpoint_space
+from nas.table import TableError, analog_nasbench_file
 from nas.train import TrainConfig
 
 log = logging.getLogger("nas.search")
@@ -187,6 +190,26 @@ def print_summary(search: Search) -> None:
     con.print(f"run folder: {search.run_dir}")
 
 
+def grade_at_end(search: Search, cfg: DictConfig) -> None:
+    """Where a table of known accuracies covers the space (analog-nasbench, installed, for
+    nb201) and the run did not read its accuracies from it: the grade
+    (:func:`nas.grade.grade`) printed and written beside the rows (``true_accuracy``)."""
+    if search.space.name != "nb201" or cfg.evaluator.get("backend") == "table":
+        return
+    try:
+        analog_nasbench_file()
+    except TableError:
+        return  # not installed: `python -m nas.report RUN --grade --table PATH` later
+    run = read_run(search.run_dir)
+    try:
+        graded = grade(run)
+    except GradeError as e:
+        log.warning("not graded: %s", e)
+        return
+    write_grade(run, graded)
+    print("\n".join(graded.lines()))
+
+
 def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
                overrides: list[str] | None = None) -> dict:
     """Run (or resume, with ``cfg.resume``) a search; the plain function behind the CLI.
@@ -230,6 +253,7 @@ def run_search(cfg: DictConfig, run_dir: str | os.PathLike,
                 out = search.run()
                 if cfg.get("progress", True):
                     print_summary(search)
+                    grade_at_end(search, cfg)
             finally:
                 search.close()
             return out

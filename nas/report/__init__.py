@@ -427,12 +427,14 @@ def _pareto_table(groups: Sequence[tuple[str, pd.DataFrame]],
                   label: str = "accuracy") -> str:
     """One table row per Pareto architecture (all runs), each with its cost details."""
     multi = len(groups) > 1
-    head = (["run"] if multi else []) + ["name / arch id", "source", label, "MACs",
+    graded = any("true_accuracy" in df for _, df in groups)
+    head = (["run"] if multi else []) + ["name / arch id", "source", label,
+                                         *(["true accuracy"] if graded else []), "MACs",
                                          "params", "latency", "spec"]
     th = "".join(f'<th class="{"l" if h in ("run", "name / arch id", "spec") else ""}">'
                  f"{h}</th>" for h in head)
     rows = []
-    for label, df in groups:
+    for run_label, df in groups:
         if not len(df):
             continue
         for _, r in df.sort_values("macs").iterrows():
@@ -443,9 +445,10 @@ def _pareto_table(groups: Sequence[tuple[str, pd.DataFrame]],
             spec_text = str(r.get("spec", ""))
             lat = r.get("latency_ms", float("nan"))
             lat_s = f"{float(lat):.2f} ms" if pd.notna(lat) else "-"
-            cells = ([f'<td class="l">{html.escape(label)}</td>'] if multi else []) + [
+            cells = ([f'<td class="l">{html.escape(run_label)}</td>'] if multi else []) + [
                 f'<td class="l">{html.escape(name)}</td>', f"<td>{html.escape(src)}</td>",
                 f"<td>{_value_cell(r, label)}</td>",
+                *([f"<td>{_fmt_num(r.get('true_accuracy'), pct=True)}</td>"] if graded else []),
                 f"<td>{_fmt_num(r.get('macs'))}</td>", f"<td>{_fmt_num(r.get('params'))}</td>",
                 f"<td>{lat_s}</td>",
                 f'<td class="spec"><details><summary>{html.escape(spec_text)}</summary>'
