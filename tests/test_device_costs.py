@@ -29,13 +29,11 @@ def devices(tmp_path_factory) -> Path:
     synthetic one (latency grows with the convolutions, energy with the 3x3 ones)."""
     if DEVICES.is_file():
         return DEVICES
-    space = SPACES.build("nb201", num_classes=10, in_channels=3)
     G = np.array(np.meshgrid(*[range(5)] * 6, indexing="ij")).reshape(6, -1).T
     path = tmp_path_factory.mktemp("dev") / "devices.csv"
     pd.DataFrame({"genome": ["-".join(map(str, g)) for g in G],
                   "raspi4_latency_ms": [10 + 4 * np.isin(g, (2, 3)).sum() for g in G],
                   "edgegpu_energy_mj": [0.5 + (g == 3).sum() for g in G]}).to_csv(path)
-    assert len(G) == space.size() or True
     return path
 
 
@@ -137,3 +135,65 @@ def test_device_costs_beside_a_training_evaluator(tmp_path, devices):
     assert ev["raspi4_latency_ms"].notna().all()
     bl = pd.read_csv(tmp_path / "run" / "baselines.csv")
     assert bl.empty  # a zoo network has no row in a device table of the space
+
+
+def _carried_table(path: Path, space, *, drop: str | None = None) -> dict:
+    """A latency table as `python -m nas.latency` writes it on a device (batch 1, one
+    thread), every layer of every network of ``space`` at 0.001 ms per thousand MACs plus
+    0.05 ms, the harness overhead 0.01 ms; no entry for layers whose token holds ``drop``."""
+    import json
+
+    from nas.cost import cost
+    from nas.latency import LatencyTable
+
+    keys = LatencyTable(path.with_suffix(".unused.json"), batch=1, threads=1)
+    entries = {"__empty_module__|b1|cpu|t1": {"ms": 0.01}}
+    for g in space.all_canonical(limit=10**6):
+        spec = space.decode(g)
+        shapes = [spec.input] + spec.shapes()
+        for layer, row, shape in zip(spec.layers, cost(spec).layers, shapes):
+            if drop is None or drop not in layer.token():
+                entries[keys.key(layer, shape)] = {"ms": 0.05 + row.macs * 1e-6}
+    path.write_text(json.dumps({"device_key": "phone-t1", "entries": entries}))
+    return {k: v["ms"] for k, v in entries.items()}
+
+
+SMALL_NB201 = ["space.channels=[8]", "space.cells=1", "space.resolution=16"]
+
+
+def test_a_latency_table_carried_from_a_device_predicts_and_measures_nothing(tmp_path):
+    from nas.cost import cost
+
+    space = SPACES.build("nb201", num_classes=10, in_channels=3, channels=[8], cells=1,
+                         resolution=16)
+    entries = _carried_table(tmp_path / "phone.json", space)
+    run_search(cfg_of(*SMALL_NB201, f"latency.table={tmp_path / 'phone.json'}",
+                      "objectives=[error,latency]"), tmp_path / "run")
+    ev = pd.read_csv(tmp_path / "run" / "evaluated.csv")
+    assert len(ev) == 20
+    for _, r in ev.iterrows():  # sum of the device's entries less the overhead between them
+        spec = space.decode(tuple(int(x) for x in r["genome"].split("-")))
+        layers = cost(spec).layers
+        want = sum(0.05 + row.macs * 1e-6 for row in layers) - 0.01 * (len(layers) - 1)
+        assert r["latency_ms"] == pytest.approx(want)
+    assert not (Path("runs") / "latency" / "phone-t1.json").exists()
+    assert len(entries) > 100
+
+
+def test_a_carried_latency_table_missing_a_layer_is_named_before_any_file(tmp_path):
+    space = SPACES.build("nb201", num_classes=10, in_channels=3, channels=[8], cells=1,
+                         resolution=16)
+    _carried_table(tmp_path / "phone.json", space, drop="nor_conv_3x3")
+    with pytest.raises(SearchError, match=r"has no entry for layer .*nor_conv_3x3.* on input "
+                                          r"8x16x16; measure the space on the device: "
+                                          r"python -m nas.latency SPACE"):
+        run_search(cfg_of(*SMALL_NB201, f"latency.table={tmp_path / 'phone.json'}",
+                          "objectives=[error,latency]"), tmp_path / "run")
+    assert not [p.name for p in (tmp_path / "run").glob("*") if not p.name.startswith(".")]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SearchError, match="is not a latency table"):
+        run_search(cfg_of(f"latency.table={tmp_path / 'bad.json'}",
+                          "objectives=[error,latency]"), tmp_path / "run2")
+    with pytest.raises(SearchError, match="no such file"):
+        run_search(cfg_of(f"latency.table={tmp_path / 'none.json'}",
+                          "objectives=[error,latency]"), tmp_path / "run3")

@@ -412,6 +412,67 @@ class LatencyTable:
                 f"threads={self.threads}, entries={len(self)})")
 
 
+_SUFFIX = re.compile(r"\|(b\d+\|[^|]+\|t\d+(?:\|thread-clock)?)$")
+
+
+class CarriedLatencyTable:
+    """A latency table measured on another device (``python -m nas.latency SPACE --table
+    PATH`` run there), carried to the machine that searches (``latency.table=PATH``): it
+    predicts from its entries as :meth:`LatencyTable.predict` does and measures nothing here.
+    The batch, device and threads are the file's own; a layer it lacks is a ValueError naming
+    the layer and the command that measures it on the device."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise ValueError(f"latency.table={path}: no such file; measure it on the device "
+                             f"with `python -m nas.latency SPACE --table FILE` and pass that "
+                             f"file")
+        try:
+            data = json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"latency.table={path} is not a latency table (not JSON: {e})"
+                             ) from None
+        entries = data.get("entries") if isinstance(data, dict) else None
+        if not isinstance(entries, dict) or not entries:
+            raise ValueError(f"latency.table={path} holds no entries; fill it on the device "
+                             f"with `python -m nas.latency SPACE --table {path}`")
+        suffixes = {m.group(1) for k in entries if not k.startswith("__")
+                    for m in [_SUFFIX.search(k)] if m}
+        if len(suffixes) != 1:
+            raise ValueError(f"latency.table={path} holds entries of {len(suffixes)} settings "
+                             f"({', '.join(sorted(suffixes)) or 'none readable'}); keep one "
+                             f"batch size, device and thread count per file")
+        self.suffix = suffixes.pop()
+        self.device_key = str(data.get("device_key", "?"))
+        self.entries = {k: float(v["ms"]) for k, v in entries.items()}
+        over = self.entries.get(f"__empty_module__|{self.suffix}")
+        if over is None:
+            raise ValueError(f"latency.table={path} lacks the harness overhead entry; fill it "
+                             f"with `python -m nas.latency SPACE --table {path}`")
+        self.overhead = over
+        self.measurements = 0  # never measures
+
+    def predict(self, spec: S.ArchSpec) -> float:
+        """Predicted whole-model milliseconds on the table's device."""
+        shapes = [spec.input] + spec.shapes()
+        raw = 0.0
+        for i, layer in enumerate(spec.layers):
+            key = f"{layer.token()}|{_shape_str(shapes[i])}|{self.suffix}"
+            if key not in self.entries:
+                raise ValueError(f"latency table {self.path} ({self.device_key}) has no entry "
+                                 f"for layer {layer.token()} on input "
+                                 f"{_shape_str(shapes[i])}; measure the space on the device: "
+                                 f"python -m nas.latency SPACE --samples N --table "
+                                 f"{self.path.name}")
+            raw += self.entries[key]
+        return raw - (len(spec.layers) - 1) * self.overhead
+
+    def __repr__(self) -> str:
+        return (f"CarriedLatencyTable({str(self.path)!r}, {self.device_key}, {self.suffix}, "
+                f"entries={len(self.entries) - 1})")
+
+
 def latency_ms(spec: S.ArchSpec, *, table: LatencyTable) -> float:
     """Predicted inference latency of ``spec`` in milliseconds: the search's cost function.
 
@@ -421,5 +482,5 @@ def latency_ms(spec: S.ArchSpec, *, table: LatencyTable) -> float:
     return table.predict(spec)
 
 
-__all__ = ["LatencyTable", "Protocol", "cpu_model", "slug", "default_table_path", "device_key",
+__all__ = ["CarriedLatencyTable", "LatencyTable", "Protocol", "cpu_model", "slug", "default_table_path", "device_key",
            "latency_ms", "pinned_threads", "time_call"]

@@ -25,7 +25,7 @@ from nas.cost import human, totals
 from nas.estimate import duration, estimate_search
 from nas.evaluate import Candidate, Feed, check_evaluator, make_evaluator
 from nas.evaluate.proxies import ProxyFeatures
-from nas.latency import LatencyTable
+from nas.latency import CarriedLatencyTable, LatencyTable
 from nas.objectives import (
     COSTS,
     Coster,
@@ -116,13 +116,19 @@ class Search:
         table = None
         if "latency" in self.cost_names or cfg.constraints.get("max_latency_ms"):
             lat = cfg.get("latency", {}) or {}
-            table = LatencyTable(None, batch=int(lat.get("batch", 1)),
-                                 threads=lat.get("threads"), device=str(lat.get("device", "cpu")))
+            try:
+                table = (CarriedLatencyTable(lat["table"]) if lat.get("table") else
+                         LatencyTable(None, batch=int(lat.get("batch", 1)),
+                                      threads=lat.get("threads"),
+                                      device=str(lat.get("device", "cpu"))))
+            except ValueError as e:
+                raise SearchError(str(e)) from None
         self.coster = Coster(self.space, tuple(self.cost_names), table,
                              columns=columns if needs_columns else None)
-        if self.coster.columns is not None:
+        if self.coster.columns is not None or isinstance(table, CarriedLatencyTable):
             # every network the search may propose (a finite space's every one, else a
-            # sample) must be in the cost table: said now, not mid-run
+            # sample) must be in the cost table and the carried latency table: said now,
+            # not mid-run
             G = self.space.all_canonical(limit=20_000)
             if G is None:
                 G = self.space.sample(200, np.random.default_rng(0))
