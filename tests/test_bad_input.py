@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from nas import run as RF
 from nas.checkpoints import read_checkpoint, read_weights
@@ -450,3 +451,29 @@ def test_tune_workers_sharing_a_study_run_no_more_than_n_trials(tmp_path):
     study.optimize(tuner, n_trials=5)  # would run five: stops at once, running none
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.PRUNED]
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"plain text, not a checkpoint"])
+def test_supernet_resume_of_a_corrupt_checkpoint_is_one_line(tmp_path, content):
+    from nas.commands.supernet import CHECKPOINT, run_supernet
+
+    run_dir = tmp_path / "supernet_run"
+    (run_dir / CHECKPOINT).parent.mkdir(parents=True)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        saved = compose(config_name="supernet", overrides=["+space=mobile"])
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    (run_dir / CHECKPOINT).write_bytes(content)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="supernet", overrides=[f"resume={run_dir}"])
+    with pytest.raises(ValueError) as e:
+        run_supernet(cfg, tmp_path / "unused")
+    msg = str(e.value)
+    assert "\n" not in msg and "supernet checkpoint" in msg and msg.endswith("start a fresh run")
+    assert str(run_dir / CHECKPOINT) in msg
+
+
+def test_an_unknown_tune_parameter_says_how_to_add_one(tmp_path):
+    p = cli("nas.tune", "+space=mobile", "+experiment=tune_proxy",
+            "tune.params.train.wd=\"interval(0, 1)\"", cwd=tmp_path)
+    assert one_line_error(p).startswith(
+        "error: tune.params.train.wd is not a parameter of this study; add one with a leading +")
