@@ -143,7 +143,8 @@ def proxy_features(space, cfg, G: np.ndarray):
                          "cache for every draw and run)")
     pf = ProxyFeatures(space, features, data=OmegaConf.to_container(cfg.data, resolve=True),
                        train=OmegaConf.to_container(cfg.train, resolve=True),
-                       cache=cfg.surrogate.proxy_cache, seed=int(cfg.seed),
+                       cache=cfg.surrogate.proxy_cache,
+                       seed=int(cfg.surrogate.get("proxy_seed", 0)),
                        progress=lambda d, t: print(f"\rzero-cost features: {d}/{t}", end="",
                                                    flush=True))
     pf.values(G)

@@ -185,6 +185,16 @@ def test_surrogate_features_are_computed_once_per_network_and_shared(tmp_path):
     a = pd.read_csv(tmp_path / "a" / "evaluated.csv")[["arch_id", "accuracy"]]
     b = pd.read_csv(tmp_path / "b" / "evaluated.csv")[["arch_id", "accuracy"]]
     pd.testing.assert_frame_equal(a, b)
+    # another search seed shares the cache: the proxies are seeded by surrogate.proxy_seed
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        other = compose(config_name="search", overrides=FEATURES + [
+            f"surrogate.proxy_cache={cache}", "seed=1"])
+    run_search(other, tmp_path / "c")
+    with sqlite3.connect(cache) as con:
+        assert con.execute("SELECT COUNT(DISTINCT setting) FROM proxies").fetchone()[0] == 1
+        n = con.execute("SELECT COUNT(DISTINCT arch_id) FROM proxies").fetchone()[0]
+    third = json.loads((tmp_path / "c" / "status.json").read_text())
+    assert n == first["proxy_networks"] + third["proxy_networks"]
 
 
 def test_proxy_features_are_appended_to_the_surrogate_inputs():

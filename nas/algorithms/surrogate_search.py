@@ -83,6 +83,7 @@ class SurrogateSearch(Algorithm):
                              f"e.g. surrogate.features=[synflow,jacov]")
         self.features = tuple(features)
         self.surrogate_cfg.pop("proxy_cache", None)
+        self.surrogate_cfg.pop("proxy_seed", None)
         self.target = check_target(self.surrogate_cfg.pop("target", "log"))
         self.generations = generations
         self.pop_size = pop_size

@@ -84,6 +84,8 @@ def check(cfg: DictConfig) -> None:
         check_evaluator_options(cfg.evaluator)
         check_inputs(cfg.surrogate.get("inputs", "genes+costs"))
         check_features(_plain_value(cfg.surrogate.get("features")))
+        checks.integer("surrogate.proxy_seed", cfg.surrogate.get("proxy_seed", 0), lo=0,
+                       error=SearchError)
         check_target(cfg.surrogate.get("target", "log"))
         # the algorithm's own options, checked by building it (nothing runs yet)
         make_algorithm(OmegaConf.to_container(cfg.algorithm, resolve=True), seed=0,

@@ -661,10 +661,11 @@ class Search:
         features = list(cfg.surrogate.get("features") or [])
         if features and cfg.algorithm.get("name") == "surrogate":
             cache = cfg.surrogate.get("proxy_cache") or self.run_dir / "proxies.sqlite"
+            proxy_seed = int(cfg.surrogate.get("proxy_seed", 0))
             self.proxy_features = ProxyFeatures(
                 self.space, features, data=OmegaConf.to_container(cfg.data, resolve=True),
                 train=OmegaConf.to_container(cfg.train, resolve=True), cache=cache,
-                seed=self.seed, progress=self._proxy_progress if cfg.get("progress", True)
+                seed=proxy_seed, progress=self._proxy_progress if cfg.get("progress", True)
                 else None)
         if self.retry_failed:  # a resume changed the recipe or evaluator: train them again
             failed = self.archive.records(status="failed")
