@@ -7,25 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from nas.spec.layers import (  # noqa: F401 - ruff --fix trims what is unused
+from nas.spec.layers import (
     ACTIVATIONS,
     BN,
     GAP,
-    LAYER_TYPES,
-    LEARNED_ACTIVATIONS,
-    LRN,
-    RBF,
     Act,
-    AdaptiveAvgPool,
     Add,
-    Aux,
     AvgPool,
     Block,
     ChannelShuffle,
     ChannelSplit,
     Concat,
     Conv,
-    Dag,
     DepthToSpace,
     Dropout,
     Flatten,
@@ -37,19 +30,12 @@ from nas.spec.layers import (  # noqa: F401 - ruff --fix trims what is unused
     MaxPool,
     PadShortcut,
     Pick,
-    Scale,
     Seq,
     Shape,
     SpaceToDepth,
     SpecError,
-    Zero,
-    _as_layers,
-    _check_nonempty,
     _f,
     _need_map,
-    _spatial,
-    dag_pairs,
-    layer_from_dict,
     register,
 )
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from nas.spec.layers import (  # noqa: F401 - ruff --fix trims what is unused
-    ACTIVATIONS,
+from nas.spec.layers import (
     BN,
     GAP,
-    LAYER_TYPES,
-    LEARNED_ACTIVATIONS,
     LRN,
     RBF,
     Act,
@@ -42,14 +39,9 @@ from nas.spec.layers import (  # noqa: F401 - ruff --fix trims what is unused
     SpaceToDepth,
     SpecError,
     Zero,
-    _as_layers,
     _check_nonempty,
-    _f,
     _need_map,
     _spatial,
-    dag_pairs,
-    layer_from_dict,
-    register,
 )
 
 
