@@ -24,10 +24,12 @@ is graded on the networks the table knows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from nas import registry
 from nas.cost import totals
@@ -127,6 +129,9 @@ class Grade:
     table_best: float = float("nan")
     found: int = 0
     ungraded: int = 0  # evaluated networks the table lacks
+    truth: np.ndarray | None = None  # (k, 2) the true front: error, MACs
+    points: np.ndarray | None = None  # (n, 2) evaluated ok networks: true error, MACs
+    reported: np.ndarray | None = None  # (m, 2) the reported front: true error, MACs
 
     def lines(self) -> list[str]:
         """The grade as the report and the search print it."""
@@ -239,7 +244,36 @@ def grade(run: Run, source: str | None = None) -> Grade:
     return Grade(table=table.source, metric=metric, evaluated=ev, pareto=pf,
                  true_front_points=len(tf.F), networks=tf.n, hv_ratio=tf.hv_ratio(F),
                  best_pick=best, table_best=tf.best_accuracy, found=int(found.sum()),
-                 ungraded=int(np.isnan(ev["true_accuracy"]).sum()))
+                 ungraded=int(np.isnan(ev["true_accuracy"]).sum()), truth=tf.F,
+                 points=np.column_stack([1.0 - ok_true, ok_macs]), reported=F)
+
+
+def plot_grade(g: Grade, path: str | Path, title: str) -> Path:
+    """``graded.png``: the table's true front, every evaluated network and the reported
+    front, all at their true accuracy against MACs (log scale)."""
+    fig = Figure(figsize=(8, 5.2), dpi=110)
+    ax = fig.subplots()
+    order = np.argsort(g.truth[:, 1])
+    ax.step(g.truth[order, 1], 100 * (1 - g.truth[order, 0]), where="post", color="black",
+            ls="--", lw=1.2, label=f"true front ({len(g.truth)} points, {g.table})")
+    pts = g.points[np.all(np.isfinite(g.points), axis=1)]
+    ax.scatter(pts[:, 1], 100 * (1 - pts[:, 0]), s=12, color="#1f77b4", alpha=0.35,
+               linewidths=0, label=f"evaluated ({len(pts)})")
+    rep = g.reported[np.all(np.isfinite(g.reported), axis=1)]
+    ax.scatter(rep[:, 1], 100 * (1 - rep[:, 0]), s=34, color="#d62728", edgecolors="black",
+               linewidths=0.5, zorder=3, label=f"reported front ({len(rep)}), true hv ratio "
+                                               f"{g.hv_ratio:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("MACs (log scale)")
+    ax.set_ylabel(f"true accuracy (%, {g.metric})")
+    lo = 100 * (1 - max(g.truth[:, 0].max(), rep[:, 0].max() if len(rep) else 0.0))
+    ax.set_ylim(max(0.0, lo - 5), 100 * g.table_best + 1)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
 
 
 def write_grade(run: Run, g: Grade) -> None:
@@ -254,6 +288,9 @@ def write_grade(run: Run, g: Grade) -> None:
                      folder.file("pareto.html"),
                      title=f"{run.space}: {len(g.evaluated)} evaluated, graded by {g.table}",
                      quality_label=run.quality_label)
+    plot_grade(g, folder.file("graded.png"),
+               f"{run.space}: {len(g.evaluated)} evaluated ({run.quality_label}), graded")
 
 
-__all__ = ["Grade", "GradeError", "TOL", "TrueFront", "grade", "table_for", "true_front", "write_grade"]
+__all__ = ["Grade", "GradeError", "TOL", "TrueFront", "grade", "plot_grade", "table_for", "true_front",
+           "write_grade"]

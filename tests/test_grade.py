@@ -75,6 +75,7 @@ def test_grade_puts_the_tables_accuracy_beside_the_right_rows(scored_run, table,
     assert pf.loc[pf["source"] == "baseline", "true_accuracy"].isna().all()
     html = (scored_run / "pareto.html").read_text()
     assert "true accuracy" in html
+    assert (scored_run / "graded.png").stat().st_size > 10_000  # the graded plot
     # the best pick is the front's highest score; its true accuracy is printed
     g = grade(read_run(scored_run))
     search = pf[pf["source"] == "search"]
