@@ -92,8 +92,13 @@ class Throughput:
     def describe(self) -> str:
         if self.note:
             return self.note
-        return (f"{human(self.macs_per_s)}MAC/s + {self.act_s * 1e9:.2f} ns/activation + "
-                f"{self.step_s * 1e3:.2f} ms/layer/step, {self.candidate_s:.1f} s/candidate")
+        parts = []  # a term the fit left at zero is not printed (an infinite MAC rate)
+        if math.isfinite(self.macs_per_s):
+            parts.append(f"{human(self.macs_per_s)}MAC/s")
+        if self.act_s > 0 or not parts:
+            parts.append(f"{self.act_s * 1e9:.2f} ns/activation")
+        parts.append(f"{self.step_s * 1e3:.2f} ms/layer/step")
+        return f"{' + '.join(parts)}, {self.candidate_s:.1f} s/candidate"
 
 
 def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.0,
