@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from nas import checks
 from nas.cost import human, totals
 
 #: cost objectives (known from the spec before training) -> the archive column of each
@@ -144,13 +145,15 @@ class Coster:
             if self.latency_table is not None:
                 got["latency_ms"] = float(self.latency_table.predict(spec))
             if self.columns is not None:
-                got["columns"] = self._row(genome)
+                got["columns"] = self.row(genome)
             self._memo[aid] = got
             if len(self._memo) > self.capacity:
                 self._memo.popitem(last=False)
         return got
 
-    def _row(self, genome) -> dict:
+    def row(self, genome) -> dict:
+        """The cost table's row of ``genome``; ValueError naming it when the table lacks
+        it."""
         row = self.columns.lookup(genome)
         if row is None:
             raise ValueError(f"genome {self.columns.key(genome)} is not in the cost table "
@@ -202,10 +205,11 @@ def check_constraints(constraints: dict, columns: Any = None, *, later: bool = F
             if v is not None and not isinstance(v, dict):
                 raise ValueError(f"constraints.max={v!r} is invalid; give column limits, "
                                  f"e.g. +constraints.max.raspi4_latency_ms=20")
+            known = set(COSTS) | set(LIMITS.values()) | set(
+                columns.frame.columns if columns is not None else ())
             for col, lim in (v or {}).items():
-                _check_limit(f"constraints.max.{col}", lim)
-                known = set(COSTS) | set(LIMITS.values()) | set(
-                    columns.frame.columns if columns is not None else ())
+                checks.number(f"constraints.max.{col}", lim, lo=0.0, lo_open=True,
+                              none="no limit")
                 if str(col) not in known and not (later and columns is None):
                     raise ValueError(
                         f"constraints.max.{col}: no column {col!r}; limits apply to "
@@ -217,14 +221,8 @@ def check_constraints(constraints: dict, columns: Any = None, *, later: bool = F
         if key not in LIMITS:
             raise ValueError(f"constraints.{key} is not a constraint; use "
                              f"{', '.join(LIMITS)} or max.COL")
-        _check_limit(f"constraints.{key}", v)
+        checks.number(f"constraints.{key}", v, lo=0.0, lo_open=True, none="no limit")
 
-
-def _check_limit(name: str, v: Any) -> None:
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise ValueError(f"{name}={v!r} is invalid; pass a positive number (null: no limit)")
 
 
 def make_feasible(coster: Coster, constraints: dict):

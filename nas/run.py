@@ -39,6 +39,7 @@ from omegaconf import OmegaConf
 from nas import pareto, registry
 from nas.archive import Archive, final_rows
 from nas.objectives import column_label
+from nas.objectives import cost_column as objective_column
 from nas.safe_load import UnsafeFileError, load_state_bytes
 
 CONFIG = "config.yaml"
@@ -350,7 +351,7 @@ def cost_column(cost: str, frame: pd.DataFrame | None = None) -> str:
     """``macs`` / ``params`` / ``activations`` / ``latency_ms`` (``latency`` is accepted for
     the last, ``min:COL`` for ``COL``), or a cost-table column (a device's latency) that
     ``frame`` (when given) has."""
-    col = "latency_ms" if cost == "latency" else str(cost).removeprefix("min:")
+    col = objective_column(str(cost))
     known = col in COST_LABELS or (frame is not None and col in frame.columns) or (
         frame is None and col not in EVALUATED_COLUMNS and col.isidentifier())
     if not known:
