@@ -132,9 +132,13 @@ class Search:
             G = self.space.all_canonical(limit=20_000)
             if G is None:
                 G = self.space.sample(200, np.random.default_rng(0))
+            carried = isinstance(table, CarriedLatencyTable)
             for g in G:
-                try:
-                    self.coster.info(g)
+                try:  # a table row needs only the genome; a carried latency, its spec
+                    if carried:
+                        self.coster.info(g)
+                    else:
+                        self.coster.row(g)
                 except ValueError as e:
                     raise SearchError(str(e)) from None
         self.feasible, self.constrained = make_feasible(self.coster, constraints)
