@@ -192,24 +192,21 @@ def table_for(run: Run, source: str | None = None) -> tuple[Table, Any, str]:
     return table, space, metric
 
 
-def _genomes(frame: pd.DataFrame) -> list[tuple[int, ...] | None]:
+def _genomes(frame: pd.DataFrame, space: Any) -> list[tuple[int, ...] | None]:
+    """Each row's genome (the space's own text form, ``1-0-2-...``); None where a row has
+    none the space reads."""
     out: list[tuple[int, ...] | None] = []
     for g in frame.get("genome", pd.Series([None] * len(frame))):
         try:
-            text = str(g).strip("[]() ")
-            out.append(tuple(int(x) for x in text.replace(",", " ").replace("-", " ").split())
-                       or None)
-        except ValueError:
+            out.append(tuple(space.parse_genome(str(g))))
+        except (TypeError, ValueError):
             out.append(None)
     return out
 
 
-def _true(frame: pd.DataFrame, table: Table, metric: str) -> np.ndarray:
-    vals = []
-    for g in _genomes(frame):
-        a = table.accuracy(g, metric) if g else None
-        vals.append(np.nan if a is None else a)
-    return np.array(vals, dtype=float)
+def _true(genomes: list[tuple[int, ...] | None], table: Table, metric: str) -> np.ndarray:
+    vals = [table.accuracy(g, metric) if g else None for g in genomes]
+    return np.array([np.nan if a is None else a for a in vals], dtype=float)
 
 
 def grade(run: Run, source: str | None = None) -> Grade:
@@ -217,15 +214,23 @@ def grade(run: Run, source: str | None = None) -> Grade:
     table, space, metric = table_for(run, source)
     tf = true_front(space, table, metric)
     ev = run.evaluated.copy()
-    ev["true_accuracy"] = _true(ev, table, metric)
+    ev_genomes = pd.Series(_genomes(ev, space), index=ev.index, dtype=object)
+    ev["true_accuracy"] = _true(list(ev_genomes), table, metric)
     pf = run.pareto.copy()
-    pf["true_accuracy"] = _true(pf, table, metric) if len(pf) else []
+    pf_genomes = _genomes(pf, space)
+    pf["true_accuracy"] = _true(pf_genomes, table, metric)
     if len(pf) and "source" in pf:
         pf.loc[pf["source"] == "baseline", "true_accuracy"] = np.nan
-    search = pf[pf["source"] == "search"] if len(pf) and "source" in pf else pf.iloc[:0]
-    macs = {g: totals(space.decode(g))[0] for g in _genomes(search) if g}
+    is_search = (pf["source"] == "search").to_numpy() if "source" in pf else np.zeros(
+        len(pf), bool)
+    search = pf[is_search]
+    search_genomes = [g for g, s in zip(pf_genomes, is_search) if s]
+    ok = run.ok
+    ok_genomes = list(ev_genomes[ok.index])
+    # MACs of the networks the table was measured on, once per genome
+    macs = {g: totals(space.decode(g))[0] for g in {*ok_genomes, *search_genomes} if g}
     F = np.array([[1.0 - t, macs.get(g, np.nan)] for g, t in
-                  zip(_genomes(search), search["true_accuracy"])], dtype=float).reshape(-1, 2)
+                  zip(search_genomes, search["true_accuracy"])], dtype=float).reshape(-1, 2)
     best: dict = {}
     if len(search):
         q = quality(search).to_numpy(float)
@@ -236,10 +241,8 @@ def grade(run: Run, source: str | None = None) -> Grade:
                         else f"{label} {float(r['score']):.4g}")
             best = {"name": str(r.get("arch_id", r.get("name", ""))), "measured": measured,
                     "true_accuracy": float(r["true_accuracy"])}
-    ok = run.ok
     ok_true = ev.loc[ok.index, "true_accuracy"].to_numpy(float)
-    ok_macs = np.array([totals(space.decode(g))[0] if g else np.nan
-                        for g in _genomes(ok)], dtype=float)
+    ok_macs = np.array([macs.get(g, np.nan) for g in ok_genomes], dtype=float)
     found = tf.found(np.column_stack([1.0 - ok_true, ok_macs]))
     return Grade(table=table.source, metric=metric, evaluated=ev, pareto=pf,
                  true_front_points=len(tf.F), networks=tf.n, hv_ratio=tf.hv_ratio(F),
