@@ -111,8 +111,11 @@ class Search:
             check_constraints(constraints, columns)
         except (TableError, ValueError) as e:
             raise SearchError(str(e)) from None
-        needs_columns = any(o.startswith("min:") for o in self.cost_names) or any(
-            c not in COSTS.values() for c in limits_of(constraints))
+        self.cost_col = cost_column(self.cost_names[0])
+        self.cost_cols = [cost_column(c) for c in self.cost_names]
+        #: cost-table columns the archive keeps per network (objectives and limits)
+        self.column_names = [c for c in dict.fromkeys(self.cost_cols + list(limits_of(
+            constraints))) if c not in COSTS.values()]
         table = None
         if "latency" in self.cost_names or cfg.constraints.get("max_latency_ms"):
             lat = cfg.get("latency", {}) or {}
@@ -124,7 +127,7 @@ class Search:
             except ValueError as e:
                 raise SearchError(str(e)) from None
         self.coster = Coster(self.space, tuple(self.cost_names), table,
-                             columns=columns if needs_columns else None)
+                             columns=columns if self.column_names else None)
         if self.coster.columns is not None or isinstance(table, CarriedLatencyTable):
             # every network the search may propose (a finite space's every one, else a
             # sample) must be in the cost table and the carried latency table: said now,
@@ -146,11 +149,6 @@ class Search:
             check_satisfiable(self.space, self.coster, self.feasible, constraints)
         except ValueError as e:
             raise SearchError(str(e)) from None
-        self.cost_col = cost_column(self.cost_names[0])
-        self.cost_cols = [cost_column(c) for c in self.cost_names]
-        #: cost-table columns the archive keeps per network (objectives and limits)
-        self.column_names = [c for c in dict.fromkeys(self.cost_cols + list(limits_of(
-            constraints))) if c not in COSTS.values()]
         self.fidelity = fidelity_of(cfg)
         if self.table is not None:
             self.fidelity = {"table": self.table.source,
@@ -165,12 +163,14 @@ class Search:
         # scores): the front's weights (keep_weights) and successive halving's checkpoints
         self.trains = ev_cfg.get("backend") not in ("table", "supernet", "zero_cost")
         self.proxy_features = None  # surrogate.features: made when the run starts
-        features = list(cfg.surrogate.get("features") or [])
-        if features and cfg.algorithm.get("name") == "surrogate":
+        #: zero-cost proxies the surrogate search's predictor takes as features
+        self.features = (list(cfg.surrogate.get("features") or [])
+                         if cfg.algorithm.get("name") == "surrogate" else [])
+        if self.features:
             info = registry.data_info(OmegaConf.to_container(cfg.data, resolve=True))
             if info.in_channels != self.in_channels:
                 raise SearchError(
-                    f"surrogate.features={features} computes zero-cost proxies on a batch of "
+                    f"surrogate.features={self.features} computes zero-cost proxies on a batch of "
                     f"the search's data, but data={info.name} has {info.in_channels} "
                     f"channel(s) and the {self.space.name} space's networks take "
                     f"{self.in_channels}; pass the data they were made for (e.g. "
@@ -662,12 +662,11 @@ class Search:
                                  self.space.name, self.keep_weights,
                                  quality_label(OmegaConf.to_container(cfg, resolve=True)),
                                  columns=self.column_names)
-        features = list(cfg.surrogate.get("features") or [])
-        if features and cfg.algorithm.get("name") == "surrogate":
+        if self.features:
             cache = cfg.surrogate.get("proxy_cache") or self.run_dir / "proxies.sqlite"
             proxy_seed = int(cfg.surrogate.get("proxy_seed", 0))
             self.proxy_features = ProxyFeatures(
-                self.space, features, data=OmegaConf.to_container(cfg.data, resolve=True),
+                self.space, self.features, data=OmegaConf.to_container(cfg.data, resolve=True),
                 train=OmegaConf.to_container(cfg.train, resolve=True), cache=cache,
                 seed=proxy_seed, progress=self._proxy_progress if cfg.get("progress", True)
                 else None)
