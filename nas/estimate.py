@@ -14,7 +14,7 @@ second), ``q`` (training seconds per activation per image), ``s`` and ``v`` (fix
 per layer of a training step and of a validation batch) are measured on this machine in a
 few seconds by timing training steps of four sampled networks of the space (its smallest,
 quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at two batch
-sizes (at most 8 and 32): the difference between the two gives each network's seconds per
+sizes (at most 8 and 32; each timing the fastest step of two passes over all probes): the difference between the two gives each network's seconds per
 image, fitted by non-negative least squares on MACs and activations, and what remains of a
 step its fixed part, fitted on layers (timing one small batch alone lets the fixed part
 absorb compute, which a full batch then lacks). ``c`` (trainer, data module, first
@@ -65,6 +65,10 @@ ADVICE_ABOVE_S = 3600.0
 SAMPLES = 200
 #: the two batch sizes the throughput probes time (at most; the recipe's if smaller)
 MEASURE_BATCHES = (8, 32)
+#: seconds the training-step probes take per network and batch size, split over
+#: ``PROBE_ROUNDS`` passes over all of them (each timing is its fastest pass)
+PROBE_BUDGET_S = 0.5
+PROBE_ROUNDS = 2
 #: the ETA's pace (actual / estimated) starts as if this share of the run had gone as estimated
 ETA_PRIOR_SHARE = 0.1
 
@@ -103,9 +107,12 @@ class Throughput:
 
 def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.0,
                   clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median seconds of one training step (forward, backward, SGD) or one evaluation
-    forward of ``net`` on the batch ``(x, y)``, after one warm-up step, read on ``clock``
-    (``time.thread_time`` for one CPU thread: what the step costs, whatever else runs)."""
+    """Seconds of one training step (forward, backward, SGD) or one evaluation forward of
+    ``net`` on the batch ``(x, y)``: the fastest of up to 8 after one warm-up step, read on
+    ``clock`` (``time.thread_time`` for one CPU thread: what the step costs, whatever else
+    runs). The fastest, not the median: interruptions only add time, and a step inside
+    training runs warm (the median of a few isolated steps priced MBConv networks' training
+    1.3-1.4x above its measured time; RESULTS section 16)."""
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
@@ -124,11 +131,11 @@ def _step_seconds(net: Any, x: Any, y: Any, *, train: bool, budget_s: float = 1.
     t_end = time.perf_counter() + budget_s
     step()  # warm-up: allocations, kernel selection
     times: list[float] = []
-    while not times or (len(times) < 5 and time.perf_counter() < t_end):
+    while not times or (len(times) < 8 and time.perf_counter() < t_end):
         t0 = clock()
         step()
         times.append(clock() - t0)
-    return float(np.median(times))
+    return float(np.min(times))
 
 
 def leaf_modules(spec: ArchSpec) -> int:
@@ -144,7 +151,8 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
     """Time training steps of ``specs`` (networks of the space at several sizes: least
     squares of their seconds per image on MACs and activations give R and q, of their fixed
     seconds per step on layers s) and evaluation batches of the smallest (v), each at the
-    two batch sizes of `MEASURE_BATCHES`, then one two-batch
+    two batch sizes of `MEASURE_BATCHES` (each timing the fastest of `PROBE_ROUNDS` passes
+    over all of them, `PROBE_BUDGET_S` per network and batch), then one two-batch
     `train_spec` run of ``tiny`` on the real data config with the recipe's batch size (c;
     its validation split has ``val_images``), with ``threads`` (None: the recipe's) torch
     threads, on the CPU or the first GPU as the recipe would. Each of ``named`` (the
@@ -169,28 +177,45 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(batch, c, h, w, generator=gen).to(device)
         y = torch.randint(0, spec.num_classes, (batch,), generator=gen).to(device)
-        t = _step_seconds(build(spec, seed=0).to(device), x, y, train=is_train, budget_s=0.5,
-                          clock=clock)
+        t = _step_seconds(build(spec, seed=0).to(device), x, y, train=is_train,
+                          budget_s=PROBE_BUDGET_S / PROBE_ROUNDS, clock=clock)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return t
 
-    def per_image_and_fixed(spec: ArchSpec, is_train: bool) -> tuple[float, float]:
-        """(seconds per image, fixed seconds per step) of ``spec`` from two batch sizes."""
-        t1 = timed(spec, is_train, B1)
+    named = dict(named or {})
+    probes = [*specs, tiny]
+    # every (network, train?, batch) timing, the fastest of PROBE_ROUNDS passes over all of
+    # them: a slow spell of the machine (seconds long, seen here: 1.5-1.8x on every step
+    # of one probe) then costs one pass, not the estimate
+    keys = [(i, True, b) for i in range(len(probes)) for b in dict.fromkeys((B1, B2))]
+    keys += [(0, False, b) for b in dict.fromkeys((B1, B2))]
+    keys += [(name, True, b) for name in named for b in dict.fromkeys((B1, B2))]
+    best: dict = {}
+
+    def spec_of(key) -> ArchSpec:
+        return named[key] if isinstance(key, str) else probes[key]
+
+    def per_image_and_fixed(key, is_train: bool) -> tuple[float, float]:
+        """(seconds per image, fixed seconds per step) of probe ``key`` from two batch
+        sizes."""
+        t1 = best[(key, is_train, B1)]
         if B2 == B1:
             return t1 / B1, 0.0
-        t2 = timed(spec, is_train, B2)
+        t2 = best[(key, is_train, B2)]
         per_image = max(0.0, (t2 - t1) / (B2 - B1))
         return per_image, max(0.0, t1 - B1 * per_image)
 
     with torch_threads(threads):
-        probes = [*specs, tiny]
+        for _ in range(PROBE_ROUNDS):
+            for key in keys:
+                t = timed(spec_of(key[0]), key[1], key[2])
+                best[key] = min(best.get(key, math.inf), t)
         sizes = [totals(sp) for sp in probes]
         macs = np.array([float(m) for m, _, _ in sizes])
         acts = np.array([float(a) for _, _, a in sizes])
         layers = np.array([float(leaf_modules(sp)) for sp in probes])
-        timings = np.array([per_image_and_fixed(sp, True) for sp in probes])
+        timings = np.array([per_image_and_fixed(i, True) for i in range(len(probes))])
         # seconds per image = 3 MACs / R + activations * q; fixed seconds = layers * s
         (slope, act_s), _ = nnls(np.column_stack([TRAIN_MACS_FACTOR * macs, acts]),
                                  timings[:, 0])
@@ -198,11 +223,11 @@ def measure_throughput(specs: Sequence[ArchSpec], *, data: Mapping, train: Any,
             slope = float(timings[:, 0].sum() / (TRAIN_MACS_FACTOR * macs).sum())
         rate = 1.0 / float(slope) if slope > 0 else float("inf")
         (step,), _ = nnls(layers[:, None], timings[:, 1])
-        _, ev_fixed = per_image_and_fixed(specs[0], False)
+        _, ev_fixed = per_image_and_fixed(0, False)
         eval_step = ev_fixed / layers[0]
         rates = {}
-        for name, spec in (named or {}).items():
-            per_image, _ = per_image_and_fixed(spec, True)
+        for name, spec in named.items():
+            per_image, _ = per_image_and_fixed(name, True)
             m = float(totals(spec)[0])
             rates[name] = TRAIN_MACS_FACTOR * m / per_image if per_image > 0 and m else rate
         # c: a real candidate of two training batches, minus what the model above says
