@@ -23,7 +23,9 @@ from omegaconf import OmegaConf
 from nas import run as RF
 from nas.checkpoints import read_checkpoint, read_weights
 from nas.commands.export import main as export_main
+from nas.commands.schema import OverrideOrderError, check_override_order
 from nas.commands.search import run_search
+from nas.config import CONF_DIR
 from nas.safe_load import UnsafeFileError, load_state_bytes
 from nas.search import SearchError
 from nas.spec import ArchSpec
@@ -379,7 +381,6 @@ def test_every_key_conf_declares_is_accepted():
     """The schema is conf/ itself: every option of every group, composed into each command
     that reads the group, passes the key check (no false refusal)."""
     from nas.commands.schema import GROUPS, check_keys
-    from nas.config import CONF_DIR
 
     for command, groups in GROUPS.items():
         base = {"train": ["arch=lenet5"], "search": ["+space=mobile"],
@@ -391,8 +392,11 @@ def test_every_key_conf_declares_is_accepted():
                 prefix = "+" if group == "space" else ""
                 ov = [o for o in base if not o.startswith(f"+{group}=")]
                 check_keys(_compose(command, [*ov, f"{prefix}{group}={option}"]), command)
-    for experiment in ("compare", "tune_proxy"):
-        check_keys(_compose("tune", ["+space=mobile", f"+experiment={experiment}"]), "tune")
+    for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):  # every experiment
+        space = "nb201" if path.stem.startswith("nb201") else "mobile"
+        for command in ("tune",) if path.stem.startswith("tune") else ("search", "tune"):
+            check_keys(_compose(command, [f"+space={space}", f"+experiment={path.stem}"]),
+                       command)
 
 
 def test_hydra_composition_errors_are_one_line(tmp_path):
@@ -405,6 +409,30 @@ def test_hydra_composition_errors_are_one_line(tmp_path):
                 cwd=tmp_path)
         assert text in one_line_error(p), p.stderr
         assert not (tmp_path / "r").exists()
+
+
+def test_an_experiment_that_sets_the_space_must_follow_it(tmp_path):
+    """Hydra merges +group overrides in order: an experiment's space.* keys placed before
+    +space= would be silently overwritten, so that order is refused (for every experiment
+    that sets space keys); an experiment without space keys may come first."""
+    setting_space = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")
+                           if "space" in OmegaConf.load(p))
+    assert "nb201_c1r16e2s20" in setting_space
+    for exp in setting_space:
+        with pytest.raises(OverrideOrderError, match=rf"\+experiment={exp} sets space keys"):
+            check_override_order([f"+experiment={exp}", "data.root=x", "+space=nb201"])
+        check_override_order(["+space=nb201", f"+experiment={exp}"])  # the working order
+    check_override_order(["+experiment=compare", "+space=mobile"])  # no space keys
+    p = cli("nas.search", "+experiment=nb201_c1r16e2s20", "+space=nb201",
+            f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert one_line_error(p) == (
+        "error: +experiment=nb201_c1r16e2s20 sets space keys (cells, resolution) and must "
+        "come after +space=nb201, which would overwrite them: pass +space=nb201 "
+        "+experiment=nb201_c1r16e2s20")
+    assert not (tmp_path / "r").exists()
+    # in the working order the reductions hold
+    cfg = _compose("search", ["+space=nb201", "+experiment=nb201_c1r16e2s20"])
+    assert (cfg.space.cells, cfg.space.resolution, cfg.train.epochs) == (1, 16, 2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from nas.commands.schema import unknown_key
+from nas.commands.schema import check_override_order, unknown_key
 from nas.config import COMMANDS, CONF_DIR
 from nas.cost import human
 from nas.registry import Registry
@@ -202,6 +202,7 @@ def hydra_app(command: str, task: Callable[[Any, Path, list[str]], Any]) -> None
         sweep = hc.mode == RunMode.MULTIRUN
         try:
             with sigterm_interrupts():
+                check_override_order(list(hc.overrides.task))
                 check(cfg)
                 return task(cfg, run_dir, list(hc.overrides.task))
         except KeyboardInterrupt as e:
@@ -256,6 +257,7 @@ class SweepReport(Callback):
         check = CHECKS.get(self.command)
         for i, job in enumerate(self.jobs):
             try:
+                check_override_order(job)
                 cfg = hydra.compose(config_name=COMMANDS[self.command], overrides=job)
                 check(cfg)
             except (HydraException, OmegaConfBaseException, *user_errors()) as e:

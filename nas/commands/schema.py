@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nas import registry
-from nas.config import COMMANDS, options, primary
+from nas.config import COMMANDS, CONF_DIR, options, primary
 from nas.train import TrainConfig
 
 #: config groups each command reads (``space`` is added with ``+space=``)
@@ -145,3 +145,31 @@ def check_keys(cfg: DictConfig | Mapping, command: str) -> None:
 
 __all__ = ["ConfigKeyError", "DISCRIMINATORS", "GROUPS", "OPEN", "check_keys", "group_keys",
            "unknown_key"]
+
+
+class OverrideOrderError(ValueError):
+    """An experiment that configures the space given before ``+space=``."""
+
+
+def check_override_order(overrides: list[str]) -> None:
+    """Hydra merges ``+group=option`` overrides in the order given, so an experiment file
+    that sets ``space.*`` keys (``conf/experiment/nb201_c1r16e2s20.yaml``: one cell per
+    stage) placed before ``+space=`` would be overwritten by the space's defaults without
+    a word: refused, with the order that works."""
+    pos: dict[str, tuple[int, str]] = {}
+    for i, o in enumerate(overrides):
+        key, sep, value = o.partition("=")
+        if sep and key.lstrip("+~") in ("space", "experiment"):
+            pos.setdefault(key.lstrip("+~"), (i, value))
+    if "space" not in pos or "experiment" not in pos:
+        return
+    (i_exp, exp), (i_space, space) = pos["experiment"], pos["space"]
+    if i_exp > i_space:
+        return
+    path = CONF_DIR / "experiment" / f"{exp}.yaml"
+    doc = OmegaConf.load(path) if path.is_file() else {}
+    if isinstance(doc, DictConfig) and "space" in doc:
+        raise OverrideOrderError(
+            f"+experiment={exp} sets space keys ({', '.join(sorted(doc.space))}) and must come "
+            f"after +space={space}, which would overwrite them: pass +space={space} "
+            f"+experiment={exp}")
