@@ -176,6 +176,29 @@ def test_same_seed_same_floats_other_seed_other_weights(space):
     assert all(other[p] != first[p] for p in ("synflow", "snip", "grasp", "zen"))
 
 
+def test_pytorch_init_is_each_layers_default_and_deterministic(space):
+    spec = space.decode(BEST)
+    x, y = batch(9)
+    kaiming = Z.scores(NETWORK, spec, x, y, seed=0)
+    pytorch = Z.scores(NETWORK, spec, x, y, seed=0, init="pytorch")
+    assert Z.scores(NETWORK, spec, x, y, seed=0, init="pytorch") == pytorch  # bit for bit
+    assert pytorch != kaiming
+    # the weights the proxies see are PyTorch's: a freshly constructed layer under the seed
+    with torch.random.fork_rng(devices=[]):
+        net = build(spec, seed=0)
+        torch.manual_seed(0)
+        for m in net.modules():
+            if callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
+    assert Z.measure(NETWORK, net, x, y, seed=0) == pytorch
+    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    bound = 1.0 / math.sqrt(conv.weight[0].numel())  # kaiming_uniform(a=sqrt(5)): U(-b, b)
+    assert float(conv.weight.abs().max()) <= bound
+    with pytest.raises(ValueError, match="init='xavier' is invalid; pass one of kaiming, "
+                                         "pytorch"):
+        Z.scores(NETWORK, spec, x, y, init="xavier")
+
+
 def test_a_call_changes_nothing_of_the_caller(space):
     # no dropout draws from the global generator, default dtype kept, tensors untouched
     spec = ArchSpec.from_string("3x8x8 cba_c8 cba_c8 head_c10_p0.5")

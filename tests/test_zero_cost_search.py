@@ -111,6 +111,21 @@ def test_a_non_finite_proxy_fails_its_candidate_with_the_reason(tmp_path, monkey
     assert failed["score"].isna().all() and failed["error"].isna().all()
 
 
+def test_pytorch_init_scores_other_weights_and_is_recorded(tmp_path):
+    runs = {}
+    for init in ("kaiming", "pytorch"):
+        run_search(cfg_of("evaluator.proxy=grasp", f"evaluator.init={init}",
+                          "budget.evaluations=4", "budget.initial=4"), tmp_path / init)
+        with sqlite3.connect(tmp_path / init / "archive.sqlite") as con:
+            fid = dict(con.execute("SELECT arch_id, fidelity FROM records").fetchall())
+        ev = pd.read_csv(tmp_path / init / "evaluated.csv")
+        runs[init] = {a: (s, json.loads(fid[a])) for a, s in zip(ev["arch_id"], ev["score"])}
+    assert runs["kaiming"].keys() == runs["pytorch"].keys()  # the same networks, other scores
+    assert all(runs["kaiming"][a][0] != runs["pytorch"][a][0] for a in runs["kaiming"])
+    assert all(f.get("init") == "pytorch" for _, f in runs["pytorch"].values())
+    assert all("init" not in f for _, f in runs["kaiming"].values())  # archives as before
+
+
 def test_combination_scores_every_proxy_and_keeps_them(tmp_path):
     run_search(cfg_of("evaluator.proxy=z_mean", "evaluator.combine=[synflow,macs]",
                       "budget.evaluations=6", "budget.initial=6"), tmp_path / "run")
@@ -127,6 +142,8 @@ def test_combination_scores_every_proxy_and_keeps_them(tmp_path):
     ("evaluator.combine=[synflow,jaccov]", "unknown zero-cost proxy 'jaccov'"),
     ("evaluator.combine=[synflow]", "evaluator.combine=['synflow'] goes with a combination"),
     ("evaluator.reference=1", "evaluator.reference=1 is invalid"),
+    ("evaluator.init=pytroch", "unknown initialisation 'pytroch' (did you mean pytorch?); "
+                               "known: kaiming, pytorch (evaluator.init=NAME)"),
     ("fidelity=sha", "evaluator=zero_cost trains none; drop fidelity=sha"),
 ])
 def test_bad_zero_cost_options_are_refused_before_any_file(tmp_path, override, needle):

@@ -217,16 +217,18 @@ class ZeroCostTask(Task):
         batch: images of the batch (default: each proxy's :data:`nas.zero_cost.BATCH`).
         reference: random networks of the space in the reference sample.
         seed: seeds the batch, the networks' initial weights and the reference sample.
+        init: the initial weights the proxies see (:data:`nas.zero_cost.INITS`).
     """
 
     name = "zero_cost"
 
     def __init__(self, *, proxy: str = "z_mean", combine: Sequence[str] | None = None,
                  batch: int | None = None, reference: int = 64, seed: int = 0,
-                 **common: Any) -> None:
+                 init: str = "kaiming", **common: Any) -> None:
         super().__init__(**common)
         proxies = check_zero_cost_options(proxy=proxy, combine=combine, batch=batch,
-                                          reference=reference, seed=seed)
+                                          reference=reference, seed=seed, init=init)
+        self.init = init
         self.proxy, self.proxies = proxy, tuple(dict.fromkeys(proxies))
         self.method = proxy if proxy in zero_cost.COMBINATIONS else "z_mean"
         self.batches = {p: int(batch or zero_cost.BATCH[p]) for p in self.proxies}
@@ -239,7 +241,8 @@ class ZeroCostTask(Task):
     def fidelity(self) -> dict:
         return {"evaluator": "zero_cost", "proxy": self.proxy,
                 "proxies": list(self.proxies), "reference": self.n_reference,
-                "proxy_seed": self.seed}
+                "proxy_seed": self.seed,
+                **({"init": self.init} if self.init != "kaiming" else {})}
 
     def check_space(self, space: Any) -> None:
         """Score the reference sample of ``space`` in this process (once per search; a
@@ -255,7 +258,7 @@ class ZeroCostTask(Task):
             t0 = time.perf_counter()
             try:
                 values = proxy_values(self.proxies, spec, self.data, self.train,
-                                      self.batches, self.seed)
+                                      self.batches, self.seed, init=self.init)
             except zero_cost.ProxyError as e:
                 failed.append(str(e))
                 continue
@@ -276,11 +279,13 @@ class ZeroCostTask(Task):
                 "data": self.data, "train": self.train.to_dict(),
                 "options": {"proxy": self.proxy, "method": self.method,
                             "proxies": list(self.proxies), "batches": self.batches,
-                            "seed": self.seed, "reference": self.reference}}
+                            "seed": self.seed, "init": self.init,
+                            "reference": self.reference}}
 
 
 def check_zero_cost_options(*, proxy: Any = "z_mean", combine: Any = None, batch: Any = None,
-                            reference: Any = 64, seed: Any = 0, **_: Any) -> tuple[str, ...]:
+                            reference: Any = 64, seed: Any = 0, init: Any = "kaiming",
+                            **_: Any) -> tuple[str, ...]:
     """The proxies ``evaluator=zero_cost`` computes with these options; ValueError naming
     the option and the fix otherwise (a search calls it before it writes anything)."""
     if proxy in zero_cost.COMBINATIONS:
@@ -306,6 +311,8 @@ def check_zero_cost_options(*, proxy: Any = "z_mean", combine: Any = None, batch
         checks.integer("evaluator.batch", batch, lo=1)
     checks.integer("evaluator.reference", reference, lo=2)
     checks.integer("evaluator.seed", seed, lo=0)
+    if init not in zero_cost.INITS:
+        raise checks.unknown("initialisation", init, zero_cost.INITS, "evaluator.init=NAME")
     return tuple(dict.fromkeys(proxies))
 
 
@@ -329,9 +336,10 @@ def proxy_batch(data: Mapping, train: TrainConfig | Mapping, resolution: int, n:
 
 def proxy_values(proxies: Sequence[str], spec: ArchSpec, data: Mapping,
                  train: TrainConfig | Mapping, batches: Mapping[str, int],
-                 seed: int) -> dict[str, float]:
-    """Each proxy of ``spec``, proxies of one batch size sharing the passes they can; the
-    batch is loaded once per process, data set, resolution and size."""
+                 seed: int, init: str = "kaiming") -> dict[str, float]:
+    """Each proxy of ``spec`` (its weights initialised as ``init`` says), proxies of one
+    batch size sharing the passes they can; the batch is loaded once per process, data set,
+    resolution and size."""
     res = int(spec.input[1])
     train_d = TrainConfig.from_any(train).to_dict()
     out: dict[str, float] = {}
@@ -339,7 +347,7 @@ def proxy_values(proxies: Sequence[str], spec: ArchSpec, data: Mapping,
         group = [p for p in proxies if int(batches[p]) == size]
         x, y = PROCESS_CACHE.get(f"proxy_batch:{res}:{size}", [data, train_d, seed],
                                  lambda size=size: proxy_batch(data, train_d, res, size, seed))
-        out.update(zero_cost.scores(group, spec, x, y, seed=seed))
+        out.update(zero_cost.scores(group, spec, x, y, seed=seed, init=init))
     return out
 
 
@@ -418,7 +426,7 @@ def _proxy(task: Mapping) -> Result:
     opts = task["options"]
     spec = ArchSpec.from_json(task["spec"])
     values = proxy_values(opts["proxies"], spec, task["data"], task["train"], opts["batches"],
-                          opts["seed"])
+                          opts["seed"], init=opts.get("init", "kaiming"))
     err = zero_cost.error(values, opts["reference"], method=opts["method"])
     proxy = opts["proxy"]
     score = (zero_cost.combine(values, opts["reference"], method=proxy)

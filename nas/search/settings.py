@@ -60,12 +60,15 @@ def show_value(v: Any) -> str:
 
 def fidelity_of(cfg: DictConfig) -> dict:
     """What every result of a training search was measured with, for the archive (for
-    zero-cost scores: the proxy, its combination, batch, reference sample and seed)."""
+    zero-cost scores: the proxy, its combination, batch, reference sample, seed and, where
+    not the default, the initial weights)."""
     ev = OmegaConf.to_container(cfg.evaluator, resolve=True)
     if ev.get("backend") == "zero_cost":
         keys = ("proxy", "combine", "batch", "reference", "seed")
+        init = ev.get("init") or "kaiming"  # absent from archives written before the option
         return {"data": cfg.data.get("name"), "evaluator": "zero_cost",
-                **{k: ev.get(k) for k in keys if ev.get(k) is not None}}
+                **{k: ev.get(k) for k in keys if ev.get(k) is not None},
+                **({"init": init} if init != "kaiming" else {})}
     t = OmegaConf.to_container(cfg.train, resolve=True)
     keys = ("epochs", "batch_size", "train_fraction", "val_fraction", "optimizer", "lr",
             "limit_train_batches")
