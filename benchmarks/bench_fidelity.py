@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau, spearmanr
 
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="score only the first N networks of the sample (a quick check)")
     p.add_argument("--out", type=Path, default=Path("runs/fidelity"), help="output folder")
     p.add_argument("--plot", type=Path, default=None, help="cost-fidelity plot (PNG)")
+    p.add_argument("--grade-only", action="store_true",
+                   help="score nothing: grade the rows OUT/scores.csv holds for each --eval "
+                        "(an evaluator scored on part of the sample is graded on that part)")
     p.add_argument("--combine", action="append", default=[],
                    metavar="'NAME: METHOD SOURCE p1,p2'",
                    help="a zero-cost combination (z_mean or rank_mean) of proxies that the "
@@ -208,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, rest = spec.partition(":")
         name = name.strip()
         names.append(name)
-        score(name, rest.split(), sample, args.root, out_csv)
+        if not args.grade_only:
+            score(name, rest.split(), sample, args.root, out_csv)
     if not out_csv.exists():
         print("nothing scored yet: pass --eval 'NAME: OVERRIDES'", file=sys.stderr)
         return 2
@@ -234,12 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot is not None and "rho" in summary:
         fig = Figure(figsize=(6.5, 4.2), dpi=110)
         ax = fig.subplots()
+        # a combination's per-proxy rows share its CPU time: plotted are the evaluators
         s = summary.dropna(subset=["rho"])
+        s = s[~s["evaluator"].str.contains(":")]
         ax.scatter(s["cpu_s"].clip(lower=1e-3), s["rho"], color="tab:blue")
         for _, r in s.iterrows():
-            ax.annotate(r["evaluator"], (max(r["cpu_s"], 1e-3), r["rho"]), fontsize=7,
+            label = r["evaluator"] + (f" ({int(r['networks'])} networks)"
+                                      if int(r["networks"]) < len(sample) else "")
+            ax.annotate(label, (max(r["cpu_s"], 1e-3), r["rho"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        lo, hi = ax.get_xlim()
+        ax.set_xticks([t for t in (0.01, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+                       if lo <= t <= hi])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("CPU seconds per network (log)")
         ax.set_ylabel("Spearman rho with NAS-Bench-201")
         ax.set_title(f"Cost and fidelity of evaluators ({len(sample)} networks)")
