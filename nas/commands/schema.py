@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nas import registry
-from nas.config import COMMANDS, CONF_DIR, options, primary
+from nas.config import COMMANDS, CONF_DIR, options, primary, yaml_keys
 from nas.train import TrainConfig
 
 #: config groups each command reads (``space`` is added with ``+space=``)
@@ -159,17 +159,18 @@ def check_override_order(overrides: list[str]) -> None:
     pos: dict[str, tuple[int, str]] = {}
     for i, o in enumerate(overrides):
         key, sep, value = o.partition("=")
-        if sep and key.lstrip("+~") in ("space", "experiment"):
-            pos.setdefault(key.lstrip("+~"), (i, value))
+        key = key.lstrip("+~")
+        if sep and key in ("space", "experiment"):
+            pos.setdefault(key, (i, value))
     if "space" not in pos or "experiment" not in pos:
         return
     (i_exp, exp), (i_space, space) = pos["experiment"], pos["space"]
     if i_exp > i_space:
         return
     path = CONF_DIR / "experiment" / f"{exp}.yaml"
-    doc = OmegaConf.load(path) if path.is_file() else {}
-    if isinstance(doc, DictConfig) and "space" in doc:
+    sets = yaml_keys(path).get("space") if path.is_file() else None
+    if isinstance(sets, dict):
         raise OverrideOrderError(
-            f"+experiment={exp} sets space keys ({', '.join(sorted(doc.space))}) and must come "
+            f"+experiment={exp} sets space keys ({', '.join(sorted(sets))}) and must come "
             f"after +space={space}, which would overwrite them: pass +space={space} "
             f"+experiment={exp}")
