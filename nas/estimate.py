@@ -8,25 +8,25 @@ batches of ``B``, a network of ``M`` forward MACs per image)::
 
 with ``L`` the network's layers (leaf modules: each costs kernel launches and Python work
 per batch whatever its size) and ``A`` its activations per image (every layer's output
-elements: the memory-bound work of BN, activations, pooling and additions, which MACs do
-not count; NAS-Bench-201's cells are full of it). ``R`` (forward-MAC equivalents per
-second), ``q`` (training seconds per activation per image), ``s`` and ``v`` (fixed seconds
-per layer of a training step and of a validation batch) are measured on this machine in a
-few seconds by timing training steps of four sampled networks of the space (its smallest,
-quartiles and median by MACs) and of LeNet-5 with the recipe's thread count at two batch
-sizes (at most 8 and 32; each timing the fastest step of two passes over all probes): the difference between the two gives each network's seconds per
-image, fitted by non-negative least squares on MACs and activations, and what remains of a
-step its fixed part, fitted on layers (timing one small batch alone lets the fixed part
-absorb compute, which a full batch then lacks). ``c`` (trainer, data module, first
-batches) by one real, two-batch `nas.train.train_spec` run of LeNet-5. Each baseline's training step is timed
-too and gives it its own ``R`` (dense convolutions run at several times the MAC rate of a
-space of depthwise ones). A training
-step costs about three forward passes: the backward pass computes the gradients with
-respect to the activations and to the weights, each about one forward's MACs (Kaplan et al.
-2020, "Scaling Laws for Neural Language Models", sec. 2.1: training compute ~ 6N per token
-against 2N forward). MACs are exact (`nas.cost`); candidates count at the mean MACs of
-feasible samples of the space, baselines at their own. The run takes the sum over
-candidates and baselines divided by the evaluator's concurrent slots.
+elements: the memory-bound work of BN, activations, pooling and additions, which MACs do not
+count; NAS-Bench-201's cells are full of it). ``R`` (forward-MAC equivalents per second),
+``q`` (training seconds per activation per image), ``s`` and ``v`` (fixed seconds per layer
+of a training step and of a validation batch) are measured on this machine in a few seconds
+by timing training steps of four sampled networks of the space (its smallest, quartiles and
+median by MACs) and of LeNet-5 with the recipe's thread count at two batch sizes (at most 8
+and 32; each timing the fastest step of two passes over all probes): the difference between
+the two gives each network's seconds per image, fitted by non-negative least squares on MACs
+and activations, and what remains of a step its fixed part, fitted on layers (timing one
+small batch alone lets the fixed part absorb compute, which a full batch then lacks). ``c``
+(trainer, data module, first batches) by one real, two-batch `nas.train.train_spec` run of
+LeNet-5. Each baseline's training step is timed too and gives it its own ``R`` (dense
+convolutions run at several times the MAC rate of a space of depthwise ones). A training
+step costs about three forward passes: the backward pass computes the gradients with respect
+to the activations and to the weights, each about one forward's MACs (Kaplan et al. 2020,
+"Scaling Laws for Neural Language Models", sec. 2.1: training compute ~ 6N per token against
+2N forward). MACs are exact (`nas.cost`); candidates count at the mean MACs of feasible
+samples of the space, baselines at their own. The run takes the sum over candidates and
+baselines divided by the evaluator's concurrent slots.
 
 `estimate_search` builds the bill of a `nas.search.Search`; `Bill.report` prints it and,
 above `ADVICE_ABOVE_S`, the settings that would bring it down with their estimated effect;
