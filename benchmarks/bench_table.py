@@ -101,7 +101,8 @@ def measure(ev: pd.DataFrame, tf: TrueFront, budgets, tol: float, cost: str = "m
 
 def surrogate_taus(space, table, metric: str, cfg, sizes=(25, 50, 100, 200), seeds=range(5),
                    n_test: int = 1000) -> pd.DataFrame:
-    """Held-out Kendall tau of every surrogate model fitted on n random architectures."""
+    """Held-out Kendall tau of every surrogate model fitted on n random architectures, and
+    the CPU seconds each fit took."""
     from nas.algorithms import from_target, surrogate_inputs, to_target
     from nas.surrogate import SURROGATES, make_surrogate, rank_metrics
 
@@ -120,11 +121,13 @@ def surrogate_taus(space, table, metric: str, cfg, sizes=(25, 50, 100, 200), see
             tr = perm[:n]
             X = surrogate_inputs(space, G[tr], inputs, proxies=proxies)
             for name in SURROGATES:
+                start = time.process_time()
                 model = make_surrogate(name, seed=s).fit(X, to_target(y[tr], target))
+                fit_cpu_s = time.process_time() - start
                 pred = from_target(model.predict(Xt), target)
                 tau = rank_metrics(y[test], pred)["kendall_tau"]
                 rows.append({"seed": s, "n_train": n, "model": name, "tau": tau,
-                             "chosen": getattr(model, "chosen", name)})
+                             "fit_cpu_s": fit_cpu_s, "chosen": getattr(model, "chosen", name)})
     return pd.DataFrame(rows)
 
 
@@ -244,6 +247,9 @@ def main(args) -> None:
               f"on 1,000 others; mean over {args.taus} draws):")
         print(t.pivot_table(index="model", columns="n_train", values="tau").round(3)
               .to_string())
+        print("\nCPU seconds per fit (the same fits; median over the draws):")
+        print(t.pivot_table(index="model", columns="n_train", values="fit_cpu_s",
+                            aggfunc="median").round(2).to_string())
         chosen = t[t["model"] == "adaptive"].groupby("n_train")["chosen"].agg(
             lambda c: ", ".join(sorted(set(c))))
         print("adaptive chose: " + "; ".join(f"n={k}: {v}" for k, v in chosen.items()))
