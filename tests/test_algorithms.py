@@ -26,6 +26,10 @@ from nas.objectives import Coster
 # Small settings of every algorithm (each trains nothing, so a run takes well under a second).
 CONFIGS = {
     "surrogate": {"name": "surrogate", "generations": 3, "pop_size": 16},
+    "surrogate-improvement": {"name": "surrogate", "generations": 3, "pop_size": 16,
+                              "acquisition": "improvement"},
+    "surrogate-hypervolume": {"name": "surrogate", "generations": 3, "pop_size": 16,
+                              "acquisition": "hypervolume"},
     "nsga2": {"name": "nsga2"},
     "optuna": {"name": "optuna", "sampler": "nsga2", "population_size": 6},
     "random": {"name": "random"},
@@ -45,7 +49,7 @@ N_INITIAL, N_PER_ITERATION = 8, 4
 
 
 def test_every_algorithm_is_covered():
-    assert set(CONFIGS) == set(ALGORITHMS)
+    assert {c["name"] for c in CONFIGS.values()} == set(ALGORITHMS)
 
 
 class Synthetic:
@@ -201,3 +205,124 @@ def test_optuna_state_is_plain_data_and_resumes_between_ask_and_tell(sampler, pr
                                     for t in state["trials"]]}
 
     assert untimed(restored._state) == untimed(algo._state)
+
+
+class _Ids:
+    """The part of a space select_improvement reads: one id per genome."""
+
+    @staticmethod
+    def arch_id(g) -> str:
+        return "-".join(str(int(v)) for v in g)
+
+
+def _improvement(X, F, observed, n, sigma=0.1, seen=(), pending=()):
+    from types import SimpleNamespace
+
+    from nas.algorithms.surrogate_search import select_improvement
+
+    ctx = SimpleNamespace(space=_Ids(), seen=set(seen), pending=set(pending))
+    return select_improvement(ctx, np.array(X), np.array(F, float), None, n,
+                              observed=np.array(observed, float), sigma=sigma)
+
+
+# The evaluated front: error 0.30 at cost 10, error 0.20 at cost 20.
+OBSERVED = [[0.30, 10.0], [0.20, 20.0], [0.50, 15.0]]
+
+
+def test_improvement_picks_the_largest_margin_over_the_front_at_its_cost():
+    # Candidate (1,) at cost 12 is predicted 0.25 (below 0.30, the best costing <= 12);
+    # (2,) at cost 25 is predicted 0.19, a smaller margin under 0.20 in log error.
+    got = _improvement([[1], [2], [3]], [[0.25, 12], [0.19, 25], [0.40, 30]], OBSERVED, 1)
+    assert got == [(1,)]
+    # Cheaper than everything evaluated: nothing dominates it, it improves the front surely.
+    got = _improvement([[1], [2]], [[0.25, 12], [0.90, 5]], OBSERVED, 1)
+    assert got == [(2,)]
+
+
+def test_improvement_batches_by_believing_each_pick():
+    # Two near-copies at cost 12-13 and one smaller gain at cost 30. Believing the first
+    # pick (0.22 at cost 12) leaves the copy at 0.225 unlikely to improve, so the second
+    # pick is the network at cost 30, although its own margin is smaller than the copy's.
+    X, F = [[1], [2], [3]], [[0.22, 12], [0.225, 13], [0.185, 30]]
+    assert _improvement(X, F, OBSERVED, 1) == [(1,)]
+    assert _improvement(X, F, OBSERVED, 2) == [(1,), (3,)]
+    assert _improvement(X, F, OBSERVED, 3) == [(1,), (3,), (2,)]
+
+
+def test_improvement_skips_evaluated_and_pending_networks_and_failed_rows():
+    X, F = [[1], [2], [3]], [[0.22, 12], [0.225, 13], [0.185, 30]]
+    assert _improvement(X, F, OBSERVED, 3, seen={"1"}, pending={"3"}) == [(2,)]
+    # A failed evaluation (error 1.0) covers nothing: the front at cost 12 is still 0.30.
+    assert _improvement([[1]], [[0.5, 12]], OBSERVED + [[1.0, 1.0]], 1) == [(1,)]
+
+
+def test_residual_spread_is_the_rmse_of_predictions_made_before_evaluation():
+    from nas.algorithms.surrogate_search import SurrogateSearch
+
+    algo = SurrogateSearch(seed=0, surrogate={"name": "ridge"}, acquisition="improvement")
+    ctx = Synthetic("nb201").context(np.empty((0, 1)), np.empty((0, 2)))
+    # Fewer than five told predictions: the cross-validated RMSE of the chosen model.
+    algo._told = [(0.2, 0.2)] * 4
+    assert algo.residual_spread(ctx, {"cv_rmse": 0.07}) == pytest.approx(0.07)
+    # Predictions made before evaluation: log-error residuals of exactly +-0.1.
+    algo._told = [(0.2 * math.exp(0.1 * s), 0.2) for s in (1, -1, 1, -1, 1, -1)]
+    assert algo.residual_spread(ctx, {"cv_rmse": 0.07}) == pytest.approx(0.1)
+
+
+def test_an_unknown_acquisition_is_one_line_naming_the_choices():
+    with pytest.raises(ValueError) as info:
+        make_algorithm({**CONFIGS["surrogate"], "acquisition": "ei"}, seed=0,
+                       surrogate=SURROGATE)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "algorithm.acquisition" in msg
+    assert all(f"'{a}'" in msg for a in ("front", "improvement", "hypervolume"))
+
+
+def _ehvi(X, F, observed, n, sigma, seed=0):
+    from types import SimpleNamespace
+
+    from nas.algorithms.surrogate_search import select_ehvi
+
+    ctx = SimpleNamespace(space=_Ids(), seen=set(), pending=set())
+    return select_ehvi(ctx, np.array(X), np.array(F, float), None, n,
+                       observed=np.array(observed, float), sigma=sigma,
+                       rng=np.random.default_rng(seed))
+
+
+# Three near-copies just ahead of the front at cost 12-14, one network ahead at cost 25.
+EHVI_X = [[1], [2], [3], [4]]
+EHVI_F = [[0.28, 12], [0.281, 13], [0.282, 14], [0.19, 25]]
+EHVI_OBSERVED = [[0.30, 10.0], [0.20, 20.0], [0.60, 1.0]]
+
+
+def test_hypervolume_acquisition_spreads_when_predictions_are_sure():
+    # Exact predictions: the copy at cost 13 adds nothing once the one at 12 is believed.
+    assert _ehvi(EHVI_X, EHVI_F, EHVI_OBSERVED, 2, sigma=1e-6) == [(1,), (4,)]
+
+
+def test_hypervolume_acquisition_retries_a_region_under_noise():
+    # A spread of 5% in log error: any of the copies may draw the improvement, and the
+    # region's expected gain beats the single network at cost 25.
+    for seed in range(3):
+        assert _ehvi(EHVI_X, EHVI_F, EHVI_OBSERVED, 2, sigma=0.05, seed=seed)[1] in {(2,), (3,)}
+    assert _ehvi(EHVI_X, EHVI_F, EHVI_OBSERVED, 4, sigma=0.05, seed=1) == \
+        _ehvi(EHVI_X, EHVI_F, EHVI_OBSERVED, 4, sigma=0.05, seed=1)
+
+
+def test_hypervolume_acquisition_needs_two_objectives():
+    with pytest.raises(ValueError, match=r"needs two objectives .* got 3; use "
+                                         r"algorithm.acquisition=front"):
+        _ehvi([[1]], [[0.2, 1.0, 2.0]], [[0.3, 1.0, 1.0]], 1, sigma=0.1)
+
+
+def test_exclusive_area_against_a_hand_computed_staircase():
+    from nas.algorithms.surrogate_search import _exclusive_area
+
+    front = np.array([[0.5, 0.2], [0.3, 0.6]])  # (error, cost)
+    # (0.4, 0.1) dominates [0.1, 1.1] x [0.4, 1.1] (0.7); the front covers [0.2, 1.1] x
+    # [0.5, 1.1] (0.54) and [0.6, 1.1] x [0.4, 0.5] (0.05): 0.11 is its own.
+    got = _exclusive_area(front, np.array([0.1, 0.7, 0.0]), np.array([0.4, 0.6, 1.2]))
+    assert got == pytest.approx([0.11, 0.0, 0.0])
+    assert _exclusive_area(np.empty((0, 2)), np.array([0.1]), np.array([0.1])) == \
+        pytest.approx([1.0])

@@ -180,10 +180,15 @@ def test_a_corrupt_archive_is_named_by_resume_report_and_export(tmp_path, done_r
     ("+train.epoch=5", "unknown config key 'train.epoch' (did you mean train.epochs?)"),
     ("+foo=1", "unknown config key 'foo': nothing reads it"),
     ("seed=-1", "seed=-1 is invalid; pass an integer >= 0"),
+    ("algorithm.acquisition=ehvi", "algorithm.acquisition must be one of ['front', "
+                                   "'improvement', 'hypervolume'], got 'ehvi'"),
+    ("algorithm.acquisition=hypervolume objectives=[error,macs,params]",
+     "algorithm.acquisition=hypervolume needs two objectives (error and one cost), got "
+     "objectives=['error', 'macs', 'params']; use algorithm.acquisition=front or improvement"),
 ])
 def test_bad_values_are_refused_before_any_file(tmp_path, override, needle):
     with pytest.raises(SearchError) as e:
-        run_search(tiny_cfg(override), tmp_path / "run")
+        run_search(tiny_cfg(*override.split()), tmp_path / "run")
     assert needle in str(e.value)
     assert not (tmp_path / "run").exists()
 

@@ -32,6 +32,21 @@ from nas.surrogate import make_surrogate, rank_metrics
 
 log = logging.getLogger(__name__)
 
+#: how the surrogate search picks a batch from the predicted objectives:
+#: ``front``: the predicted Pareto front, spread along the cost axis (NSGANetV2);
+#: ``improvement``: the highest probability of improving the evaluated front, under the
+#: surrogate's out-of-sample residual spread (noise included), one pick at a time
+#: ``hypervolume``: the batch of greatest expected hypervolume improvement (two objectives),
+#: the expectation taken by Monte Carlo over errors drawn around the predictions with that
+#: spread
+ACQUISITIONS = ("front", "improvement", "hypervolume")
+
+#: Monte Carlo draws of the candidates' errors for ``acquisition=hypervolume``
+EHVI_SAMPLES = 32
+
+#: the residual spread is the RMSE of the latest this many predictions made before training
+SPREAD_WINDOW = 30
+
 
 class SurrogateProblem(Problem):
     """Every objective of a genome, predicted (error, table metrics) or exact (costs), with
@@ -58,8 +73,12 @@ class SurrogateSearch(Algorithm):
     def __init__(self, *, seed: int, surrogate: dict, generations: int = 30,
                  pop_size: int = 64, enumerate_limit: int = 20_000,
                  reselect_growth: float = 0.25, local_share: float = 0.0,
-                 rank_with_archive: bool = True):
+                 rank_with_archive: bool = True, acquisition: str = "front"):
         super().__init__(seed=seed)
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"algorithm.acquisition must be one of {list(ACQUISITIONS)}, got "
+                             f"{acquisition!r}; e.g. algorithm.acquisition=front")
+        self.acquisition = acquisition
         generations = checks.integer("algorithm.generations", generations, lo=1)
         pop_size = checks.integer("algorithm.pop_size", pop_size, lo=4)
         # 0: never enumerate
@@ -197,8 +216,22 @@ class SurrogateSearch(Algorithm):
         against = self._against(ctx)
         if against is not None and lies is not None:
             against = np.vstack([against, lies])
-        chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen),
-                                 against=against, spread_from=lies)
+        if self.acquisition == "improvement":
+            sigma = self.residual_spread(ctx, entry)
+            entry["residual_spread"] = sigma
+            observed = ctx.F if lies is None else np.vstack([ctx.F, lies])
+            chosen += select_improvement(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                         observed=observed, sigma=sigma, target=self.target)
+        elif self.acquisition == "hypervolume":
+            sigma = self.residual_spread(ctx, entry)
+            entry["residual_spread"] = sigma
+            observed = ctx.F if lies is None else np.vstack([ctx.F, lies])
+            chosen += select_ehvi(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                  observed=observed, sigma=sigma, target=self.target,
+                                  rng=np.random.default_rng(int(self.rng.integers(2**31))))
+        else:
+            chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                     against=against, spread_from=lies)
         if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
             ctx2 = dataclasses.replace(
                 ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})
@@ -208,6 +241,24 @@ class SurrogateSearch(Algorithm):
                                    for g, p in zip(chosen, preds)})
         self.log.append(entry)
         return chosen
+
+    def residual_spread(self, ctx: Context, entry: dict) -> float:
+        """How far a new network's error may fall from its prediction, in the surrogate's
+        target space: the RMSE of the latest ``SPREAD_WINDOW`` predictions made before their
+        networks were evaluated (model error and the evaluations' own noise together);
+        until five exist, the chosen model's cross-validated RMSE, else the spread of the
+        evaluated errors themselves (the model is not trusted yet)."""
+        told = getattr(self, "_told", [])[-SPREAD_WINDOW:]
+        if len(told) >= 5:
+            true, pred = (np.array(v) for v in zip(*told))
+            return float(np.sqrt(np.mean(
+                (to_target(true, self.target) - to_target(pred, self.target)) ** 2)))
+        cv = entry.get("cv_rmse", float("nan"))
+        if np.isfinite(cv) and cv > 0:
+            return float(cv)
+        ok = ctx.F[:, 0] < 1.0
+        spread = float(np.std(to_target(ctx.F[ok, 0], self.target))) if ok.sum() > 1 else 0.0
+        return spread if spread > 0 else 1.0
 
     #: held-out quality is measured on at least this many of the latest told predictions
     HELDOUT_WINDOW = 6
@@ -243,10 +294,7 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
     ``spread_from``: objectives of architectures still training (predicted); when given,
     each front is sampled farthest-first from them instead of at cost quantiles, so an
     ask for one architecture while others train does not repeat their region."""
-    feas = np.ones(len(X), bool) if cv is None else (cv.reshape(-1) <= 0)
-    keys = [ctx.space.arch_id(x) for x in X]
-    fresh = np.array([feas[i] and keys[i] not in ctx.seen and keys[i] not in ctx.pending
-                      for i in range(len(X))], bool)
+    keys, fresh = _fresh(ctx, X, cv)
     if not fresh.any():
         return []
     idx = np.flatnonzero(fresh)
@@ -276,6 +324,141 @@ def select_diverse(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int,
             keys_out.add(keys[i])
             out.append(tuple(int(v) for v in X[i]))
     return out
+
+
+def select_improvement(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int, *,
+                       observed: np.ndarray, sigma: float,
+                       target: str = "log") -> list[tuple[int, ...]]:
+    """Pick ``n`` new architectures, each the one most likely to improve the front.
+
+    A candidate improves the front when its error falls below the least error of every
+    evaluated architecture that costs no more on each other objective (``observed``, error
+    in column 0). Its error is taken as normal around the prediction (``F[:, 0]``) in the
+    surrogate's target space, with standard deviation ``sigma`` (the out-of-sample residual
+    spread), so the probability is ``Phi((t(e*) - t(mu)) / sigma)``: it weighs a margin by
+    how far predictions miss, and on noisy evaluations it favours networks whose draw can
+    beat a lucky one. Batches are built one pick at a time (kriging believer, Ginsbourger et
+    al. 2010): a pick joins ``observed`` at its prediction before the next is chosen, so
+    picks that would merely repeat it lose their margin. Ties (candidates that no evaluated
+    architecture dominates on cost) go to the lower predicted error."""
+    from scipy.stats import norm
+
+    keys, fresh = _fresh(ctx, X, cv)
+    idx = np.flatnonzero(fresh)
+    if not len(idx) or n <= 0:
+        return []
+    C = np.asarray(F[idx], float)
+    A = np.asarray(observed, float).reshape(-1, C.shape[1])
+    A = A[A[:, 0] < 1.0]  # failed evaluations improve nothing
+
+    def best_below(rows: np.ndarray) -> np.ndarray:
+        """Least error of ``rows`` costing no more than each candidate (inf if none)."""
+        if not len(rows):
+            return np.full(len(C), np.inf)
+        covers = np.all(rows[None, :, 1:] <= C[:, None, 1:], axis=2)
+        return np.where(covers, rows[None, :, 0], np.inf).min(axis=1)
+
+    e_star = best_below(A)
+    mu = to_target(np.clip(C[:, 0], 1e-12, None), target)
+    sigma = max(float(sigma), 1e-9)
+    out, taken, keys_out = [], np.zeros(len(C), bool), set()
+    while len(out) < n and not taken.all():
+        finite = np.isfinite(e_star)
+        z = np.full(len(C), np.inf)
+        z[finite] = (to_target(np.clip(e_star[finite], 1e-12, None), target)
+                     - mu[finite]) / sigma
+        prob = norm.cdf(z)
+        prob[taken] = -1.0
+        order = np.lexsort((C[:, 0], -prob))
+        i = int(order[0])
+        taken[i] = True
+        if keys[idx[i]] not in keys_out:
+            keys_out.add(keys[idx[i]])
+            out.append(tuple(int(v) for v in X[idx[i]]))
+        e_star = np.minimum(e_star, best_below(C[i:i + 1]))
+    return out
+
+
+def select_ehvi(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int, *,
+                observed: np.ndarray, sigma: float, target: str = "log",
+                rng: np.random.Generator,
+                samples: int = EHVI_SAMPLES) -> list[tuple[int, ...]]:
+    """Pick ``n`` new architectures greedily by expected hypervolume improvement (q-EHVI by
+    sequential greedy Monte Carlo, as Daulton et al. 2020), for two objectives: the error
+    (predicted, column 0) and one exact cost (column 1).
+
+    Each candidate's error is drawn ``samples`` times around its prediction, normal in the
+    surrogate's target space with standard deviation ``sigma`` (the out-of-sample residual
+    spread: model error and evaluation noise). In every draw, a candidate's improvement is
+    the area (objectives min-max scaled over the evaluated and candidate points, reference
+    point 1.1) that it dominates and the evaluated front does not; a pick joins that draw's
+    front with its own drawn error before the next pick. With a small spread this is the
+    predicted front, spread along the cost axis; with a large one, networks predicted just
+    behind the front are tried several times over, as a noisy evaluation's lucky draws make
+    the front."""
+    keys, fresh = _fresh(ctx, X, cv)
+    idx = np.flatnonzero(fresh)
+    if not len(idx) or n <= 0:
+        return []
+    C = np.asarray(F[idx], float)
+    if C.shape[1] != 2:
+        raise ValueError(f"algorithm.acquisition=hypervolume needs two objectives (error and "
+                         f"one cost), got {C.shape[1]}; use algorithm.acquisition=front")
+    A = np.asarray(observed, float).reshape(-1, 2)
+    A = A[A[:, 0] < 1.0]
+    mu = to_target(np.clip(C[:, 0], 1e-12, None), target)
+    draws = from_target(mu[None, :] + max(float(sigma), 0.0)
+                        * rng.standard_normal((samples, len(C))), target)
+    both = np.vstack([A, C])
+    lo = both.min(axis=0)
+    span = np.where(np.ptp(both, axis=0) > 0, np.ptp(both, axis=0), 1.0)
+    cost = (C[:, 1] - lo[1]) / span[1]
+    E = np.clip((draws - lo[0]) / span[0], None, 1.1)
+    base = (A - lo) / span
+    fronts = [base[pareto.non_dominated(base)] if len(base) else base
+              for _ in range(samples)]
+    out: list[tuple[int, ...]] = []
+    taken = np.zeros(len(C), bool)
+    while len(out) < n and not taken.all():
+        gain = np.zeros(len(C))
+        for s in range(samples):
+            gain += _exclusive_area(fronts[s], cost, E[s])
+        gain[taken] = -1.0
+        # ties (no gain anywhere) go to the lower predicted error
+        i = int(np.lexsort((C[:, 0], -gain))[0])
+        taken[i] = True
+        out.append(tuple(int(v) for v in X[idx[i]]))
+        for s in range(samples):
+            P = np.vstack([fronts[s], [[E[s, i], cost[i]]]])
+            fronts[s] = P[pareto.non_dominated(P)]
+    return out
+
+
+def _exclusive_area(front: np.ndarray, cost: np.ndarray, error: np.ndarray,
+                    ref: float = 1.1) -> np.ndarray:
+    """For each point (``error[j]``, ``cost[j]``), the area it dominates within the
+    reference box that ``front`` (rows (error, cost), non-dominated) does not. The front's
+    attainment curve is a step function of cost: below its cheapest point the box's top,
+    then each point's error up to the next point's cost."""
+    order = np.argsort(front[:, 1], kind="stable") if len(front) else np.empty(0, int)
+    fc, fe = front[order, 1], front[order, 0]
+    starts = np.concatenate([[-np.inf], fc])  # step j spans [starts[j], ends[j])
+    ends = np.concatenate([fc, [ref]])
+    level = np.concatenate([[ref], fe])  # the attained error on that step
+    lo = np.maximum(starts[None, :], cost[:, None])
+    width = np.clip(np.minimum(ends[None, :], ref) - lo, 0.0, None)
+    height = np.clip(np.minimum(level[None, :], ref) - error[:, None], 0.0, None)
+    return (width * height).sum(axis=1)
+
+
+def _fresh(ctx: Context, X: np.ndarray, cv) -> tuple[list[str], np.ndarray]:
+    """Each candidate's arch id, and which are feasible (``cv`` <= 0, or no ``cv``), not
+    evaluated and not being evaluated."""
+    feas = np.ones(len(X), bool) if cv is None else (cv.reshape(-1) <= 0)
+    keys = [ctx.space.arch_id(x) for x in X]
+    fresh = np.array([feas[i] and keys[i] not in ctx.seen and keys[i] not in ctx.pending
+                      for i in range(len(X))], bool)
+    return keys, fresh
 
 
 def _farthest_points(F: np.ndarray, k: int, anchors: np.ndarray | None = None) -> np.ndarray:

@@ -90,9 +90,14 @@ def check(cfg: DictConfig) -> None:
         # the algorithm's own options, checked by building it (nothing runs yet)
         make_algorithm(OmegaConf.to_container(cfg.algorithm, resolve=True), seed=0,
                        surrogate=OmegaConf.to_container(cfg.surrogate, resolve=True))
-        check_objectives(objectives_of(cfg),
+        objectives = objectives_of(cfg)
+        check_objectives(objectives,
                          table=(cfg.get("evaluator") or {}).get("backend") == "table",
                          cost_table=bool((cfg.get("costs") or {}).get("table")))
+        if cfg.algorithm.get("acquisition") == "hypervolume" and len(objectives) != 2:
+            raise SearchError(f"algorithm.acquisition=hypervolume needs two objectives (error "
+                              f"and one cost), got objectives={list(objectives)}; use "
+                              f"algorithm.acquisition=front or improvement")
     except ValueError as e:
         raise SearchError(str(e)) from None
     if b.initial > b.evaluations:

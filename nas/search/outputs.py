@@ -120,8 +120,8 @@ class SearchOutputs:
             cols = ["iteration", "evaluations", "hypervolume", "cost", "cost_ref", "objectives",
                     "refs"]
             self.folder.write_csv("hypervolume.csv", hist[cols])
-            sur = [c for c in hist.columns if c.startswith(("surrogate", "cv_", "heldout_",
-                                                            "train_size"))]
+            sur = [c for c in hist.columns if c.startswith(
+                ("surrogate", "cv_", "heldout_", "residual_", "train_size"))]
             if sur:
                 self.folder.write_csv("surrogate.csv", hist[["iteration", "evaluations"] + sur]
                                       .dropna(subset=["surrogate"]))
