@@ -514,7 +514,8 @@ def estimate_search(search: Any, parallel: int = 1, threads: int | None = None) 
     space = search.space
     genomes = space.sample(SAMPLES, np.random.default_rng(2024))
     feasible = [g for g in genomes if search.feasible(g)] or list(genomes)
-    infos = sorted((search.coster.info(g) for g in feasible), key=lambda i: i["macs"])
+    infos = sorted((search.coster.info(g, latency=False) for g in feasible),
+                   key=lambda i: i["macs"])
     mean_macs = float(np.mean([i["macs"] for i in infos]))
     # the smallest, the quartiles and the median: the fit spans the candidates' sizes
     probes = [infos[int(q * (len(infos) - 1))]["spec"] for q in (0.0, 0.25, 0.5, 0.75)]

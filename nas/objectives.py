@@ -132,7 +132,11 @@ class Coster:
         self.cost_kinds = tuple(self.cost_kinds)
         self._memo: OrderedDict[str, dict] = OrderedDict()
 
-    def info(self, genome) -> dict:
+    def info(self, genome, *, latency: bool = True) -> dict:
+        """The genome's arch id, spec and costs. ``latency=False``: leave ``latency_ms``
+        unset (None) when it is not known yet; predicting it from the latency table times
+        every layer the table lacks, so whatever needs only the analytic costs (the MACs of
+        a sample of the space) asks without it."""
         aid = self.space.arch_id(genome)
         got = self._memo.get(aid)
         if got is not None:
@@ -142,13 +146,13 @@ class Coster:
             macs, params, acts = totals(spec)
             got = {"arch_id": aid, "spec": spec, "macs": macs, "params": params,
                    "activations": acts, "latency_ms": None}
-            if self.latency_table is not None:
-                got["latency_ms"] = float(self.latency_table.predict(spec))
             if self.columns is not None:
                 got["columns"] = self.row(genome)
             self._memo[aid] = got
             if len(self._memo) > self.capacity:
                 self._memo.popitem(last=False)
+        if latency and self.latency_table is not None and got["latency_ms"] is None:
+            got["latency_ms"] = float(self.latency_table.predict(got["spec"]))
         return got
 
     def row(self, genome) -> dict:

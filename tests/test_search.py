@@ -241,7 +241,21 @@ def test_latency_objective(tmp_path, monkeypatch):
     assert len(ev) == 4 and (ev["latency_ms"] > 0).all()
     hv = pd.read_csv(tmp_path / "run" / "hypervolume.csv")
     assert hv["cost"].iloc[0] == "latency_ms" and (hv["hypervolume"] > 0).all()
-    assert list((tmp_path / "latency").glob("*.json"))  # the lookup table was persisted
+    (table,) = (tmp_path / "latency").glob("*.json")  # the lookup table was persisted
+    # Only the layers of the networks it evaluated were timed: sizing the worker pool and
+    # the estimate read a sample's MACs, which need no latency.
+    from omegaconf import OmegaConf
+
+    from nas import registry
+    from nas.latency import LatencyTable
+
+    lat = LatencyTable(table, threads=1)
+    cfg = tiny_cfg()
+    space = registry.space(OmegaConf.to_container(cfg.space, resolve=True),
+                           num_classes=cfg.data.num_classes, in_channels=cfg.data.channels)
+    used = {k for g in ev["genome"]
+            for k in lat.layer_keys(space.decode(tuple(int(v) for v in g.split("-"))))}
+    assert set(lat.entries) - {lat._overhead_key()} == used
 
 
 # --------------------------------------------------------------------------------------------

@@ -637,7 +637,7 @@ class Search:
     def step_macs(self) -> float:
         """MACs of a median candidate's training step (the pool sizes its threads by it)."""
         genomes = self.space.sample(64, np.random.default_rng(7))
-        macs = float(np.median([self.coster.info(g)["macs"] for g in genomes]))
+        macs = float(np.median([self.coster.info(g, latency=False)["macs"] for g in genomes]))
         return macs * 3 * int(self.cfg.train.batch_size)  # forward + backward ~ 3x forward
 
     # -- main loop -----------------------------------------------------------------------
