@@ -549,3 +549,17 @@ def test_reproducible_asks_give_the_same_search_whatever_order_results_arrive(tm
         ev = pd.read_csv(out / "evaluated.csv").sort_values(["iteration", "genome"])
         orders.append(list(zip(ev["iteration"], ev["genome"])))
     assert orders[0] == orders[1]
+
+
+def test_summary_names_the_run_folder_as_a_path_from_the_shell(tmp_path, monkeypatch, capsys):
+    quick = ("progress=true", "estimate=false", "algorithm=random", "baselines.names=[]",
+             "budget.evaluations=2", "budget.initial=2")
+    monkeypatch.chdir(tmp_path)
+    run_search(tiny_cfg(*quick), tmp_path / "runs" / "a")
+    out = capsys.readouterr().out
+    assert "Pareto front: mobile, 2 evaluated (0 failed)" in out
+    assert out.rstrip().splitlines()[-1] == f"run folder: {Path('runs') / 'a'}"
+    # a folder outside the shell's directory: its whole path
+    monkeypatch.chdir(tmp_path / "runs" / "a")
+    run_search(tiny_cfg(*quick), tmp_path / "b")
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"run folder: {tmp_path / 'b'}"

@@ -194,7 +194,12 @@ def print_summary(search: Search) -> None:
     if pf_ is not None:
         con.print(f"surrogate features: {', '.join(pf_.proxies)} of {pf_.computed} networks "
                   f"computed in {duration(pf_.seconds)} (the rest read from {pf_.path})")
-    con.print(f"run folder: {search.run_dir}")
+    run_dir = Path(search.run_dir).absolute()
+    try:  # the path to type from here (the shell's directory), else the whole path
+        run_dir = run_dir.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    con.print(f"run folder: {run_dir}")
 
 
 def grade_at_end(search: Search, cfg: DictConfig) -> None:
