@@ -29,9 +29,7 @@ import torch
 from nas import spec as S
 from nas.checkpoints import read_weights
 from nas.cost import layer_cost
-
-FREEZE_ALL_BUT_HEAD = "all-but-head"
-MATCHES = ("strict", "prefix")
+from nas.recipe import FREEZE_ALL_BUT_HEAD, MATCHES
 
 
 def head_index(spec: S.ArchSpec) -> int:

@@ -50,12 +50,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from nas.commands.schema import check_override_order, unknown_key
+from nas.commands.schema import check_keys, check_override_order, unknown_key
 from nas.config import COMMANDS, CONF_DIR
 from nas.cost import human
+from nas.recipe import CandidateFailed
 from nas.registry import Registry
 from nas.run import cleanup_hydra_dir
-from nas.train import CandidateFailed
 
 #: exit statuses
 EXIT_OK, EXIT_CRASH, EXIT_USER, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -193,7 +193,6 @@ def hydra_app(command: str, task: Callable[[Any, Path, list[str]], Any]) -> None
     ``conf/<COMMANDS[command]>.yaml``) under the exit-code policy above: the command's check
     (:data:`CHECKS`) runs first, and a run folder that failed before writing anything is
     removed again."""
-    check = CHECKS.get(command)
 
     @hydra.main(config_path=str(CONF_DIR), config_name=COMMANDS[command], version_base="1.3")
     def _app(cfg: Any) -> Any:
@@ -203,7 +202,10 @@ def hydra_app(command: str, task: Callable[[Any, Path, list[str]], Any]) -> None
         try:
             with sigterm_interrupts():
                 check_override_order(list(hc.overrides.task))
-                check(cfg)
+                # the keys first: a typo is named before the command's own modules (torch,
+                # Lightning) load, in a second instead of several
+                check_keys(cfg, command)
+                CHECKS.get(command)(cfg)
                 return task(cfg, run_dir, list(hc.overrides.task))
         except KeyboardInterrupt as e:
             cleanup_hydra_dir(run_dir)

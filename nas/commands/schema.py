@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas import registry
 from nas.config import COMMANDS, CONF_DIR, options, primary, yaml_keys
-from nas.train import TrainConfig
+from nas.recipe import TrainConfig
 
 #: config groups each command reads (``space`` is added with ``+space=``)
 GROUPS = {
@@ -121,7 +121,9 @@ def check_keys(cfg: DictConfig | Mapping, command: str) -> None:
     node = {k: v for k, v in dict(node).items() if k != "hydra"}
     top, groups = primary(command), GROUPS[command]
     allowed = set(top) | set(groups)
-    for key, value in node.items():
+    # the data group last: its keys are the data set class's arguments, and importing the
+    # class loads torch; a typo anywhere else is named before that
+    for key, value in sorted(node.items(), key=lambda kv: kv[0] == "data"):
         if key not in allowed:
             raise unknown_key("", str(key), allowed)
         if key not in groups:

@@ -293,14 +293,15 @@ def _space_of_checkpoint(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
+    """One search job of the command line (Hydra has composed and checked ``cfg``)."""
+    try:
+        return float(run_search(cfg, run_dir, overrides)["hypervolume"])
+    finally:
+        if cfg.get("resume"):  # the resumed folder holds the run, not this one
+            cleanup_hydra_dir(run_dir)
+
+
 def main() -> None:
     """``python -m nas.search``."""
-
-    def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
-        try:
-            return float(run_search(cfg, run_dir, overrides)["hypervolume"])
-        finally:
-            if cfg.get("resume"):  # the resumed folder holds the run, not this one
-                cleanup_hydra_dir(run_dir)
-
     hydra_app("search", task)

@@ -35,17 +35,32 @@ next rung. Each rung is an archive row; the CSVs and fronts hold each architectu
 rung, with its ``epochs``.
 """
 
-from nas.search.outputs import SearchOutputs
-from nas.search.scheduler import Search
-from nas.search.settings import (
-    FIDELITIES,
-    SearchError,
-    SearchInterrupted,
-    fidelity_of,
-    fidelity_rungs,
-    min_evaluated,
-    show_value,
-)
+from __future__ import annotations
 
-__all__ = ["FIDELITIES", "Search", "SearchError", "SearchInterrupted", "SearchOutputs",
-           "fidelity_of", "fidelity_rungs", "min_evaluated", "show_value"]
+import importlib
+from typing import Any
+
+#: what the package exports, and the module each comes from; loaded on first use, so that
+#: ``python -m nas.search`` checks a command line before the search stack (torch,
+#: Lightning, scikit-learn) is imported
+_EXPORTS = {
+    "SearchOutputs": "nas.search.outputs",
+    "Search": "nas.search.scheduler",
+    **{name: "nas.search.settings" for name in (
+        "FIDELITIES", "SearchError", "SearchInterrupted", "fidelity_of", "fidelity_rungs",
+        "min_evaluated", "show_value")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nas.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
