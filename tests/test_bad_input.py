@@ -411,21 +411,28 @@ def test_hydra_composition_errors_are_one_line(tmp_path):
         assert not (tmp_path / "r").exists()
 
 
-def test_the_main_job_names_a_typo_before_loading_the_training_stack(tmp_path):
-    """python -m nas.search composes and key-checks the command line first: a typo or a
-    wrong group option costs a second, not the 5 s torch, Lightning and scikit-learn take
-    to import (what is loaded is checked when the process exits)."""
+def test_commands_name_a_typo_before_loading_the_training_stack(tmp_path):
+    """python -m nas.search (and nas.tune, nas.baselines) compose and key-check the command
+    line first: a typo or a wrong group option costs a second, not the 5 s torch, Lightning
+    and scikit-learn take to import (what is loaded is checked when the process exits)."""
     probe = ("import atexit, runpy, sys\n"
              "atexit.register(lambda: print('loaded:', sorted(m for m in ('torch', "
              "'pytorch_lightning', 'sklearn') if m in sys.modules), file=sys.stderr))\n"
              "sys.argv = ['nas.search', *sys.argv[1:]]\n"
              "runpy.run_module('nas.search', run_name='__main__', alter_sys=True)\n")
-    for args, text in [(["budget.evalutions=5"], "unknown config key 'budget.evalutions'"),
-                       (["data=foo"], "data=foo is not an option of the data group"),
-                       (["+train.epoch=5"], "unknown config key 'train.epoch'"),
-                       (["+surrogate.feature=[synflow]"], "unknown config key "
-                                                          "'surrogate.feature'")]:
-        p = subprocess.run([sys.executable, "-c", probe, "+space=mobile", *args,
+    for command, args, text in [
+            ("search", ["+space=mobile", "budget.evalutions=5"],
+             "unknown config key 'budget.evalutions'"),
+            ("search", ["+space=mobile", "data=foo"],
+             "data=foo is not an option of the data group"),
+            ("search", ["+space=mobile", "+train.epoch=5"], "unknown config key 'train.epoch'"),
+            ("search", ["+space=mobile", "+surrogate.feature=[synflow]"],
+             "unknown config key 'surrogate.feature'"),
+            ("tune", ["+space=mobile", "+tune.n_trial=3"], "unknown config key 'tune.n_trial'"),
+            ("baselines", ["+baselines.name=[lenet5]"],
+             "unknown config key 'baselines.name'")]:
+        p = subprocess.run([sys.executable, "-c", probe.replace("nas.search", f"nas.{command}"),
+                            *args,
                             f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
         lines = p.stderr.strip().splitlines()

@@ -1,5 +1,7 @@
-"""``python -m nas.baselines``: see :mod:`nas.commands.baselines`."""
+"""``python -m nas.baselines``: see :mod:`nas.commands.baselines`
+(:func:`nas.commands.run_command` checks the command line before the training stack is
+imported)."""
 
-from nas.commands.baselines import main
+from nas.commands import run_command
 
-main()
+run_command("baselines")

@@ -70,6 +70,15 @@ CHECKS = Registry("command", {
     "supernet": "nas.commands.supernet:check",
 })
 
+#: the job function of each command whose package loads nothing heavy, so that
+#: ``python -m nas.X`` composes and key-checks its command line before importing it
+#: (:func:`run_command`)
+TASKS = Registry("command", {
+    "search": "nas.commands.search:task",
+    "tune": "nas.commands.tune:task",
+    "baselines": "nas.commands.baselines:task",
+})
+
 
 # --------------------------------------------------------------------------------------------
 # Errors and exit codes
@@ -231,6 +240,15 @@ def hydra_app(command: str, task: Callable[[Any, Path, list[str]], Any]) -> None
     except (HydraException, OmegaConfBaseException) as e:
         print(composition_error_line(e, command), file=sys.stderr)
         sys.exit(EXIT_USER)
+
+
+def run_command(command: str) -> None:
+    """``python -m nas.<command>`` for a command of :data:`TASKS`: :func:`hydra_app` with
+    the command's task, whose module (and with it torch, Lightning, scikit-learn) is
+    imported only once Hydra has composed the command line and its keys are checked: a
+    typo is named in about a second."""
+    hydra_app(command, lambda cfg, run_dir, overrides: TASKS.get(command)(cfg, run_dir,
+                                                                          overrides))
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]]:

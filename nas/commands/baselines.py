@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
@@ -134,6 +135,11 @@ def check(cfg: Any) -> None:
         zoo.get_info(name)  # raises ValueError with close matches and the known names
 
 
+def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
+    """One ``python -m nas.baselines`` job (Hydra has composed and checked ``cfg``)."""
+    return run_baselines(cfg, run_dir=run_dir)
+
+
 def main() -> None:
     """``python -m nas.baselines``."""
-    hydra_app("baselines", lambda cfg, run_dir, _: run_baselines(cfg, run_dir=run_dir))
+    hydra_app("baselines", task)

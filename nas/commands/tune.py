@@ -536,6 +536,11 @@ def check(cfg: DictConfig) -> None:
     check_search(without_tune(cfg))
 
 
+def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
+    """One ``python -m nas.tune`` job (Hydra has composed and checked ``cfg``)."""
+    return run_tune(overrides, run_dir)
+
+
 def main() -> None:
     """``python -m nas.tune``."""
-    hydra_app("tune", lambda cfg, run_dir, overrides: run_tune(overrides, run_dir))
+    hydra_app("tune", task)

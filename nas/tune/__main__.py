@@ -1,5 +1,6 @@
-"""``python -m nas.tune``: see :mod:`nas.commands.tune`."""
+"""``python -m nas.tune``: see :mod:`nas.commands.tune` (:func:`nas.commands.run_command`
+checks the command line before the search stack is imported)."""
 
-from nas.commands.tune import main
+from nas.commands import run_command
 
-main()
+run_command("tune")
