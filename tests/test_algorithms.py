@@ -338,3 +338,12 @@ def test_exclusive_area_against_a_hand_computed_staircase():
     assert got == pytest.approx([0.11, 0.0, 0.0])
     assert _exclusive_area(np.empty((0, 2)), np.array([0.1]), np.array([0.1])) == \
         pytest.approx([1.0])
+
+
+def test_acquisitions_take_each_network_once_when_the_candidates_repeat_it():
+    # NSGA-II's final population (the candidates on a space too large to list) may hold
+    # one network several times: a batch must still name it once.
+    X, F = [[1], [1], [2]], [[0.5, 5.0], [0.5, 5.0], [0.9, 50.0]]
+    observed = [[0.3, 10.0]]
+    assert _ehvi(X, F, observed, 2, sigma=1e-6) == [(1,), (2,)]
+    assert _improvement(X, F, observed, 2) == [(1,), (2,)]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
+from scipy.stats import norm
 
 from nas import checks, pareto
 from nas.algorithms.base import (
@@ -216,22 +217,20 @@ class SurrogateSearch(Algorithm):
         against = self._against(ctx)
         if against is not None and lies is not None:
             against = np.vstack([against, lies])
-        if self.acquisition == "improvement":
-            sigma = self.residual_spread(ctx, entry)
-            entry["residual_spread"] = sigma
-            observed = ctx.F if lies is None else np.vstack([ctx.F, lies])
-            chosen += select_improvement(ctx_g, cand_X, cand_F, cv, n - len(chosen),
-                                         observed=observed, sigma=sigma, target=self.target)
-        elif self.acquisition == "hypervolume":
-            sigma = self.residual_spread(ctx, entry)
-            entry["residual_spread"] = sigma
-            observed = ctx.F if lies is None else np.vstack([ctx.F, lies])
-            chosen += select_ehvi(ctx_g, cand_X, cand_F, cv, n - len(chosen),
-                                  observed=observed, sigma=sigma, target=self.target,
-                                  rng=np.random.default_rng(int(self.rng.integers(2**31))))
-        else:
+        if self.acquisition == "front":
             chosen += select_diverse(ctx_g, cand_X, cand_F, cv, n - len(chosen),
                                      against=against, spread_from=lies)
+        else:
+            sigma = entry["residual_spread"] = self.residual_spread(ctx, entry)
+            observed = ctx.F if lies is None else np.vstack([ctx.F, lies])
+            if self.acquisition == "improvement":
+                chosen += select_improvement(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                             observed=observed, sigma=sigma,
+                                             target=self.target)
+            else:
+                chosen += select_ehvi(ctx_g, cand_X, cand_F, cv, n - len(chosen),
+                                      observed=observed, sigma=sigma, target=self.target,
+                                      rng=np.random.default_rng(int(self.rng.integers(2**31))))
         if len(chosen) < n:  # the predicted front ran dry: fill with new random samples
             ctx2 = dataclasses.replace(
                 ctx, seen=ctx.seen | {ctx.space.arch_id(g) for g in chosen})
@@ -341,15 +340,9 @@ def select_improvement(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int, *
     al. 2010): a pick joins ``observed`` at its prediction before the next is chosen, so
     picks that would merely repeat it lose their margin. Ties (candidates that no evaluated
     architecture dominates on cost) go to the lower predicted error."""
-    from scipy.stats import norm
-
-    keys, fresh = _fresh(ctx, X, cv)
-    idx = np.flatnonzero(fresh)
+    idx, C, A = _candidates_and_observed(ctx, X, F, cv, observed)
     if not len(idx) or n <= 0:
         return []
-    C = np.asarray(F[idx], float)
-    A = np.asarray(observed, float).reshape(-1, C.shape[1])
-    A = A[A[:, 0] < 1.0]  # failed evaluations improve nothing
 
     def best_below(rows: np.ndarray) -> np.ndarray:
         """Least error of ``rows`` costing no more than each candidate (inf if none)."""
@@ -361,7 +354,7 @@ def select_improvement(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int, *
     e_star = best_below(A)
     mu = to_target(np.clip(C[:, 0], 1e-12, None), target)
     sigma = max(float(sigma), 1e-9)
-    out, taken, keys_out = [], np.zeros(len(C), bool), set()
+    out, taken = [], np.zeros(len(C), bool)
     while len(out) < n and not taken.all():
         finite = np.isfinite(e_star)
         z = np.full(len(C), np.inf)
@@ -372,9 +365,7 @@ def select_improvement(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int, *
         order = np.lexsort((C[:, 0], -prob))
         i = int(order[0])
         taken[i] = True
-        if keys[idx[i]] not in keys_out:
-            keys_out.add(keys[idx[i]])
-            out.append(tuple(int(v) for v in X[idx[i]]))
+        out.append(tuple(int(v) for v in X[idx[i]]))
         e_star = np.minimum(e_star, best_below(C[i:i + 1]))
     return out
 
@@ -396,16 +387,12 @@ def select_ehvi(ctx: Context, X: np.ndarray, F: np.ndarray, cv, n: int, *,
     predicted front, spread along the cost axis; with a large one, networks predicted just
     behind the front are tried several times over, as a noisy evaluation's lucky draws make
     the front."""
-    keys, fresh = _fresh(ctx, X, cv)
-    idx = np.flatnonzero(fresh)
+    if F.shape[1] != 2:
+        raise ValueError(f"algorithm.acquisition=hypervolume needs two objectives (error and "
+                         f"one cost), got {F.shape[1]}; use algorithm.acquisition=front")
+    idx, C, A = _candidates_and_observed(ctx, X, F, cv, observed)
     if not len(idx) or n <= 0:
         return []
-    C = np.asarray(F[idx], float)
-    if C.shape[1] != 2:
-        raise ValueError(f"algorithm.acquisition=hypervolume needs two objectives (error and "
-                         f"one cost), got {C.shape[1]}; use algorithm.acquisition=front")
-    A = np.asarray(observed, float).reshape(-1, 2)
-    A = A[A[:, 0] < 1.0]
     mu = to_target(np.clip(C[:, 0], 1e-12, None), target)
     draws = from_target(mu[None, :] + max(float(sigma), 0.0)
                         * rng.standard_normal((samples, len(C))), target)
@@ -449,6 +436,23 @@ def _exclusive_area(front: np.ndarray, cost: np.ndarray, error: np.ndarray,
     width = np.clip(np.minimum(ends[None, :], ref) - lo, 0.0, None)
     height = np.clip(np.minimum(level[None, :], ref) - error[:, None], 0.0, None)
     return (width * height).sum(axis=1)
+
+
+def _candidates_and_observed(ctx: Context, X: np.ndarray, F: np.ndarray, cv,
+                             observed: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the acquisitions that score candidates one by one: the rows of ``X`` to choose
+    from (fresh, feasible, each network once, as NSGA-II's population may repeat one), their
+    objectives, and the evaluated objectives that can be improved (failed evaluations, error
+    1.0, improve nothing)."""
+    keys, fresh = _fresh(ctx, X, cv)
+    first: dict[str, int] = {}
+    for i in np.flatnonzero(fresh):
+        first.setdefault(keys[i], int(i))
+    idx = np.array(sorted(first.values()), dtype=int)
+    C = np.asarray(F, float)[idx].reshape(len(idx), -1)
+    A = np.asarray(observed, float).reshape(-1, C.shape[1])
+    return idx, C, A[A[:, 0] < 1.0]
 
 
 def _fresh(ctx: Context, X: np.ndarray, cv) -> tuple[list[str], np.ndarray]:
