@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
-from nas.commands import fmt_count, fmt_pct, hydra_app
+from nas.commands import fmt_count, fmt_pct
 from nas.commands.schema import check_keys
 from nas.config import plain
 from nas.cost import totals
@@ -138,8 +138,3 @@ def check(cfg: Any) -> None:
 def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     """One ``python -m nas.baselines`` job (Hydra has composed and checked ``cfg``)."""
     return run_baselines(cfg, run_dir=run_dir)
-
-
-def main() -> None:
-    """``python -m nas.baselines``."""
-    hydra_app("baselines", task)

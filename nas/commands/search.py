@@ -25,7 +25,6 @@ from rich.table import Table
 
 from nas import checks
 from nas.algorithms import check_inputs, check_target, make_algorithm
-from nas.commands import hydra_app
 from nas.commands.schema import check_keys
 from nas.cost import human
 from nas.estimate import duration
@@ -300,8 +299,3 @@ def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
     finally:
         if cfg.get("resume"):  # the resumed folder holds the run, not this one
             cleanup_hydra_dir(run_dir)
-
-
-def main() -> None:
-    """``python -m nas.search``."""
-    hydra_app("search", task)

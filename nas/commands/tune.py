@@ -64,7 +64,6 @@ from rich.table import Table
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from nas import registry
-from nas.commands import hydra_app
 from nas.commands.schema import check_keys
 from nas.commands.search import check as check_search
 from nas.commands.search import run_search
@@ -539,8 +538,3 @@ def check(cfg: DictConfig) -> None:
 def task(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     """One ``python -m nas.tune`` job (Hydra has composed and checked ``cfg``)."""
     return run_tune(overrides, run_dir)
-
-
-def main() -> None:
-    """``python -m nas.tune``."""
-    hydra_app("tune", task)
